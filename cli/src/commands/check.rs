@@ -1,0 +1,29 @@
+//! `check FILE`: validate a config without the daemon.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Prints every error with file:line:column, or a summary of the apps.
+pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
+    match mcpd_core::config::load(file) {
+        Ok(config) => {
+            let names: Vec<&str> = config.apps.iter().map(|a| a.name.as_str()).collect();
+            println!(
+                "{}: {} app(s) OK: {}",
+                file.display(),
+                names.len(),
+                names.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "mcpd: {} error(s) in {}; nothing was changed",
+                errors.0.len(),
+                file.display()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

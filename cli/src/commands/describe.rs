@@ -1,0 +1,71 @@
+//! `describe NAME`: config, state and last exits.
+
+use crate::{connect, format};
+use mcpd_core::model::{AppDetail, AppName};
+use mcpd_core::protocol::{DescribeRequest, Response};
+use std::process::ExitCode;
+
+/// Prints one app.
+pub async fn run(name: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let name = AppName::new(name).map_err(anyhow::Error::msg)?;
+    let detail = match connect::call(DescribeRequest { name }.into()).await? {
+        Response::Describe(d) => d,
+        other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&detail)?);
+    } else {
+        print!("{}", text(&detail));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text(d: &AppDetail) -> String {
+    let (i, c) = (&d.info, &d.config);
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<14} {v}\n"));
+    line("name", i.name.to_string());
+    line("status", i.status.to_string());
+    if let Some(r) = &i.reason {
+        line("reason", r.clone());
+    }
+    line("pid", opt(i.pid.map(|p| p.to_string())));
+    line("uptime", opt(i.uptime_ms.map(format::duration_ms)));
+    line("restarts", i.restarts.to_string());
+    line("memory", opt(i.memory_bytes.map(format::bytes)));
+    line("cpu", opt(i.cpu_percent.map(|c| format!("{c:.1}%"))));
+    line("command", c.command.clone());
+    line("args", format!("{:?}", c.args));
+    line("cwd", c.cwd.display().to_string());
+    line("env", c.env.keys().cloned().collect::<Vec<_>>().join(", "));
+    line(
+        "env_file",
+        opt(c.env_file.as_ref().map(|p| p.display().to_string())),
+    );
+    line("kill_signal", c.kill_signal.to_string());
+    line(
+        "kill_timeout",
+        format::duration_ms(c.kill_timeout.as_millis() as u64),
+    );
+    line(
+        "restart_delay",
+        format::duration_ms(c.restart_delay.as_millis() as u64),
+    );
+    out.push_str("last exits:\n");
+    if d.last_exits.is_empty() {
+        out.push_str("  none\n");
+    }
+    for e in &d.last_exits {
+        let at = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at_unix_ms),
+        );
+        out.push_str(&format!(
+            "  {at}  pid {}  {}  ({})\n",
+            e.pid,
+            e.describe(),
+            e.reason
+        ));
+    }
+    out
+}

@@ -1,0 +1,89 @@
+//! `stop`, `restart`, `delete`, `ping`, `kill`.
+
+use crate::connect;
+use mcpd_core::client::{Client, ClientError};
+use mcpd_core::protocol::{Request, Response, TargetRequest};
+use std::process::ExitCode;
+
+/// A verb over app names.
+#[derive(Debug, Clone, Copy)]
+pub enum Act {
+    Stop,
+    Restart,
+    Delete,
+}
+
+/// Runs `stop`/`restart`/`delete` on the named apps.
+pub async fn act(act: Act, names: &[String]) -> anyhow::Result<ExitCode> {
+    let request = TargetRequest {
+        targets: super::targets(names)?,
+    };
+    let request = match act {
+        Act::Stop => Request::Stop(request),
+        Act::Restart => Request::Restart(request),
+        Act::Delete => Request::Delete(request),
+    };
+    match connect::call(request).await? {
+        Response::Done { outcomes } => Ok(super::report(&outcomes)),
+        other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+/// `ping`: starts the daemon if needed and prints its pid.
+pub async fn ping() -> anyhow::Result<ExitCode> {
+    match connect::call(Request::Ping).await? {
+        Response::Pong(p) => {
+            println!(
+                "pong: daemon pid {}, up {}, {} apps",
+                p.pid,
+                crate::format::duration_ms(p.uptime_ms),
+                p.apps
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+/// `kill`: stops every app, then the daemon; waits until the daemon has exited.
+pub async fn kill() -> anyhow::Result<ExitCode> {
+    let paths = connect::paths()?;
+    let mut client = match Client::connect(&paths).await {
+        Ok(c) => c,
+        Err(ClientError::NotRunning { .. }) => {
+            println!("no daemon is running");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let code = match client.call(Request::Kill).await? {
+        Response::Done { outcomes } => super::report(&outcomes),
+        Response::Error(e) => return Err(e.into()),
+        other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
+    };
+    wait_gone(client.daemon_pid).await?;
+    println!("daemon stopped");
+    Ok(code)
+}
+
+async fn wait_gone(pid: u32) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    while nix::sys::signal::kill(pid, None).is_ok() && !is_zombie(pid.as_raw()) {
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("the daemon (pid {pid}) did not exit within 30s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,93 @@
+//! `start FILE [NAME...]`, `start NAME...`, `start --name NAME -- CMD ARGS...`.
+
+use crate::connect;
+use anyhow::{bail, Context};
+use mcpd_core::config::AppConfig;
+use mcpd_core::model::AppName;
+use mcpd_core::protocol::{Request, Response, StartRequest};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Arguments of `start`.
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// A config file (then optionally which of its apps), or names of known apps.
+    #[arg(value_name = "FILE|NAME")]
+    targets: Vec<String>,
+    /// Name of an app started from a command line given after `--`.
+    #[arg(long)]
+    name: Option<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+/// Runs `start`.
+pub async fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
+    let request = request(args)?;
+    match connect::call(Request::Start(request)).await? {
+        Response::Done { outcomes } => Ok(super::report(&outcomes)),
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+fn request(args: StartArgs) -> anyhow::Result<StartRequest> {
+    if let Some(name) = args.name {
+        let name = AppName::new(&name).map_err(anyhow::Error::msg)?;
+        let Some((program, rest)) = args.command.split_first() else {
+            bail!(
+                "--name needs a command after `--`, e.g. mcpd start --name web -- node server.js"
+            );
+        };
+        if !args.targets.is_empty() {
+            bail!("give either a config file or --name NAME -- CMD, not both");
+        }
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        let app = AppConfig::new(name, program.clone(), rest.to_vec(), cwd);
+        return Ok(StartRequest {
+            apps: vec![app],
+            names: Vec::new(),
+        });
+    }
+    if !args.command.is_empty() {
+        bail!("a command after `--` needs --name NAME");
+    }
+    let Some(first) = args.targets.first() else {
+        bail!("nothing to start: give a config file, app names, or --name NAME -- CMD");
+    };
+    let path = Path::new(first);
+    if path.is_file() || first.ends_with(".toml") {
+        let config = mcpd_core::config::load(path).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\n{} error(s) in {}; nothing was started",
+                e.0.len(),
+                path.display()
+            )
+        })?;
+        let wanted = &args.targets[1..];
+        let mut apps = Vec::new();
+        for name in wanted {
+            if !config.apps.iter().any(|a| a.name.as_str() == name) {
+                bail!("{} defines no app named {name:?}", path.display());
+            }
+        }
+        for app in config.apps {
+            if wanted.is_empty() || wanted.iter().any(|w| w == app.name.as_str()) {
+                apps.push(app);
+            }
+        }
+        return Ok(StartRequest {
+            apps,
+            names: Vec::new(),
+        });
+    }
+    let names = args
+        .targets
+        .iter()
+        .map(|n| AppName::new(n).map_err(anyhow::Error::msg))
+        .collect::<Result<_, _>>()?;
+    Ok(StartRequest {
+        apps: Vec::new(),
+        names,
+    })
+}

@@ -1,0 +1,99 @@
+//! `mcpd`: the one binary. `mcpd daemon` runs the supervisor; every other verb is a client of
+//! the daemon's control socket (starting the daemon in the background when none runs).
+
+mod commands;
+mod connect;
+mod format;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A process supervisor for MCP servers and other long-lived network servers.
+#[derive(Debug, Parser)]
+#[command(name = "mcpd", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Run the daemon in the foreground (other verbs start it in the background).
+    Daemon,
+    /// Start apps from a config file, known apps by name, or a command with --name.
+    Start(commands::start::StartArgs),
+    /// Stop apps gracefully (their kill_signal, then SIGKILL after kill_timeout).
+    Stop(Targets),
+    /// Stop apps, then start a new generation of each.
+    Restart(Targets),
+    /// Stop apps and forget them.
+    Delete(Targets),
+    /// Show every app.
+    #[command(alias = "ls")]
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one app's config, state and last exits.
+    Describe {
+        /// The app.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that the daemon answers (starting it if needed).
+    Ping,
+    /// Stop every app, then the daemon.
+    Kill,
+    /// Validate a config file without touching the daemon.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+/// App names, or `all`.
+#[derive(Debug, clap::Args)]
+struct Targets {
+    /// App names, or `all`.
+    #[arg(required = true, value_name = "NAME|all")]
+    names: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Verb::Daemon = cli.command {
+        return commands::daemon::run();
+    }
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(dispatch(cli.command)));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mcpd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
+    use commands::{simple, start};
+    match verb {
+        Verb::Daemon => unreachable!("handled in main"),
+        Verb::Start(args) => start::run(args).await,
+        Verb::Stop(t) => simple::act(simple::Act::Stop, &t.names).await,
+        Verb::Restart(t) => simple::act(simple::Act::Restart, &t.names).await,
+        Verb::Delete(t) => simple::act(simple::Act::Delete, &t.names).await,
+        Verb::List { json } => commands::list::run(json).await,
+        Verb::Describe { name, json } => commands::describe::run(&name, json).await,
+        Verb::Ping => simple::ping().await,
+        Verb::Kill => simple::kill().await,
+        Verb::Check { file } => commands::check::run(&file),
+    }
+}

@@ -1,0 +1,110 @@
+//! The guard: a small process forked before the daemon starts its runtime, which ends every
+//! app group if the daemon dies without stopping them (kill -9, OOM, a crash).
+//!
+//! The daemon tells it, over a pipe, which process groups are running ("+PGID" / "-PGID"
+//! lines). When the pipe reaches end-of-file, the daemon is gone: the guard SIGKILLs every
+//! group still listed, then exits. A daemon that exits cleanly has stopped every app first,
+//! so the list is empty then. This holds for grandchildren too (`sh -c`, `npm start`), which
+//! a parent-death signal on the leader alone would miss.
+
+use nix::sys::signal::{killpg, signal, SigHandler, Signal};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+
+/// The daemon's end of the pipe to the guard.
+#[derive(Debug)]
+pub struct Guard {
+    pipe: Mutex<Option<std::fs::File>>,
+}
+
+impl Guard {
+    /// Forks the guard. Must run before any thread is started (before the tokio runtime).
+    pub fn start() -> std::io::Result<Guard> {
+        let (read, write) = nix::unistd::pipe()?;
+        // SAFETY: called while the process is single-threaded (checked by the caller's order:
+        // before the runtime is built), so the child may run ordinary code.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                drop(write);
+                run_guard(read)
+            }
+            ForkResult::Parent { .. } => {
+                drop(read);
+                let file = std::fs::File::from(write);
+                set_cloexec(&file);
+                Ok(Guard {
+                    pipe: Mutex::new(Some(file)),
+                })
+            }
+        }
+    }
+
+    /// A guard that watches nothing (tests of the engine in-process).
+    pub fn disabled() -> Guard {
+        Guard {
+            pipe: Mutex::new(None),
+        }
+    }
+
+    /// Adds a group to the guard's list.
+    pub fn watch(&self, pgid: u32) {
+        self.send(format!("+{pgid}\n"));
+    }
+
+    /// Removes a group from the guard's list once it is gone.
+    pub fn forget(&self, pgid: u32) {
+        self.send(format!("-{pgid}\n"));
+    }
+
+    fn send(&self, line: String) {
+        let mut pipe = self.pipe.lock().expect("guard lock");
+        if let Some(file) = pipe.as_mut() {
+            if let Err(e) = file.write_all(line.as_bytes()) {
+                tracing::error!(error = %e, "the guard process is gone: apps will not be ended if the daemon dies");
+                *pipe = None;
+            }
+        }
+    }
+}
+
+fn set_cloexec(file: &std::fs::File) {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let _ = fcntl(file, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+}
+
+fn run_guard(read: OwnedFd) -> ! {
+    // Signals meant for the daemon's terminal or session must not end the guard first.
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        // SAFETY: setting a signal to SIG_IGN installs no handler code.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+    let name = c"mcpd-guard";
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+    let mut groups = BTreeSet::new();
+    for line in BufReader::new(std::fs::File::from(read)).lines() {
+        let Ok(line) = line else { break };
+        let (op, pgid) = line.split_at(1.min(line.len()));
+        match (op, pgid.parse::<i32>()) {
+            ("+", Ok(p)) if p > 1 => {
+                groups.insert(p);
+            }
+            ("-", Ok(p)) => {
+                groups.remove(&p);
+            }
+            _ => {}
+        }
+    }
+    for pgid in groups {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+    std::process::exit(0)
+}

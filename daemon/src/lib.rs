@@ -1,0 +1,77 @@
+//! mcpd-daemon: the supervisor engine behind `mcpd daemon`.
+//!
+//! [`run`] is the whole daemon: it forks the [`guard`], takes the home's lock, becomes a
+//! child subreaper, and serves the control socket until it is told to stop (SIGTERM, SIGINT,
+//! or the `kill` verb). Shutdown is a [`CancellationToken`]: every app is drained in
+//! parallel, then the socket is removed and `run` returns.
+
+pub mod guard;
+mod lock;
+pub mod server;
+pub mod supervisor;
+
+pub use lock::LockError;
+
+use mcpd_core::paths::Paths;
+use tokio_util::sync::CancellationToken;
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Another daemon owns this home.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A file or socket of the home could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed, with the path.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Runs the daemon in this process until shutdown. Must be called before any other thread
+/// exists (it forks the guard), so from `main` directly.
+pub fn run(paths: Paths) -> Result<(), DaemonError> {
+    paths.create_dirs().map_err(io_error(format!(
+        "cannot create {}",
+        paths.home().display()
+    )))?;
+    let guard = guard::Guard::start().map_err(io_error("cannot start the guard process"))?;
+    let lock = lock::DaemonLock::acquire(&paths)?;
+    supervisor::reaper::become_subreaper().map_err(io_error("cannot become a child subreaper"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io_error("cannot start the async runtime"))?;
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signals(shutdown.clone()));
+        server::serve(paths.clone(), guard, shutdown).await
+    });
+    drop(lock);
+    result
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+async fn stop_on_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install SIGTERM/SIGINT handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining every app, then exiting"),
+        _ = int.recv() => tracing::info!("SIGINT: draining every app, then exiting"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,32 @@
+//! One function per verb; each turns a request into exactly one response.
+
+use super::Daemon;
+use crate::supervisor::Verb;
+use mcpd_core::protocol::{Pong, Request, Response, Targets};
+
+/// Dispatches a request.
+pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
+    let sup = &daemon.supervisor;
+    match request {
+        Request::Ping => Response::Pong(Pong {
+            pid: std::process::id(),
+            uptime_ms: u64::try_from(daemon.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            apps: sup.len(),
+        }),
+        Request::Start(start) => sup.start(start).await,
+        Request::Stop(r) => sup.act(&r.targets, Verb::Stop).await,
+        Request::Restart(r) => sup.act(&r.targets, Verb::Restart).await,
+        Request::Delete(r) => sup.act(&r.targets, Verb::Delete).await,
+        Request::List => Response::List { apps: sup.list() },
+        Request::Describe(r) => match sup.describe(&r.name) {
+            Ok(detail) => Response::Describe(Box::new(detail)),
+            Err(e) => Response::Error(e),
+        },
+        Request::Kill => {
+            // Stop every app first so the answer tells the client they are all down.
+            let response = sup.act(&Targets::All, Verb::Stop).await;
+            sup.shutdown().await;
+            response
+        }
+    }
+}

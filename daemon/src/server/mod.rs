@@ -1,0 +1,141 @@
+//! The control socket: accepts connections, checks the peer, greets, and hands each request
+//! to [`handler`].
+
+mod handler;
+
+use crate::guard::Guard;
+use crate::supervisor::Supervisor;
+use crate::{io_error, DaemonError};
+use futures_util::{SinkExt, StreamExt};
+use mcpd_core::paths::Paths;
+use mcpd_core::protocol::frame::{self, codec};
+use mcpd_core::protocol::{ErrorKind, Hello, HelloReply, ProtoError, Request, PROTOCOL_VERSION};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+/// What request handlers share.
+#[derive(Debug)]
+pub(crate) struct Daemon {
+    pub supervisor: Arc<Supervisor>,
+    pub shutdown: CancellationToken,
+    pub started: Instant,
+}
+
+/// Binds the socket (0600) and serves until `shutdown`; then drains every app and removes
+/// the socket. The caller holds the home's lock.
+pub async fn serve(
+    paths: Paths,
+    guard: Guard,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let socket = paths.socket();
+    let listener = UnixListener::bind(&socket)
+        .map_err(io_error(format!("cannot listen on {}", socket.display())))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(io_error(
+        format!("cannot set the mode of {}", socket.display()),
+    ))?;
+    tracing::info!(socket = %socket.display(), pid = std::process::id(), "mcpd daemon listening");
+    let daemon = Arc::new(Daemon {
+        supervisor: Supervisor::new(paths.clone(), guard, &shutdown),
+        shutdown: shutdown.clone(),
+        started: Instant::now(),
+    });
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(connection(stream, daemon.clone()));
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    daemon.supervisor.shutdown().await;
+    drop(listener);
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("every app stopped; daemon exiting");
+    Ok(())
+}
+
+fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if cred.uid() == 0 || cred.uid() == me {
+        Ok(())
+    } else {
+        Err(format!(
+            "uid {} is neither root nor the daemon's uid {me}",
+            cred.uid()
+        ))
+    }
+}
+
+/// One client connection: hello, then request/response until either side closes. Anything
+/// malformed closes this connection only.
+async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
+    if let Err(reason) = peer_allowed(&stream) {
+        tracing::warn!(%reason, "refused a control connection");
+        return;
+    }
+    let mut framed = Framed::new(stream, codec());
+    let hello: Hello = match framed.next().await {
+        Some(Ok(bytes)) => match frame::decode(&bytes) {
+            Ok(hello) => hello,
+            Err(e) => {
+                return tracing::warn!(error = %e, "closing a connection that did not say hello")
+            }
+        },
+        Some(Err(e)) => return tracing::warn!(error = %e, "closing a connection with a bad frame"),
+        None => return,
+    };
+    if hello.protocol != PROTOCOL_VERSION {
+        let refusal = ProtoError::new(
+            ErrorKind::VersionMismatch,
+            format!(
+                "this daemon speaks protocol {PROTOCOL_VERSION} (mcpd {}), the client {} (mcpd {}): run `mcpd kill` with the old mcpd, then use one version",
+                env!("CARGO_PKG_VERSION"),
+                hello.protocol,
+                hello.client_version
+            ),
+        );
+        let _ = framed
+            .send(frame::encode(&HelloReply::Refused(refusal)))
+            .await;
+        return;
+    }
+    let welcome = HelloReply::Welcome {
+        protocol: PROTOCOL_VERSION,
+        daemon_version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+    };
+    if framed.send(frame::encode(&welcome)).await.is_err() {
+        return;
+    }
+    while let Some(next) = framed.next().await {
+        let request: Request = match next
+            .map_err(|e| e.to_string())
+            .and_then(|b| frame::decode(&b).map_err(|e| e.to_string()))
+        {
+            Ok(request) => request,
+            Err(e) => {
+                return tracing::warn!(error = %e, "closing a connection that sent a bad request")
+            }
+        };
+        let kill = matches!(request, Request::Kill);
+        let response = handler::handle(request, &daemon).await;
+        let sent = framed.send(frame::encode(&response)).await;
+        if kill {
+            daemon.shutdown.cancel();
+        }
+        if sent.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The supervisor: one task per app (see [`app`]), a registry of them, and the shared context
+//! (which pids are leaders, the guard, resource samples).
+
+mod app;
+mod process;
+pub mod reaper;
+mod sampler;
+pub mod state;
+
+use crate::guard::Guard;
+use app::{AppHandle, Command};
+use mcpd_core::config::AppConfig;
+use mcpd_core::model::{AppDetail, AppInfo, AppName};
+use mcpd_core::paths::Paths;
+use mcpd_core::protocol::{AppOutcome, ErrorKind, ProtoError, Response, StartRequest, Targets};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What every app task shares.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub paths: Paths,
+    /// Pids of the generation leaders the app tasks wait for; the reaper leaves them alone.
+    pub leaders: Mutex<HashSet<u32>>,
+    pub guard: Guard,
+    /// Last resource sample per process group.
+    pub samples: Mutex<HashMap<u32, sampler::Sample>>,
+}
+
+/// A verb that acts on running apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// Stop gracefully.
+    Stop,
+    /// Stop, then start a new generation.
+    Restart,
+    /// Stop and forget.
+    Delete,
+}
+
+/// The registry of apps.
+#[derive(Debug)]
+pub struct Supervisor {
+    ctx: Arc<Ctx>,
+    apps: Mutex<BTreeMap<AppName, AppHandle>>,
+    tracker: TaskTracker,
+    /// Cancelled to stop every app (daemon shutdown, `kill`).
+    apps_token: CancellationToken,
+    next_id: AtomicU64,
+}
+
+impl Supervisor {
+    /// A supervisor whose apps stop when `shutdown` is cancelled.
+    pub fn new(paths: Paths, guard: Guard, shutdown: &CancellationToken) -> Arc<Supervisor> {
+        let ctx = Arc::new(Ctx {
+            paths,
+            leaders: Mutex::default(),
+            guard,
+            samples: Mutex::default(),
+        });
+        let apps_token = shutdown.child_token();
+        let tracker = TaskTracker::new();
+        tracker.spawn(reaper::run(ctx.clone(), apps_token.clone()));
+        tracker.spawn(sampler::run(ctx.clone(), apps_token.clone()));
+        Arc::new(Supervisor {
+            ctx,
+            apps: Mutex::default(),
+            tracker,
+            apps_token,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// How many apps are defined.
+    pub fn len(&self) -> usize {
+        self.apps.lock().expect("apps lock").len()
+    }
+
+    /// Whether no app is defined.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Defines the given apps (replacing stopped definitions) and starts them and `names`.
+    pub async fn start(&self, request: StartRequest) -> Response {
+        if self.apps_token.is_cancelled() {
+            return shutting_down();
+        }
+        let mut replies = Vec::new();
+        {
+            let mut apps = self.apps.lock().expect("apps lock");
+            if let Some(name) = request.names.iter().find(|n| !apps.contains_key(*n)) {
+                return unknown_app(name);
+            }
+            for config in request.apps {
+                let (reply, rx) = oneshot::channel();
+                let name = config.name.clone();
+                match apps.get(&name) {
+                    Some(handle) => handle.send(Command::Start {
+                        config: Some(Box::new(config)),
+                        reply,
+                    }),
+                    None => {
+                        let handle = self.spawn_app(config);
+                        handle.send(Command::Start {
+                            config: None,
+                            reply,
+                        });
+                        apps.insert(name.clone(), handle);
+                    }
+                }
+                replies.push((name, rx));
+            }
+            for name in request.names {
+                let (reply, rx) = oneshot::channel();
+                apps[&name].send(Command::Start {
+                    config: None,
+                    reply,
+                });
+                replies.push((name, rx));
+            }
+        }
+        collect(replies).await
+    }
+
+    /// Applies `verb` to the targets; an unknown name fails the request before anything changes.
+    pub async fn act(&self, targets: &Targets, verb: Verb) -> Response {
+        let mut replies = Vec::new();
+        let mut ids = Vec::new();
+        {
+            let apps = self.apps.lock().expect("apps lock");
+            let names: Vec<AppName> = match targets {
+                Targets::All => apps.keys().cloned().collect(),
+                Targets::Names(names) => {
+                    if let Some(name) = names.iter().find(|n| !apps.contains_key(*n)) {
+                        return unknown_app(name);
+                    }
+                    names.clone()
+                }
+            };
+            for name in names {
+                let (reply, rx) = oneshot::channel();
+                let handle = &apps[&name];
+                handle.send(match verb {
+                    Verb::Stop => Command::Stop { reply },
+                    Verb::Restart => Command::Restart { reply },
+                    Verb::Delete => Command::Remove { reply },
+                });
+                ids.push((name.clone(), handle.id));
+                replies.push((name, rx));
+            }
+        }
+        let response = collect(replies).await;
+        if verb == Verb::Delete {
+            let mut apps = self.apps.lock().expect("apps lock");
+            for (name, id) in ids {
+                if apps
+                    .get(&name)
+                    .is_some_and(|h| h.id == id && h.is_finished())
+                {
+                    apps.remove(&name);
+                }
+            }
+        }
+        response
+    }
+
+    /// Every app's row, sorted by name.
+    pub fn list(&self) -> Vec<AppInfo> {
+        let apps = self.apps.lock().expect("apps lock");
+        let samples = self.ctx.samples.lock().expect("samples lock");
+        apps.values().map(|h| h.snapshot().info(&samples)).collect()
+    }
+
+    /// One app's detail.
+    pub fn describe(&self, name: &AppName) -> Result<AppDetail, ProtoError> {
+        let apps = self.apps.lock().expect("apps lock");
+        let handle = apps.get(name).ok_or_else(|| unknown_app_error(name))?;
+        let samples = self.ctx.samples.lock().expect("samples lock");
+        Ok(handle.snapshot().detail(&samples))
+    }
+
+    /// Stops every app (each with its own stop signal and drain time, all at once) and waits
+    /// until every app task has ended.
+    pub async fn shutdown(&self) {
+        self.apps_token.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.apps.lock().expect("apps lock").clear();
+    }
+
+    fn spawn_app(&self, config: AppConfig) -> AppHandle {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        app::spawn(
+            id,
+            config,
+            self.ctx.clone(),
+            &self.tracker,
+            self.apps_token.clone(),
+        )
+    }
+}
+
+async fn collect(replies: Vec<(AppName, oneshot::Receiver<AppOutcome>)>) -> Response {
+    let mut outcomes = Vec::with_capacity(replies.len());
+    for (name, rx) in replies {
+        outcomes.push(rx.await.unwrap_or_else(|_| AppOutcome {
+            name,
+            ok: false,
+            message: "the app's task ended before answering (daemon shutting down?)".into(),
+            info: None,
+        }));
+    }
+    Response::Done { outcomes }
+}
+
+fn unknown_app_error(name: &AppName) -> ProtoError {
+    ProtoError::new(
+        ErrorKind::UnknownApp,
+        format!("no app named {name:?}: see `mcpd list`, or start it from a config file"),
+    )
+}
+
+fn unknown_app(name: &AppName) -> Response {
+    Response::Error(unknown_app_error(name))
+}
+
+fn shutting_down() -> Response {
+    Response::Error(ProtoError::new(
+        ErrorKind::ShuttingDown,
+        "the daemon is shutting down; try again once it has restarted",
+    ))
+}

@@ -1,0 +1,79 @@
+//! Samples memory and CPU of every app's process group about once a second, with one pass
+//! over /proc for all apps.
+
+use super::Ctx;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How often groups are sampled.
+pub(crate) const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One group's last sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Sample {
+    /// RSS summed over the group's processes.
+    pub rss_bytes: u64,
+    /// CPU use since the previous sample, in percent of one core.
+    pub cpu_percent: f32,
+    ticks: u64,
+    at: Instant,
+}
+
+/// Takes one sample of every leader's group.
+pub(crate) fn sample(ctx: &Ctx) {
+    let leaders: Vec<u32> = ctx
+        .leaders
+        .lock()
+        .expect("leaders lock")
+        .iter()
+        .copied()
+        .collect();
+    if leaders.is_empty() {
+        ctx.samples.lock().expect("samples lock").clear();
+        return;
+    }
+    let page = procfs::page_size();
+    let tps = procfs::ticks_per_second().max(1);
+    let mut sums: HashMap<u32, (u64, u64)> = leaders.iter().map(|&p| (p, (0, 0))).collect();
+    if let Ok(all) = procfs::process::all_processes() {
+        for process in all.flatten() {
+            let Ok(stat) = process.stat() else { continue };
+            if let Some(sum) = sums.get_mut(&(stat.pgrp as u32)) {
+                sum.0 += stat.rss * page;
+                sum.1 += stat.utime + stat.stime;
+            }
+        }
+    }
+    let now = Instant::now();
+    let mut samples = ctx.samples.lock().expect("samples lock");
+    let previous = std::mem::take(&mut *samples);
+    for (pgid, (rss_bytes, ticks)) in sums {
+        let cpu_percent = previous.get(&pgid).map_or(0.0, |p| {
+            let secs = now.duration_since(p.at).as_secs_f64().max(1e-3);
+            (ticks.saturating_sub(p.ticks) as f64 / tps as f64 / secs * 100.0) as f32
+        });
+        samples.insert(
+            pgid,
+            Sample {
+                rss_bytes,
+                cpu_percent,
+                ticks,
+                at: now,
+            },
+        );
+    }
+}
+
+/// Samples every [`SAMPLE_INTERVAL`] until shutdown.
+pub(crate) async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => sample(&ctx),
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

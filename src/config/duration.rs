@@ -1,0 +1,57 @@
+//! Durations as users write them: `"250ms"`, `"10s"`, `"1m"`, or a bare number of milliseconds.
+
+use std::time::Duration;
+
+/// Parses a duration string; bare digits are milliseconds (as PM2 reads them).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("duration {text:?} is too large"));
+    }
+    humantime::parse_duration(t).map_err(|_| {
+        format!("invalid duration {text:?}: write e.g. \"250ms\", \"10s\", \"1m\" or a number of milliseconds")
+    })
+}
+
+/// Serde for a `Duration` as whole milliseconds, so JSON shows `"kill_timeout": 5000`.
+pub mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Writes milliseconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Reads milliseconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases: [(&str, Option<u64>); 9] = [
+            ("250ms", Some(250)),
+            ("10s", Some(10_000)),
+            ("1m", Some(60_000)),
+            ("1m 30s", Some(90_000)),
+            ("1500", Some(1500)),
+            ("0", Some(0)),
+            ("5x", None),
+            ("", None),
+            ("-1s", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_duration(text).ok().map(|d| d.as_millis() as u64);
+            assert_eq!(got, want, "parsing {text:?}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The `mcpd.toml` config: one `[apps.NAME]` table per app.
+//!
+//! Parsing walks the TOML document by hand instead of deriving `Deserialize`, so that every
+//! error in a file is reported at once, each with its file, line, column and key.
+
+mod duration;
+mod envfile;
+mod error;
+mod parse;
+
+pub use duration::{duration_ms, parse_duration};
+pub use envfile::{parse_env_file, read_env_file};
+pub use error::{ConfigError, ConfigErrors};
+pub use parse::{load, parse};
+
+use crate::model::AppName;
+use crate::signal::Signal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default drain time between the stop signal and SIGKILL.
+pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default pause before a crashed app is started again.
+pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_millis(100);
+
+/// Everything mcpd needs to run one app. Paths are absolute once loaded.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppConfig {
+    /// The app's name, unique in one daemon.
+    pub name: AppName,
+    /// The program: a path (relative ones are taken from `cwd`) or a name looked up in PATH.
+    pub command: String,
+    /// Arguments passed to the program.
+    pub args: Vec<String>,
+    /// The working directory.
+    pub cwd: PathBuf,
+    /// Variables set for the app on top of the daemon's environment and `env_file`.
+    pub env: BTreeMap<String, String>,
+    /// A dotenv file read at every start, before `env`.
+    pub env_file: Option<PathBuf>,
+    /// The signal that asks the app to drain and exit.
+    pub kill_signal: Signal,
+    /// How long the app may drain after `kill_signal` before its group is SIGKILLed.
+    #[serde(with = "duration_ms")]
+    pub kill_timeout: Duration,
+    /// Pause before a crashed app is started again.
+    #[serde(with = "duration_ms")]
+    pub restart_delay: Duration,
+}
+
+impl AppConfig {
+    /// An app with every option at its default, as `mcpd start --name N -- CMD` makes.
+    pub fn new(name: AppName, command: String, args: Vec<String>, cwd: PathBuf) -> AppConfig {
+        AppConfig {
+            name,
+            command,
+            args,
+            cwd,
+            env: BTreeMap::new(),
+            env_file: None,
+            kill_signal: Signal::TERM,
+            kill_timeout: DEFAULT_KILL_TIMEOUT,
+            restart_delay: DEFAULT_RESTART_DELAY,
+        }
+    }
+}
+
+/// Shows env keys but never their values, so secrets stay out of logs.
+impl fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("name", &self.name)
+            .field("command", &self.command)
+            .field("args", &self.args)
+            .field("cwd", &self.cwd)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("env_file", &self.env_file)
+            .field("kill_signal", &self.kill_signal)
+            .field("kill_timeout", &self.kill_timeout)
+            .field("restart_delay", &self.restart_delay)
+            .finish()
+    }
+}
+
+/// A loaded config file: its apps in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigFile {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The apps it defines, in the order written.
+    pub apps: Vec<AppConfig>,
+}

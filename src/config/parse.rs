@@ -1,0 +1,353 @@
+//! Walks a parsed TOML document key by key, collecting every error with its position.
+
+use super::{parse_duration, read_env_file, AppConfig, ConfigError, ConfigErrors, ConfigFile};
+use crate::model::AppName;
+use crate::signal::Signal;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml_edit::{Document, Item, Table, Value};
+
+/// Keys an `[apps.NAME]` table may hold.
+const APP_KEYS: &[&str] = &[
+    "command",
+    "args",
+    "cwd",
+    "env",
+    "env_file",
+    "kill_signal",
+    "kill_timeout",
+    "restart_delay",
+];
+
+/// Reads and validates a config file. Relative paths in it are taken from its directory.
+pub fn load(path: &Path) -> Result<ConfigFile, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }])
+    })?;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let base = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, path, &base)
+}
+
+/// Validates config text; `file` is used in messages, `base` resolves relative paths.
+pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ConfigFile, ConfigErrors> {
+    let mut walker = Walker {
+        text,
+        file,
+        errors: Vec::new(),
+    };
+    let doc = match Document::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            walker.error(span, "", e.message().trim().to_string());
+            return Err(ConfigErrors(walker.errors));
+        }
+    };
+    let mut apps = Vec::new();
+    for (key, _) in doc.as_table().iter() {
+        if key != "apps" {
+            let span = key_span(doc.as_table(), key);
+            walker.error(
+                span,
+                key,
+                "unknown top-level key; the file holds [apps.NAME] tables".into(),
+            );
+        }
+    }
+    match doc.as_table().get("apps") {
+        None => walker.error(
+            0..0,
+            "apps",
+            "no apps defined: add an [apps.NAME] table".into(),
+        ),
+        Some(item) => match item.as_table_like() {
+            None => walker.error(span_of(item), "apps", "must be a table of apps".into()),
+            Some(table) => {
+                for (name, app_item) in table.iter() {
+                    let span = table.key(name).and_then(|k| k.span()).unwrap_or(0..0);
+                    if let Some(app) = walker.app(name, app_item, span, base) {
+                        apps.push(app);
+                    }
+                }
+                if table.is_empty() {
+                    walker.error(
+                        span_of(item),
+                        "apps",
+                        "no apps defined: add an [apps.NAME] table".into(),
+                    );
+                }
+            }
+        },
+    }
+    if walker.errors.is_empty() {
+        Ok(ConfigFile {
+            path: file.to_path_buf(),
+            apps,
+        })
+    } else {
+        walker.errors.sort_by_key(|e| (e.line, e.column));
+        Err(ConfigErrors(walker.errors))
+    }
+}
+
+fn span_of(item: &Item) -> Range<usize> {
+    item.span().unwrap_or(0..0)
+}
+
+fn key_span(table: &Table, key: &str) -> Range<usize> {
+    table.key(key).and_then(|k| k.span()).unwrap_or(0..0)
+}
+
+struct Walker<'a> {
+    text: &'a str,
+    file: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Walker<'_> {
+    fn error(&mut self, span: Range<usize>, key: &str, message: String) {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key: key.to_string(),
+            message,
+        });
+    }
+
+    fn app(
+        &mut self,
+        name: &str,
+        item: &Item,
+        name_span: Range<usize>,
+        base: &Path,
+    ) -> Option<AppConfig> {
+        let path = format!("apps.{name}");
+        let app_name = AppName::new(name)
+            .map_err(|e| self.error(name_span.clone(), &path, e))
+            .ok();
+        let Some(table) = item.as_table_like() else {
+            self.error(
+                span_of(item),
+                &path,
+                "must be a table, e.g. [apps.web] with command = \"...\"".into(),
+            );
+            return None;
+        };
+        let mut command = None;
+        let mut cfg = AppConfig::new(
+            AppName::new("x").ok()?,
+            String::new(),
+            Vec::new(),
+            base.to_path_buf(),
+        );
+        for (key, value) in table.iter() {
+            let kpath = format!("{path}.{key}");
+            let span = value
+                .span()
+                .or_else(|| table.key(key).and_then(|k| k.span()))
+                .unwrap_or(0..0);
+            match key {
+                "command" => {
+                    command = self
+                        .string(value, &kpath, span)
+                        .filter(|c| self.non_empty(c, &kpath, value))
+                }
+                "args" => cfg.args = self.strings(value, &kpath, span).unwrap_or_default(),
+                "cwd" => cfg.cwd = self.path(value, &kpath, span, base).unwrap_or(cfg.cwd),
+                "env" => cfg.env = self.env(value, &kpath, span),
+                "env_file" => cfg.env_file = self.env_file(value, &kpath, span, base),
+                "kill_signal" => {
+                    if let Some(s) = self.string(value, &kpath, span.clone()) {
+                        match Signal::parse(&s) {
+                            Some(sig) => cfg.kill_signal = sig,
+                            None => self.error(
+                                span,
+                                &kpath,
+                                format!(
+                                    "unknown signal {s:?}; use one of {}",
+                                    Signal::known_names()
+                                ),
+                            ),
+                        }
+                    }
+                }
+                "kill_timeout" => {
+                    cfg.kill_timeout = self
+                        .duration(value, &kpath, span)
+                        .unwrap_or(cfg.kill_timeout)
+                }
+                "restart_delay" => {
+                    cfg.restart_delay = self
+                        .duration(value, &kpath, span)
+                        .unwrap_or(cfg.restart_delay)
+                }
+                _ => {
+                    let kspan = table.key(key).and_then(|k| k.span()).unwrap_or(span);
+                    self.error(
+                        kspan,
+                        &kpath,
+                        format!("unknown key; known keys are {}", APP_KEYS.join(", ")),
+                    );
+                }
+            }
+        }
+        if command.is_none() && !table.contains_key("command") {
+            self.error(
+                name_span,
+                &path,
+                "missing `command`: the program to run".into(),
+            );
+        }
+        cfg.name = app_name?;
+        cfg.command = command?;
+        Some(cfg)
+    }
+
+    fn non_empty(&mut self, text: &str, key: &str, item: &Item) -> bool {
+        if text.trim().is_empty() {
+            self.error(span_of(item), key, "must not be empty".into());
+            return false;
+        }
+        true
+    }
+
+    fn string(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<String> {
+        match item.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                self.error(
+                    span,
+                    key,
+                    format!("expected a string, found {}", type_name(item)),
+                );
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<Vec<String>> {
+        let Some(array) = item.as_array() else {
+            self.error(
+                span,
+                key,
+                format!("expected an array of strings, found {}", type_name(item)),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, v) in array.iter().enumerate() {
+            match v.as_str() {
+                Some(s) => out.push(s.to_string()),
+                None => self.error(
+                    v.span().unwrap_or(span.clone()),
+                    &format!("{key}[{i}]"),
+                    format!("expected a string, found {}", v.type_name()),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    fn path(&mut self, item: &Item, key: &str, span: Range<usize>, base: &Path) -> Option<PathBuf> {
+        let s = self.string(item, key, span)?;
+        let p = PathBuf::from(s);
+        Some(if p.is_absolute() { p } else { base.join(p) })
+    }
+
+    fn env(
+        &mut self,
+        item: &Item,
+        key: &str,
+        span: Range<usize>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        let Some(table) = item.as_table_like() else {
+            self.error(
+                span,
+                key,
+                format!(
+                    "expected a table of NAME = \"value\", found {}",
+                    type_name(item)
+                ),
+            );
+            return out;
+        };
+        for (name, value) in table.iter() {
+            let vspan = value.span().unwrap_or(span.clone());
+            let text = match value.as_value() {
+                Some(Value::String(s)) => Some(s.value().to_string()),
+                Some(Value::Integer(i)) => Some(i.value().to_string()),
+                Some(Value::Float(f)) => Some(f.value().to_string()),
+                Some(Value::Boolean(b)) => Some(b.value().to_string()),
+                _ => None,
+            };
+            match text {
+                Some(t) => {
+                    out.insert(name.to_string(), t);
+                }
+                None => self.error(
+                    vspan,
+                    &format!("{key}.{name}"),
+                    format!(
+                        "expected a string, number or boolean, found {}",
+                        type_name(value)
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    fn env_file(
+        &mut self,
+        item: &Item,
+        key: &str,
+        span: Range<usize>,
+        base: &Path,
+    ) -> Option<PathBuf> {
+        let path = self.path(item, key, span.clone(), base)?;
+        if let Err(e) = read_env_file(&path) {
+            self.error(span, key, e);
+        }
+        Some(path)
+    }
+
+    fn duration(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<Duration> {
+        let parsed = match item.as_value() {
+            Some(Value::Integer(i)) => u64::try_from(*i.value())
+                .map(Duration::from_millis)
+                .map_err(|_| "a duration must not be negative".to_string()),
+            Some(Value::String(s)) => parse_duration(s.value()),
+            _ => Err(format!(
+                "expected a duration like \"10s\" or milliseconds, found {}",
+                type_name(item)
+            )),
+        };
+        parsed.map_err(|e| self.error(span, key, e)).ok()
+    }
+}
+
+fn type_name(item: &Item) -> &'static str {
+    match item {
+        Item::None => "nothing",
+        Item::Value(v) => v.type_name(),
+        Item::Table(_) => "a table",
+        Item::ArrayOfTables(_) => "an array of tables",
+    }
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

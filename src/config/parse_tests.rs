@@ -1,0 +1,111 @@
+use super::*;
+
+fn errors(text: &str) -> Vec<(usize, String)> {
+    match parse(text, Path::new("mcpd.toml"), Path::new("/srv")) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.into_iter().map(|e| (e.line, e.key)).collect(),
+    }
+}
+
+#[test]
+fn a_full_app_loads_with_defaults_and_resolved_paths() {
+    let text = r#"
+[apps.web]
+command = "node"
+args = ["server.js", "--port", "3000"]
+cwd = "web"
+env = { PORT = 3000, DEBUG = true, NAME = "x" }
+kill_signal = "INT"
+kill_timeout = "30s"
+
+[apps.api]
+command = "./api"
+restart_delay = 250
+"#;
+    let cfg = parse(text, Path::new("mcpd.toml"), Path::new("/srv")).unwrap();
+    let names: Vec<_> = cfg.apps.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["web", "api"], "apps keep file order");
+    let web = &cfg.apps[0];
+    assert_eq!(web.cwd, Path::new("/srv/web"));
+    assert_eq!(web.env.get("PORT").map(String::as_str), Some("3000"));
+    assert_eq!(web.env.get("DEBUG").map(String::as_str), Some("true"));
+    assert_eq!(web.kill_signal, Signal::parse("SIGINT").unwrap());
+    assert_eq!(web.kill_timeout, Duration::from_secs(30));
+    let api = &cfg.apps[1];
+    assert_eq!(api.cwd, Path::new("/srv"));
+    assert_eq!(api.kill_timeout, super::super::DEFAULT_KILL_TIMEOUT);
+    assert_eq!(api.restart_delay, Duration::from_millis(250));
+}
+
+#[test]
+fn every_error_is_reported_with_line_and_key() {
+    let cases: &[(&str, &[(usize, &str)])] = &[
+        (
+            "[apps.a]\ncommand = \"x\"\nkill_timeout = \"5x\"\n",
+            &[(3, "apps.a.kill_timeout")],
+        ),
+        (
+            "[apps.a]\ncommand = \"x\"\ncolour = 1\n",
+            &[(3, "apps.a.colour")],
+        ),
+        ("[apps.a]\ncommand = 3\n", &[(2, "apps.a.command")]),
+        ("[apps.a]\nargs = [\"x\"]\n", &[(1, "apps.a")]),
+        ("[apps.a]\ncommand = \"\"\n", &[(2, "apps.a.command")]),
+        (
+            "[apps.a]\ncommand = \"x\"\nargs = [\"ok\", 2]\n",
+            &[(3, "apps.a.args[1]")],
+        ),
+        (
+            "[apps.a]\ncommand = \"x\"\nkill_signal = \"SIGNOPE\"\n",
+            &[(3, "apps.a.kill_signal")],
+        ),
+        (
+            "[apps.a]\ncommand = \"x\"\nkill_timeout = -5\n",
+            &[(3, "apps.a.kill_timeout")],
+        ),
+        (
+            "[apps.a]\ncommand = \"x\"\nenv = { A = [1] }\n",
+            &[(3, "apps.a.env.A")],
+        ),
+        (
+            "[apps.\"bad name\"]\ncommand = \"x\"\n",
+            &[(1, "apps.bad name")],
+        ),
+        ("[apps.all]\ncommand = \"x\"\n", &[(1, "apps.all")]),
+        ("name = \"x\"\n[apps.a]\ncommand = \"x\"\n", &[(1, "name")]),
+        ("", &[(1, "apps")]),
+        (
+            "[apps.a]\ncommand = \"x\"\nkill_timeout = \"5x\"\nrestart_delay = true\nbogus = 1\n",
+            &[
+                (3, "apps.a.kill_timeout"),
+                (4, "apps.a.restart_delay"),
+                (5, "apps.a.bogus"),
+            ],
+        ),
+        (
+            "[apps.a]\ncommand = \"x\"\nenv_file = \"/nonexistent/.env\"\n",
+            &[(3, "apps.a.env_file")],
+        ),
+        ("[apps.a\ncommand = \"x\"\n", &[(1, "")]),
+    ];
+    for (text, want) in cases {
+        let got = errors(text);
+        let want: Vec<(usize, String)> = want.iter().map(|(l, k)| (*l, k.to_string())).collect();
+        assert_eq!(got, want, "config:\n{text}");
+    }
+}
+
+#[test]
+fn error_messages_name_file_line_column_and_key() {
+    let err = parse(
+        "[apps.a]\ncommand = \"x\"\nkill_timeout = \"5x\"\n",
+        Path::new("conf/mcpd.toml"),
+        Path::new("/"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("conf/mcpd.toml:3:16: apps.a.kill_timeout: invalid duration \"5x\""),
+        "message was: {err}"
+    );
+}

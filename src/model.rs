@@ -1,0 +1,177 @@
+//! The app model clients see: names, statuses and snapshots sent over the control socket.
+
+use crate::config::AppConfig;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An app's name: 1 to 64 of `A-Z a-z 0-9 _ . -`, not starting with `-` or `.`, not `all`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AppName(String);
+
+impl AppName {
+    /// Checks a name, saying what is wrong with it.
+    pub fn new(name: &str) -> Result<AppName, String> {
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        if name.is_empty() || name.len() > 64 {
+            return Err(format!("app name {name:?} must be 1 to 64 characters long"));
+        }
+        if let Some(bad) = name.chars().find(|c| !valid_char(*c)) {
+            return Err(format!(
+                "app name {name:?} contains {bad:?}; use only letters, digits, '_', '.' and '-'"
+            ));
+        }
+        if name.starts_with(['-', '.']) {
+            return Err(format!("app name {name:?} must not start with '-' or '.'"));
+        }
+        if name == "all" {
+            return Err("app name \"all\" is reserved (it means every app): choose another".into());
+        }
+        Ok(AppName(name.to_string()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AppName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for AppName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        AppName::new(&value)
+    }
+}
+
+impl From<AppName> for String {
+    fn from(n: AppName) -> String {
+        n.0
+    }
+}
+
+/// What an app is doing, as shown by `list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppStatus {
+    /// Spawned, not yet ready.
+    Starting,
+    /// Running and ready.
+    Online,
+    /// Sent its stop signal; waiting for the group to exit.
+    Stopping,
+    /// Not running, by the user's wish.
+    Stopped,
+    /// Exited; a new generation starts when the restart delay is over.
+    WaitingRestart,
+    /// Not running and not restarted until the user acts; `reason` says why.
+    Errored,
+}
+
+impl AppStatus {
+    /// The word `list` prints.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AppStatus::Starting => "starting",
+            AppStatus::Online => "online",
+            AppStatus::Stopping => "stopping",
+            AppStatus::Stopped => "stopped",
+            AppStatus::WaitingRestart => "waiting-restart",
+            AppStatus::Errored => "errored",
+        }
+    }
+}
+
+impl fmt::Display for AppStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of `mcpd list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppInfo {
+    /// The app's name.
+    pub name: AppName,
+    /// Its status.
+    pub status: AppStatus,
+    /// The pid of the running generation's leader (also its process group id).
+    pub pid: Option<u32>,
+    /// How many times a new generation replaced an old one (crashes and user restarts).
+    pub restarts: u32,
+    /// Milliseconds since the running generation started.
+    pub uptime_ms: Option<u64>,
+    /// RSS summed over the whole process group, sampled about once a second.
+    pub memory_bytes: Option<u64>,
+    /// CPU use of the whole process group over the last sample, in percent of one core.
+    pub cpu_percent: Option<f32>,
+    /// Why the app is errored or what it last reported.
+    pub reason: Option<String>,
+    /// Milliseconds until the next start, while `waiting-restart`.
+    pub next_start_in_ms: Option<u64>,
+}
+
+/// How one generation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Wall-clock time of the exit, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// The leader's pid.
+    pub pid: u32,
+    /// Its exit code, when it exited normally.
+    pub code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
+    /// Why it ended: `crash`, `stopped`, `restart`, `delete`, `shutdown`.
+    pub reason: String,
+}
+
+impl ExitRecord {
+    /// "exit code 3" or "signal 9 (SIGKILL)".
+    pub fn describe(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(sig)) => format!("signal {sig}"),
+            (None, None) => "unknown exit".to_string(),
+        }
+    }
+}
+
+/// What `mcpd describe` shows: the row, the config and the last exits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppDetail {
+    /// The same row `list` shows.
+    pub info: AppInfo,
+    /// The config the app runs with.
+    pub config: AppConfig,
+    /// The last exits, newest last (at most 10).
+    pub last_exits: Vec<ExitRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names() {
+        let cases = [
+            ("web", true),
+            ("api-v2.prod_1", true),
+            ("", false),
+            ("all", false),
+            ("-x", false),
+            (".hidden", false),
+            ("a b", false),
+            ("a/b", false),
+            (&"x".repeat(65), false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(AppName::new(name).is_ok(), ok, "name {name:?}");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The control protocol between `mcpd` clients and the daemon.
+//!
+//! A connection carries length-prefixed JSON frames (see [`frame`]). The client speaks first
+//! with a [`Hello`] naming its protocol version; the daemon answers with a [`HelloReply`].
+//! Then each [`Request`] gets exactly one [`Response`].
+
+mod error;
+pub mod frame;
+
+pub use error::{ErrorKind, ProtoError};
+
+use crate::config::AppConfig;
+use crate::model::{AppDetail, AppInfo, AppName};
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever a message changes shape; client and daemon must agree.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The first frame a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The client's [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The client's package version, for messages.
+    pub client_version: String,
+}
+
+impl Hello {
+    /// The hello of this build.
+    pub fn current() -> Hello {
+        Hello {
+            protocol: PROTOCOL_VERSION,
+            client_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// The daemon's answer to a [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HelloReply {
+    /// The versions match; requests may follow.
+    Welcome {
+        /// The daemon's protocol version.
+        protocol: u32,
+        /// The daemon's package version.
+        daemon_version: String,
+        /// The daemon's pid.
+        pid: u32,
+    },
+    /// The connection is refused (version mismatch); it is closed after this frame.
+    Refused(ProtoError),
+}
+
+/// Which apps a verb acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Targets {
+    /// Every app the daemon knows.
+    All,
+    /// These apps; an unknown name fails the whole request before anything changes.
+    Names(Vec<AppName>),
+}
+
+/// `start`: define apps from a config (replacing stopped definitions) and/or start known apps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartRequest {
+    /// Apps to define (or redefine, when not running) and start.
+    pub apps: Vec<AppConfig>,
+    /// Already defined apps to start.
+    pub names: Vec<AppName>,
+}
+
+/// `stop`, `restart`, `delete`: the apps to act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRequest {
+    /// The apps.
+    pub targets: Targets,
+}
+
+/// `describe`: one app's full detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescribeRequest {
+    /// The app.
+    pub name: AppName,
+}
+
+/// One request; one variant per verb.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case")]
+pub enum Request {
+    /// Is the daemon alive?
+    Ping,
+    /// Start apps.
+    Start(StartRequest),
+    /// Stop apps gracefully.
+    Stop(TargetRequest),
+    /// Stop then start apps.
+    Restart(TargetRequest),
+    /// Stop apps and forget them.
+    Delete(TargetRequest),
+    /// Every app's row.
+    List,
+    /// One app's detail.
+    Describe(DescribeRequest),
+    /// Stop every app, then the daemon.
+    Kill,
+}
+
+impl From<StartRequest> for Request {
+    fn from(r: StartRequest) -> Request {
+        Request::Start(r)
+    }
+}
+
+impl From<DescribeRequest> for Request {
+    fn from(r: DescribeRequest) -> Request {
+        Request::Describe(r)
+    }
+}
+
+/// The daemon's answer to `ping`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    /// The daemon's pid.
+    pub pid: u32,
+    /// Milliseconds since the daemon started.
+    pub uptime_ms: u64,
+    /// How many apps it knows.
+    pub apps: usize,
+}
+
+/// What happened to one app under a verb.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppOutcome {
+    /// The app.
+    pub name: AppName,
+    /// Whether the verb succeeded for it.
+    pub ok: bool,
+    /// One line for the user: "started (pid 123)", "already online, unchanged", the error.
+    pub message: String,
+    /// The app's row after the verb, unless it was deleted.
+    pub info: Option<AppInfo>,
+}
+
+/// One response; an error is always [`Response::Error`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to `ping`.
+    Pong(Pong),
+    /// Per-app outcomes of `start`, `stop`, `restart`, `delete`, `kill`.
+    Done {
+        /// One per app acted on.
+        outcomes: Vec<AppOutcome>,
+    },
+    /// Answer to `list`.
+    List {
+        /// One row per app, sorted by name.
+        apps: Vec<AppInfo>,
+    },
+    /// Answer to `describe`.
+    Describe(Box<AppDetail>),
+    /// The request failed as a whole; nothing was changed.
+    Error(ProtoError),
+}
