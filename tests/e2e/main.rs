@@ -1,1 +1,8 @@
+//! End-to-end tests: the real `mcpd` binary, a real daemon in a temporary MCPD_HOME, and
+//! real child processes.
 
+mod common;
+mod control;
+mod examples;
+mod lifecycle;
+mod processes;

@@ -221,7 +221,7 @@ async fn collect(replies: Vec<(AppName, oneshot::Receiver<AppOutcome>)>) -> Resp
 fn unknown_app_error(name: &AppName) -> ProtoError {
     ProtoError::new(
         ErrorKind::UnknownApp,
-        format!("no app named {name:?}: see `mcpd list`, or start it from a config file"),
+        format!("no app named \"{name}\": see `mcpd list`, or start it from a config file"),
     )
 }
 

@@ -1,0 +1,145 @@
+//! Process groups: grandchildren, drain timeouts, and what happens when the daemon dies.
+
+use crate::common::{alive, exists, signal, wait_for, Home};
+use std::time::{Duration, Instant};
+
+/// The leader double-forks a grandchild that ignores SIGTERM and writes its pid.
+const GRANDCHILD: &str = r#"
+[apps.forky]
+command = "sh"
+args = ["-c", "(sh -c 'trap \"\" TERM; echo $$ > grandchild.pid; exec sleep 1000' &); exec sleep 1000"]
+kill_timeout = "500ms"
+"#;
+
+#[test]
+fn a_double_forked_grandchild_ignoring_sigterm_is_gone_after_stop() {
+    let home = Home::new();
+    let config = home.write("forky.toml", GRANDCHILD);
+    home.ok(&["start", config.to_str().unwrap()]);
+    let leader = home.pid("forky");
+    let grandchild = home.read_pid_file("grandchild.pid");
+    assert!(alive(grandchild), "grandchild {grandchild} should run");
+    let started = Instant::now();
+    home.ok(&["stop", "forky"]);
+    let took = started.elapsed();
+    assert!(!exists(leader), "leader {leader} left behind");
+    assert!(
+        !exists(grandchild),
+        "grandchild {grandchild} survived stop (or was left a zombie)"
+    );
+    assert!(
+        took >= Duration::from_millis(500),
+        "the grandchild ignores SIGTERM, so stop waits kill_timeout; took {took:?}"
+    );
+}
+
+#[test]
+fn a_grandchild_left_by_a_crashed_leader_is_ended_before_the_restart() {
+    let home = Home::new();
+    let config = home.write(
+        "orphan.toml",
+        "[apps.orphan]\ncommand = \"sh\"\nargs = [\"-c\", \"sh -c 'echo $$ > gc.pid; exec sleep 1000' & while [ ! -s gc.pid ]; do sleep 0.01; done; exit 1\"]\nrestart_delay = \"10s\"\n",
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let grandchild = home.read_pid_file("gc.pid");
+    home.wait_app("orphan", "waiting-restart after the crash", |r| {
+        r["status"] == "waiting-restart"
+    });
+    assert!(
+        !exists(grandchild),
+        "the crashed generation's grandchild {grandchild} still runs"
+    );
+}
+
+#[test]
+fn stop_sends_the_configured_signal_then_sigkill_after_kill_timeout() {
+    let home = Home::new();
+    let config = home.write(
+        "sig.toml",
+        "[apps.stubborn]\ncommand = \"sh\"\nargs = [\"-c\", \"trap 'echo got-int > signal.txt' INT; while :; do sleep 0.05; done\"]\nkill_signal = \"SIGINT\"\nkill_timeout = \"700ms\"\n",
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let pid = home.pid("stubborn");
+    let started = Instant::now();
+    home.ok(&["stop", "stubborn"]);
+    let took = started.elapsed();
+    assert!(!exists(pid));
+    assert_eq!(
+        std::fs::read_to_string(home.file("signal.txt"))
+            .unwrap_or_default()
+            .trim(),
+        "got-int"
+    );
+    assert!(
+        took >= Duration::from_millis(700),
+        "SIGKILL came before kill_timeout: {took:?}"
+    );
+    let exit = home.describe("stubborn")["last_exits"][0].clone();
+    assert_eq!(exit["signal"], 9, "ended by SIGKILL: {exit}");
+}
+
+#[test]
+fn apps_do_not_outlive_a_killed_daemon_and_its_stale_socket_is_replaced() {
+    let home = Home::new();
+    let config = home.write(
+        "app.toml",
+        "[apps.server]\ncommand = \"sh\"\nargs = [\"-c\", \"sh -c 'echo $$ > child.pid; exec sleep 1000' & exec sleep 1000\"]\n",
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let leader = home.pid("server");
+    let child = home.read_pid_file("child.pid");
+    let daemon = home.daemon_pid().expect("daemon pid");
+    signal(daemon, libc::SIGKILL);
+    wait_for("the daemon to die", Duration::from_secs(10), || {
+        if alive(daemon) {
+            Err("alive".into())
+        } else {
+            Ok(())
+        }
+    });
+    wait_for(
+        "the app's group to be ended by the guard",
+        Duration::from_secs(10),
+        || {
+            if alive(leader) || alive(child) {
+                Err(format!(
+                    "leader alive: {}, child alive: {}",
+                    alive(leader),
+                    alive(child)
+                ))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    assert!(
+        home.path().join("mcpd.sock").exists(),
+        "the killed daemon left its socket file"
+    );
+    let pong = home.ok(&["ping"]);
+    let new_daemon = home.daemon_pid().expect("new daemon pid");
+    assert_ne!(
+        new_daemon, daemon,
+        "a new daemon replaced the stale socket: {pong}"
+    );
+    assert!(pong.contains(&format!("daemon pid {new_daemon}")), "{pong}");
+}
+
+#[test]
+fn kill_stops_every_app_then_the_daemon() {
+    let home = Home::new();
+    home.ok(&["start", "--name", "one", "--", "sleep", "1000"]);
+    home.ok(&["start", "--name", "two", "--", "sleep", "1000"]);
+    let pids = [home.pid("one"), home.pid("two")];
+    let daemon = home.daemon_pid().unwrap();
+    let out = home.ok(&["kill"]);
+    assert!(out.contains("daemon stopped"), "{out}");
+    for pid in pids {
+        assert!(!exists(pid), "app pid {pid} survived kill");
+    }
+    assert!(!alive(daemon), "daemon {daemon} survived kill");
+    assert!(
+        !home.path().join("mcpd.sock").exists(),
+        "socket removed on exit"
+    );
+}
