@@ -63,6 +63,8 @@ pub enum AppStatus {
     Starting,
     /// Running and ready.
     Online,
+    /// A new generation is replacing the serving one (both may run).
+    Reloading,
     /// Sent its stop signal; waiting for the group to exit.
     Stopping,
     /// Not running, by the user's wish.
@@ -79,6 +81,7 @@ impl AppStatus {
         match self {
             AppStatus::Starting => "starting",
             AppStatus::Online => "online",
+            AppStatus::Reloading => "reloading",
             AppStatus::Stopping => "stopping",
             AppStatus::Stopped => "stopped",
             AppStatus::WaitingRestart => "waiting-restart",
@@ -114,6 +117,21 @@ pub struct AppInfo {
     pub reason: Option<String>,
     /// Milliseconds until the next start, while `waiting-restart`.
     pub next_start_in_ms: Option<u64>,
+    /// The last `STATUS=` the app sent over the notify socket.
+    pub status_text: Option<String>,
+    /// While reloading: the generations involved.
+    pub reload: Option<ReloadInfo>,
+}
+
+/// The two generations of a reload, while they overlap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadInfo {
+    /// The generation being replaced (serving until the new one is ready, then draining).
+    pub old_pid: u32,
+    /// The new generation.
+    pub new_pid: u32,
+    /// `starting-new` or `draining-old`.
+    pub phase: String,
 }
 
 /// How one generation ended.

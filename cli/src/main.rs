@@ -27,6 +27,15 @@ enum Verb {
     Stop(Targets),
     /// Stop apps, then start a new generation of each.
     Restart(Targets),
+    /// Start a new generation of each app, wait until it is ready, then drain the old one.
+    Reload {
+        /// App names, or `all`.
+        #[arg(required = true, value_name = "NAME|all")]
+        names: Vec<String>,
+        /// Take the apps' new config from this file (default: the file each came from).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Stop apps and forget them.
     Delete(Targets),
     /// Show every app.
@@ -90,6 +99,7 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Stop(t) => simple::act(simple::Act::Stop, &t.names).await,
         Verb::Restart(t) => simple::act(simple::Act::Restart, &t.names).await,
         Verb::Delete(t) => simple::act(simple::Act::Delete, &t.names).await,
+        Verb::Reload { names, config } => simple::reload(&names, config.as_deref()).await,
         Verb::List { json } => commands::list::run(json).await,
         Verb::Describe { name, json } => commands::describe::run(&name, json).await,
         Verb::Ping => simple::ping().await,

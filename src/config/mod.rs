@@ -7,11 +7,13 @@ mod duration;
 mod envfile;
 mod error;
 mod parse;
+mod ready;
 
 pub use duration::{duration_ms, parse_duration};
 pub use envfile::{parse_env_file, read_env_file};
 pub use error::{ConfigError, ConfigErrors};
 pub use parse::{load, parse};
+pub use ready::{parse_http_url, HttpUrl, ListenAddr, Ready};
 
 use crate::model::AppName;
 use crate::signal::Signal;
@@ -25,6 +27,8 @@ use std::time::Duration;
 pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default pause before a crashed app is started again.
 pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_millis(100);
+/// Default time a new generation has to become ready.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything mcpd needs to run one app. Paths are absolute once loaded.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +53,17 @@ pub struct AppConfig {
     /// Pause before a crashed app is started again.
     #[serde(with = "duration_ms")]
     pub restart_delay: Duration,
+    /// How a new generation says it is ready.
+    pub ready: Ready,
+    /// How long a new generation has to become ready.
+    #[serde(with = "duration_ms")]
+    pub ready_timeout: Duration,
+    /// Sockets bound by mcpd and handed to every generation (fds 3, 4, ...).
+    pub listen: Vec<ListenAddr>,
+    /// With `ready = "ipc"`: ask the app to stop with a `'shutdown'` message, not a signal.
+    pub shutdown_with_message: bool,
+    /// The config file the app came from, re-read by `reload`.
+    pub source: Option<PathBuf>,
 }
 
 impl AppConfig {
@@ -64,6 +79,11 @@ impl AppConfig {
             kill_signal: Signal::TERM,
             kill_timeout: DEFAULT_KILL_TIMEOUT,
             restart_delay: DEFAULT_RESTART_DELAY,
+            ready: Ready::None,
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+            listen: Vec::new(),
+            shutdown_with_message: false,
+            source: None,
         }
     }
 }
@@ -81,6 +101,11 @@ impl fmt::Debug for AppConfig {
             .field("kill_signal", &self.kill_signal)
             .field("kill_timeout", &self.kill_timeout)
             .field("restart_delay", &self.restart_delay)
+            .field("ready", &self.ready)
+            .field("ready_timeout", &self.ready_timeout)
+            .field("listen", &self.listen)
+            .field("shutdown_with_message", &self.shutdown_with_message)
+            .field("source", &self.source)
             .finish()
     }
 }

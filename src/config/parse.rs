@@ -1,6 +1,9 @@
 //! Walks a parsed TOML document key by key, collecting every error with its position.
 
-use super::{parse_duration, read_env_file, AppConfig, ConfigError, ConfigErrors, ConfigFile};
+use super::{
+    parse_duration, read_env_file, AppConfig, ConfigError, ConfigErrors, ConfigFile, ListenAddr,
+    Ready,
+};
 use crate::model::AppName;
 use crate::signal::Signal;
 use std::ops::Range;
@@ -33,7 +36,11 @@ pub fn load(path: &Path) -> Result<ConfigFile, ConfigErrors> {
     })?;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let base = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
-    parse(&text, path, &base)
+    let mut config = parse(&text, path, &base)?;
+    for app in &mut config.apps {
+        app.source = Some(absolute.clone());
+    }
+    Ok(config)
 }
 
 /// Validates config text; `file` is used in messages, `base` resolves relative paths.
@@ -193,6 +200,21 @@ impl Walker<'_> {
                         .duration(value, &kpath, span)
                         .unwrap_or(cfg.restart_delay)
                 }
+                "ready" => cfg.ready = self.ready(value, &kpath, span).unwrap_or(cfg.ready),
+                "ready_timeout" => {
+                    cfg.ready_timeout = self
+                        .duration(value, &kpath, span)
+                        .unwrap_or(cfg.ready_timeout)
+                }
+                "listen" => cfg.listen = self.listen(value, &kpath, span, base),
+                "shutdown_with_message" => match value.as_bool() {
+                    Some(b) => cfg.shutdown_with_message = b,
+                    None => self.error(
+                        span,
+                        &kpath,
+                        format!("expected true or false, found {}", type_name(value)),
+                    ),
+                },
                 _ => {
                     let kspan = table.key(key).and_then(|k| k.span()).unwrap_or(span);
                     self.error(
@@ -202,6 +224,17 @@ impl Walker<'_> {
                     );
                 }
             }
+        }
+        if cfg.shutdown_with_message && cfg.ready != Ready::Ipc {
+            let span = table
+                .key("shutdown_with_message")
+                .and_then(|k| k.span())
+                .unwrap_or(name_span.clone());
+            self.error(
+                span,
+                &format!("{path}.shutdown_with_message"),
+                "needs ready = \"ipc\" (the message goes over the IPC channel)".into(),
+            );
         }
         if command.is_none() && !table.contains_key("command") {
             self.error(
@@ -322,6 +355,77 @@ impl Walker<'_> {
             self.error(span, key, e);
         }
         Some(path)
+    }
+
+    fn ready(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<Ready> {
+        if let Some(word) = item.as_str() {
+            return Ready::parse_word(word)
+                .map_err(|e| self.error(span, key, e))
+                .ok();
+        }
+        let Some(table) = item.as_table_like() else {
+            self.error(span, key, format!("expected \"none\", \"notify\", \"ipc\", {{ http = URL }} or {{ tcp = ADDR }}, found {}", type_name(item)));
+            return None;
+        };
+        let entries: Vec<(&str, &Item)> = table.iter().collect();
+        let [(kind, value)] = entries[..] else {
+            self.error(
+                span,
+                key,
+                "give exactly one of http = URL or tcp = ADDR".into(),
+            );
+            return None;
+        };
+        let vspan = value.span().unwrap_or(span.clone());
+        let text = self.string(value, &format!("{key}.{kind}"), vspan.clone())?;
+        let parsed = match kind {
+            "http" => Ready::http(&text),
+            "tcp" => Ready::tcp(&text),
+            other => Err(format!(
+                "unknown probe {other:?}; use http = URL or tcp = ADDR"
+            )),
+        };
+        parsed
+            .map_err(|e| self.error(vspan, &format!("{key}.{kind}"), e))
+            .ok()
+    }
+
+    fn listen(
+        &mut self,
+        item: &Item,
+        key: &str,
+        span: Range<usize>,
+        base: &Path,
+    ) -> Vec<ListenAddr> {
+        let Some(array) = item.as_array() else {
+            self.error(
+                span,
+                key,
+                format!(
+                    "expected an array like [\"tcp://127.0.0.1:3000\"], found {}",
+                    type_name(item)
+                ),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, v) in array.iter().enumerate() {
+            let vspan = v.span().unwrap_or(span.clone());
+            let ikey = format!("{key}[{i}]");
+            match v.as_str().map(|s| ListenAddr::parse(s, base)) {
+                Some(Ok(addr)) if out.contains(&addr) => {
+                    self.error(vspan, &ikey, format!("{addr} is listed twice"))
+                }
+                Some(Ok(addr)) => out.push(addr),
+                Some(Err(e)) => self.error(vspan, &ikey, e),
+                None => self.error(
+                    vspan,
+                    &ikey,
+                    format!("expected a string, found {}", v.type_name()),
+                ),
+            }
+        }
+        out
     }
 
     fn duration(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<Duration> {

@@ -17,6 +17,9 @@ cwd = "web"
 env = { PORT = 3000, DEBUG = true, NAME = "x" }
 kill_signal = "INT"
 kill_timeout = "30s"
+ready = { http = "http://127.0.0.1:3000/health" }
+ready_timeout = "3s"
+listen = ["tcp://127.0.0.1:3000", "unix:run/web.sock"]
 
 [apps.api]
 command = "./api"
@@ -35,6 +38,21 @@ restart_delay = 250
     assert_eq!(api.cwd, Path::new("/srv"));
     assert_eq!(api.kill_timeout, super::super::DEFAULT_KILL_TIMEOUT);
     assert_eq!(api.restart_delay, Duration::from_millis(250));
+    assert_eq!(api.ready, Ready::None);
+    assert_eq!(
+        web.ready,
+        Ready::Http {
+            url: "http://127.0.0.1:3000/health".into()
+        }
+    );
+    assert_eq!(web.ready_timeout, Duration::from_secs(3));
+    assert_eq!(
+        web.listen,
+        [
+            ListenAddr::Tcp("127.0.0.1:3000".parse().unwrap()),
+            ListenAddr::Unix("/srv/run/web.sock".into())
+        ]
+    );
 }
 
 #[test]
@@ -87,6 +105,11 @@ fn every_error_is_reported_with_line_and_key() {
             &[(3, "apps.a.env_file")],
         ),
         ("[apps.a\ncommand = \"x\"\n", &[(1, "")]),
+        ("[apps.a]\ncommand = \"x\"\nready = \"maybe\"\n", &[(3, "apps.a.ready")]),
+        ("[apps.a]\ncommand = \"x\"\nready = { http = \"https://x:1/\" }\n", &[(3, "apps.a.ready.http")]),
+        ("[apps.a]\ncommand = \"x\"\nready = { udp = \"x:1\" }\n", &[(3, "apps.a.ready.udp")]),
+        ("[apps.a]\ncommand = \"x\"\nlisten = [\"tcp://localhost:1\", \"unix:/a\", \"unix:/a\"]\n", &[(3, "apps.a.listen[0]"), (3, "apps.a.listen[2]")]),
+        ("[apps.a]\ncommand = \"x\"\nshutdown_with_message = true\n", &[(3, "apps.a.shutdown_with_message")]),
     ];
     for (text, want) in cases {
         let got = errors(text);

@@ -69,6 +69,17 @@ pub struct StartRequest {
     pub apps: Vec<AppConfig>,
     /// Already defined apps to start.
     pub names: Vec<AppName>,
+    /// Answer once each app is ready (or failed); otherwise as soon as it is spawned.
+    pub wait: bool,
+}
+
+/// `reload`: start a new generation of each app, wait until it is ready, then drain the old.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadRequest {
+    /// The apps.
+    pub targets: Targets,
+    /// New configs (from `--config FILE`); apps not in it re-read the file they came from.
+    pub apps: Vec<AppConfig>,
 }
 
 /// `stop`, `restart`, `delete`: the apps to act on.
@@ -97,6 +108,8 @@ pub enum Request {
     Stop(TargetRequest),
     /// Stop then start apps.
     Restart(TargetRequest),
+    /// Replace apps' generations without downtime.
+    Reload(ReloadRequest),
     /// Stop apps and forget them.
     Delete(TargetRequest),
     /// Every app's row.

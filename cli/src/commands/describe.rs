@@ -31,6 +31,15 @@ fn text(d: &AppDetail) -> String {
         line("reason", r.clone());
     }
     line("pid", opt(i.pid.map(|p| p.to_string())));
+    if let Some(r) = &i.reload {
+        line(
+            "reload",
+            format!("{}: old pid {}, new pid {}", r.phase, r.old_pid, r.new_pid),
+        );
+    }
+    if let Some(t) = &i.status_text {
+        line("app status", t.clone());
+    }
     line("uptime", opt(i.uptime_ms.map(format::duration_ms)));
     line("restarts", i.restarts.to_string());
     line("memory", opt(i.memory_bytes.map(format::bytes)));

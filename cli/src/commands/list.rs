@@ -28,9 +28,13 @@ fn table(apps: &[AppInfo]) -> String {
     let rows: Vec<Vec<String>> = apps
         .iter()
         .map(|a| {
-            let note = match (&a.reason, a.next_start_in_ms) {
-                (Some(r), _) => r.clone(),
-                (None, Some(ms)) => format!("restart in {}", format::duration_ms(ms)),
+            let note = match (&a.reason, a.next_start_in_ms, &a.reload, &a.status_text) {
+                (Some(r), ..) => r.clone(),
+                (None, Some(ms), ..) => format!("restart in {}", format::duration_ms(ms)),
+                (None, None, Some(r), _) => {
+                    format!("{}: old pid {}, new pid {}", r.phase, r.old_pid, r.new_pid)
+                }
+                (None, None, None, Some(text)) => text.clone(),
                 _ => String::new(),
             };
             vec![

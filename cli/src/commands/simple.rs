@@ -29,6 +29,37 @@ pub async fn act(act: Act, names: &[String]) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `reload`: new generations, ready before the old ones drain; `--config` gives new configs.
+pub async fn reload(
+    names: &[String],
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let targets = super::targets(names)?;
+    let apps = match config {
+        Some(path) => {
+            mcpd_core::config::load(path)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e}\n{} error(s) in {}; nothing was reloaded",
+                        e.0.len(),
+                        path.display()
+                    )
+                })?
+                .apps
+        }
+        None => Vec::new(),
+    };
+    match connect::call(Request::Reload(mcpd_core::protocol::ReloadRequest {
+        targets,
+        apps,
+    }))
+    .await?
+    {
+        Response::Done { outcomes } => Ok(super::report(&outcomes)),
+        other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
 /// `ping`: starts the daemon if needed and prints its pid.
 pub async fn ping() -> anyhow::Result<ExitCode> {
     match connect::call(Request::Ping).await? {

@@ -17,6 +17,12 @@ pub struct StartArgs {
     /// Name of an app started from a command line given after `--`.
     #[arg(long)]
     name: Option<String>,
+    /// Return as soon as each app is spawned, without waiting for readiness.
+    #[arg(long, conflicts_with = "wait")]
+    no_wait: bool,
+    /// Wait until each app is ready (the default), failing if it is not.
+    #[arg(long)]
+    wait: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -24,7 +30,18 @@ pub struct StartArgs {
 
 /// Runs `start`.
 pub async fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
-    let request = request(args)?;
+    let wait = !args.no_wait;
+    let mut request = request(args)?;
+    request.wait = wait;
+    if wait {
+        let names: Vec<String> = request
+            .apps
+            .iter()
+            .map(|a| a.name.to_string())
+            .chain(request.names.iter().map(|n| n.to_string()))
+            .collect();
+        eprintln!("starting {} and waiting until ready...", names.join(", "));
+    }
     match connect::call(Request::Start(request)).await? {
         Response::Done { outcomes } => Ok(super::report(&outcomes)),
         other => bail!("unexpected answer from the daemon: {other:?}"),
@@ -47,6 +64,7 @@ fn request(args: StartArgs) -> anyhow::Result<StartRequest> {
         return Ok(StartRequest {
             apps: vec![app],
             names: Vec::new(),
+            wait: true,
         });
     }
     if !args.command.is_empty() {
@@ -79,6 +97,7 @@ fn request(args: StartArgs) -> anyhow::Result<StartRequest> {
         return Ok(StartRequest {
             apps,
             names: Vec::new(),
+            wait: true,
         });
     }
     let names = args
@@ -89,5 +108,6 @@ fn request(args: StartArgs) -> anyhow::Result<StartRequest> {
     Ok(StartRequest {
         apps: Vec::new(),
         names,
+        wait: true,
     })
 }

@@ -17,6 +17,7 @@ pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
         Request::Stop(r) => sup.act(&r.targets, Verb::Stop).await,
         Request::Restart(r) => sup.act(&r.targets, Verb::Restart).await,
         Request::Delete(r) => sup.act(&r.targets, Verb::Delete).await,
+        Request::Reload(r) => sup.reload(r).await,
         Request::List => Response::List { apps: sup.list() },
         Request::Describe(r) => match sup.describe(&r.name) {
             Ok(detail) => Response::Describe(Box::new(detail)),

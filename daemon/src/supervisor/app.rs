@@ -1,92 +1,46 @@
-//! One task per app: it owns the app's state and its running generation, and reacts to
-//! control commands, the leader's exit, its deadline and shutdown.
+//! One task per app: it owns the app's state and its generations, and reacts to control
+//! commands, leader exits, readiness reports, drains, its deadline and shutdown.
 
-use super::process::{self, Generation, GroupEnd};
-use super::sampler::Sample;
+use super::drain::{self, ms, Drained};
+use super::process::{self, Generation};
+use super::ready::Report;
+use super::snapshot::Snapshot;
+use super::sockets::Listeners;
 use super::state::{next, Action, Event, Note, Policy, State, Then};
 use super::Ctx;
-use mcpd_core::config::AppConfig;
-use mcpd_core::model::{AppDetail, AppInfo, ExitRecord};
+use mcpd_core::config::{AppConfig, Ready};
 use mcpd_core::protocol::AppOutcome;
-use std::collections::{HashMap, VecDeque};
-use std::os::unix::process::ExitStatusExt;
+use mcpd_core::signal::Signal;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How many exits `describe` keeps.
-const EXITS_KEPT: usize = 10;
+type Reply = oneshot::Sender<AppOutcome>;
 
 /// A request to an app task; each carries where to send its outcome.
 #[derive(Debug)]
 pub(crate) enum Command {
     Start {
         config: Option<Box<AppConfig>>,
-        reply: oneshot::Sender<AppOutcome>,
+        wait: bool,
+        reply: Reply,
     },
     Stop {
-        reply: oneshot::Sender<AppOutcome>,
+        reply: Reply,
     },
     Restart {
-        reply: oneshot::Sender<AppOutcome>,
+        reply: Reply,
+    },
+    Reload {
+        config: Option<Box<AppConfig>>,
+        reply: Reply,
     },
     Remove {
-        reply: oneshot::Sender<AppOutcome>,
+        reply: Reply,
     },
-}
-
-/// What readers (list, describe) see of an app, published after every change.
-#[derive(Debug, Clone)]
-pub(crate) struct Snapshot {
-    pub config: Arc<AppConfig>,
-    pub state: State,
-    pub restarts: u32,
-    pub exits: VecDeque<ExitRecord>,
-}
-
-impl Snapshot {
-    /// The `list` row, with uptime computed now and the group's last resource sample.
-    pub fn info(&self, samples: &HashMap<u32, Sample>) -> AppInfo {
-        let now = Instant::now();
-        let pid = self.state.pid();
-        let sample = pid.and_then(|p| samples.get(&p));
-        let (uptime_ms, next_start_in_ms, reason) = match &self.state {
-            State::Online { since, .. } => {
-                (Some(ms(now.saturating_duration_since(*since))), None, None)
-            }
-            State::WaitingRestart { until } => {
-                (None, Some(ms(until.saturating_duration_since(now))), None)
-            }
-            State::Errored { reason } => (None, None, Some(reason.clone())),
-            _ => (None, None, None),
-        };
-        AppInfo {
-            name: self.config.name.clone(),
-            status: self.state.status(),
-            pid,
-            restarts: self.restarts,
-            uptime_ms,
-            memory_bytes: sample.map(|s| s.rss_bytes),
-            cpu_percent: sample.map(|s| s.cpu_percent),
-            reason,
-            next_start_in_ms,
-        }
-    }
-
-    /// The `describe` view.
-    pub fn detail(&self, samples: &HashMap<u32, Sample>) -> AppDetail {
-        AppDetail {
-            info: self.info(samples),
-            config: (*self.config).clone(),
-            last_exits: self.exits.iter().cloned().collect(),
-        }
-    }
-}
-
-fn ms(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The registry's handle on an app task.
@@ -99,8 +53,7 @@ pub(crate) struct AppHandle {
 }
 
 impl AppHandle {
-    /// Queues a command; if the task has ended, the reply channel is dropped and the caller
-    /// reports that.
+    /// Queues a command; if the task has ended, the dropped reply tells the caller.
     pub fn send(&self, command: Command) {
         let _ = self.tx.send(command);
     }
@@ -125,30 +78,30 @@ pub(crate) fn spawn(
     shutdown: CancellationToken,
 ) -> AppHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let snapshot = Snapshot {
-        config: Arc::new(config),
-        state: State::Stopped,
-        restarts: 0,
-        exits: VecDeque::new(),
-    };
-    let (snapshot_tx, snapshot_rx) = watch::channel(snapshot.clone());
+    let snap = Snapshot::new(config);
+    let (publish, snapshot) = watch::channel(snap.clone());
+    let (reports_tx, reports) = mpsc::unbounded_channel();
+    let (drained_tx, drained) = mpsc::unbounded_channel();
     let task = AppTask {
         ctx,
-        snap: snapshot,
-        generation: None,
-        publish: snapshot_tx,
+        tracker: tracker.clone(),
+        snap,
+        current: None,
+        next: None,
+        pending: None,
+        listeners: Listeners::default(),
+        reports_tx,
+        drained_tx,
+        publish,
         waiters: Vec::new(),
+        reload_waiters: Vec::new(),
         removed: false,
     };
-    tracker.spawn(task.run(rx, shutdown));
-    AppHandle {
-        id,
-        tx,
-        snapshot: snapshot_rx,
-    }
+    tracker.spawn(task.run(rx, reports, drained, shutdown));
+    AppHandle { id, tx, snapshot }
 }
 
-/// What a caller waits for.
+/// What a caller of start/stop/restart/delete waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Goal {
     Online,
@@ -158,10 +111,20 @@ enum Goal {
 
 struct AppTask {
     ctx: Arc<Ctx>,
+    tracker: TaskTracker,
     snap: Snapshot,
-    generation: Option<Generation>,
+    /// The serving (or starting, or stopping) generation.
+    current: Option<Generation>,
+    /// A reload's new generation until it is ready.
+    next: Option<Generation>,
+    /// The config a reload's new generation runs with.
+    pending: Option<Arc<AppConfig>>,
+    listeners: Listeners,
+    reports_tx: mpsc::UnboundedSender<Report>,
+    drained_tx: mpsc::UnboundedSender<Drained>,
     publish: watch::Sender<Snapshot>,
-    waiters: Vec<(Goal, oneshot::Sender<AppOutcome>)>,
+    waiters: Vec<(Goal, Reply)>,
+    reload_waiters: Vec<Reply>,
     removed: bool,
 }
 
@@ -182,21 +145,26 @@ async fn until(deadline: Option<Instant>) {
 }
 
 impl AppTask {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Command>,
+        mut reports: mpsc::UnboundedReceiver<Report>,
+        mut drained: mpsc::UnboundedReceiver<Drained>,
+        shutdown: CancellationToken,
+    ) {
         let mut shutting_down = false;
         while !self.removed {
             let deadline = self.snap.state.deadline();
             tokio::select! {
-                status = leader_exit(&mut self.generation) => self.exited(status).await,
+                status = leader_exit(&mut self.current) => self.current_exited(status).await,
+                status = leader_exit(&mut self.next) => self.next_exited(status).await,
+                Some(report) = reports.recv() => self.report(report),
+                Some(done) = drained.recv() => self.drained(done),
                 command = rx.recv(), if !shutting_down => match command {
                     Some(command) => self.command(command),
-                    None => {
-                        self.step(Event::Remove);
-                    }
+                    None => drop(self.step(Event::Remove)),
                 },
-                _ = until(deadline) => {
-                    self.step(Event::Deadline);
-                }
+                _ = until(deadline) => drop(self.step(Event::Deadline)),
                 _ = shutdown.cancelled(), if !shutting_down => {
                     shutting_down = true;
                     self.step(Event::Remove);
@@ -206,34 +174,49 @@ impl AppTask {
         }
         rx.close();
         while let Ok(command) = rx.try_recv() {
-            let reply = match command {
-                Command::Start { reply, .. }
-                | Command::Stop { reply }
-                | Command::Restart { reply }
-                | Command::Remove { reply } => reply,
-            };
+            let (Command::Start { reply, .. }
+            | Command::Stop { reply }
+            | Command::Restart { reply }
+            | Command::Reload { reply, .. }
+            | Command::Remove { reply }) = command;
             let _ = reply.send(self.outcome(false, "the app was deleted".into()));
         }
     }
 
     fn command(&mut self, command: Command) {
         let (event, goal, reply) = match command {
-            Command::Start { config, reply } => {
+            Command::Start {
+                config,
+                wait,
+                reply,
+            } => {
                 if let Some(config) = config {
-                    if self.generation.is_none() {
+                    if self.current.is_none() {
                         self.snap.config = Arc::new(*config);
                     } else if *config != *self.snap.config {
                         let pid = self.snap.state.pid().unwrap_or_default();
-                        let msg = format!("already running (pid {pid}) with a different config; nothing changed: `mcpd restart {}` does not re-read the file, stop and start it to apply", self.snap.config.name);
-                        let _ = reply.send(self.outcome(true, msg));
-                        return;
+                        let msg = format!("already running (pid {pid}) with a different config; nothing changed: run `mcpd reload {}` to apply it", self.snap.config.name);
+                        return drop(reply.send(self.outcome(true, msg)));
                     }
+                }
+                if !wait {
+                    let note = self.step(Event::Start);
+                    let message = match (note, self.snap.state.pid()) {
+                        (Some(Note::AlreadyOnline), Some(pid)) => {
+                            format!("already online (pid {pid}), unchanged")
+                        }
+                        (_, Some(pid)) => format!("started (pid {pid}), not waiting for readiness"),
+                        _ => format!("{}", self.snap.state.status()),
+                    };
+                    let ok = !matches!(self.snap.state, State::Errored { .. });
+                    return drop(reply.send(self.outcome(ok, message)));
                 }
                 (Event::Start, Goal::Online, reply)
             }
             Command::Stop { reply } => (Event::Stop, Goal::Stopped, reply),
             Command::Restart { reply } => (Event::Restart, Goal::Online, reply),
             Command::Remove { reply } => (Event::Remove, Goal::Removed, reply),
+            Command::Reload { config, reply } => return self.reload(config, reply),
         };
         match self.step(event) {
             Some(Note::AlreadyOnline) => {
@@ -245,71 +228,195 @@ impl AppTask {
                 let _ =
                     reply.send(self.outcome(true, format!("already {}", self.snap.state.status())));
             }
-            None => self.waiters.push((goal, reply)),
+            Some(Note::Busy(why)) => {
+                let _ = reply.send(
+                    self.outcome(false, format!("not now: {why}; try again when it is done")),
+                );
+            }
+            Some(Note::ReloadFailed(_)) | None => self.waiters.push((goal, reply)),
         }
     }
 
-    /// Feeds one event to the state machine and performs its actions.
+    fn reload(&mut self, config: Option<Box<AppConfig>>, reply: Reply) {
+        if !self.reload_waiters.is_empty() || self.snap.draining.is_some() {
+            let msg = "a reload is already running; wait for it to finish (`mcpd list` shows it as reloading)";
+            return drop(reply.send(self.outcome(false, msg.into())));
+        }
+        let config = config
+            .map(|c| Arc::new(*c))
+            .unwrap_or_else(|| self.snap.config.clone());
+        if !matches!(self.snap.state, State::Online { .. }) {
+            // Not serving: a reload is a start with the new config.
+            if self.current.is_none() {
+                self.snap.config = config;
+            }
+            return match self.step(Event::Reload) {
+                Some(Note::Busy(why)) => drop(reply.send(
+                    self.outcome(false, format!("not now: {why}; try again when it is done")),
+                )),
+                _ => self.waiters.push((Goal::Online, reply)),
+            };
+        }
+        if !self.listeners.matches(&config.listen) {
+            let msg = "its listen addresses changed; a reload hands over the same sockets, so stop and start it to apply";
+            return drop(reply.send(self.outcome(false, msg.into())));
+        }
+        self.pending = Some(config);
+        self.reload_waiters.push(reply);
+        self.step(Event::Reload);
+    }
+
+    fn policy(&self) -> Policy {
+        let c = &self.snap.config;
+        Policy {
+            restart_delay: c.restart_delay,
+            kill_timeout: c.kill_timeout,
+            ready_timeout: c.ready_timeout,
+        }
+    }
+
+    /// Feeds one event to the state machine and performs its actions; returns the first note.
     fn step(&mut self, event: Event) -> Option<Note> {
-        let policy = Policy {
-            restart_delay: self.snap.config.restart_delay,
-            kill_timeout: self.snap.config.kill_timeout,
-        };
         let mut queue = VecDeque::from([event]);
         let mut first_note = None;
         let mut first = true;
         while let Some(event) = queue.pop_front() {
+            let policy = self.policy();
             let t = next(&self.snap.state, event, Instant::now(), &policy);
+            if let Some(Note::ReloadFailed(reason)) = &t.note {
+                self.reload_failed(reason.clone());
+            }
             if first {
                 first_note = t.note;
                 first = false;
             }
             self.snap.state = t.state;
             for action in t.actions {
-                match action {
-                    Action::Spawn { restart } => {
-                        if restart {
-                            self.snap.restarts += 1;
-                        }
-                        queue.push_back(match process::spawn(&self.snap.config, &self.ctx) {
-                            Ok(generation) => {
-                                let pid = generation.pid;
-                                tracing::info!(app = %self.snap.config.name, pid, "started");
-                                self.generation = Some(generation);
-                                Event::Spawned { pid }
-                            }
-                            Err(reason) => {
-                                tracing::warn!(app = %self.snap.config.name, %reason, "cannot start");
-                                Event::SpawnFailed { reason }
-                            }
-                        });
-                    }
-                    Action::SignalStop => self.signal(self.snap.config.kill_signal),
-                    Action::Kill => {
-                        tracing::warn!(app = %self.snap.config.name, "drain time over: SIGKILL to the group");
-                        self.signal(mcpd_core::signal::Signal::KILL);
-                    }
-                    Action::Remove => self.removed = true,
-                }
+                self.act(action, &mut queue);
             }
         }
         let _ = self.publish.send_replace(self.snap.clone());
         first_note
     }
 
-    fn signal(&self, signal: mcpd_core::signal::Signal) {
-        if let Some(g) = &self.generation {
-            g.signal(signal);
+    fn act(&mut self, action: Action, queue: &mut VecDeque<Event>) {
+        let name = self.snap.config.name.clone();
+        match action {
+            Action::Spawn { restart, attempt } => {
+                if restart {
+                    self.snap.restarts += 1;
+                }
+                self.snap.status_text = None;
+                let ready_at_spawn = self.snap.config.ready == Ready::None;
+                match self.spawn(self.snap.config.clone()) {
+                    Ok(generation) => {
+                        let pid = generation.pid;
+                        tracing::info!(app = %name, pid, "started");
+                        self.current = Some(generation);
+                        queue.push_back(Event::Spawned { pid, attempt });
+                        if ready_at_spawn {
+                            queue.push_back(Event::Ready { pid });
+                        }
+                    }
+                    Err(reason) => {
+                        tracing::warn!(app = %name, %reason, "cannot start");
+                        queue.push_back(Event::SpawnFailed { reason });
+                    }
+                }
+            }
+            Action::SpawnNext => {
+                let config = self
+                    .pending
+                    .clone()
+                    .unwrap_or_else(|| self.snap.config.clone());
+                let ready_at_spawn = config.ready == Ready::None;
+                match self.spawn(config) {
+                    Ok(generation) => {
+                        let pid = generation.pid;
+                        tracing::info!(app = %name, pid, "reload: started the new generation");
+                        self.next = Some(generation);
+                        queue.push_back(Event::SpawnedNext { pid });
+                        if ready_at_spawn {
+                            queue.push_back(Event::Ready { pid });
+                        }
+                    }
+                    Err(reason) => queue.push_back(Event::SpawnNextFailed {
+                        reason: format!("cannot start the new generation: {reason}"),
+                    }),
+                }
+            }
+            Action::SignalStop => {
+                if let Some(g) = &self.current {
+                    g.request_stop(&self.snap.config);
+                }
+            }
+            Action::Kill => {
+                tracing::warn!(app = %name, "drain time over: SIGKILL to the group");
+                if let Some(g) = &self.current {
+                    g.signal(Signal::KILL);
+                }
+            }
+            Action::KillNext => {
+                if let Some(g) = &self.next {
+                    g.signal(Signal::KILL);
+                }
+            }
+            Action::PromoteNext => {
+                let old = std::mem::replace(&mut self.current, self.next.take());
+                let new_config = self
+                    .pending
+                    .take()
+                    .unwrap_or_else(|| self.snap.config.clone());
+                let old_config = std::mem::replace(&mut self.snap.config, new_config);
+                self.snap.restarts += 1;
+                self.snap.status_text = None;
+                if let Some(old) = old {
+                    tracing::info!(app = %name, pid = old.pid, "reload: new generation ready, draining the old one");
+                    self.snap.draining = Some(old.pid);
+                    let done = self.drained_tx.clone();
+                    let ctx = self.ctx.clone();
+                    self.tracker.spawn(async move {
+                        let _ = done.send(drain::drain(old, old_config, ctx).await);
+                    });
+                }
+            }
+            Action::Remove => {
+                self.listeners.close();
+                self.removed = true;
+            }
         }
     }
 
-    /// The leader exited: end the rest of its group, record the exit, then step.
-    async fn exited(&mut self, status: std::io::Result<std::process::ExitStatus>) {
-        let Some(generation) = self.generation.take() else {
+    fn spawn(&mut self, config: Arc<AppConfig>) -> Result<Generation, String> {
+        self.listeners.ensure(&config.listen)?;
+        process::spawn(
+            &config,
+            &self.ctx,
+            &self.listeners.fds(),
+            self.reports_tx.clone(),
+        )
+    }
+
+    fn report(&mut self, report: Report) {
+        match report {
+            Report::Ready { pid } => {
+                self.step(Event::Ready { pid });
+            }
+            Report::Status { pid, text } => {
+                if self.snap.state.pid() == Some(pid) {
+                    self.snap.status_text = Some(text);
+                    let _ = self.publish.send_replace(self.snap.clone());
+                }
+            }
+        }
+    }
+
+    /// The serving generation's leader exited: end the rest of its group, record, step.
+    async fn current_exited(&mut self, status: std::io::Result<std::process::ExitStatus>) {
+        let Some(generation) = self.current.take() else {
             return;
         };
         let pid = generation.pid;
-        self.ctx.leaders.lock().expect("leaders lock").remove(&pid);
         let config = self.snap.config.clone();
         let (reason, first, deadline) = match &self.snap.state {
             State::Stopping { deadline, then, .. } => {
@@ -317,58 +424,116 @@ impl AppTask {
                     Then::Stop => "stopped",
                     Then::Start => "restart",
                     Then::Remove => "removed",
+                    Then::Fail { .. } => "not ready",
                 };
                 (reason, None, deadline.unwrap_or_else(Instant::now))
             }
+            State::Starting { .. } => (
+                "exited before ready",
+                Some(config.kill_signal),
+                Instant::now() + config.kill_timeout,
+            ),
             _ => (
                 "crash",
                 Some(config.kill_signal),
                 Instant::now() + config.kill_timeout,
             ),
         };
-        let end = process::end_group(&self.ctx, pid, first, deadline).await;
-        if end != GroupEnd::Empty {
-            tracing::info!(app = %config.name, pid, ?end, "ended the rest of the process group");
-        }
-        self.ctx.guard.forget(pid);
-        let (code, signal) = match &status {
-            Ok(s) => (s.code(), s.signal()),
-            Err(_) => (None, None),
+        drop(generation);
+        let (record, end) = drain::finish(&self.ctx, pid, status, first, deadline, reason).await;
+        let how = record.describe();
+        tracing::info!(app = %config.name, pid, exit = %how, reason, group = ?end, "exited");
+        self.snap.record_exit(record);
+        self.step(Event::Exited { pid, how });
+    }
+
+    /// A reload's new generation exited before it was ready (or after KillNext).
+    async fn next_exited(&mut self, status: std::io::Result<std::process::ExitStatus>) {
+        let Some(generation) = self.next.take() else {
+            return;
         };
-        let record = ExitRecord {
-            at_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(ms)
-                .unwrap_or(0),
+        let pid = generation.pid;
+        drop(generation);
+        let (record, _) = drain::finish(
+            &self.ctx,
             pid,
-            code,
-            signal,
-            reason: reason.to_string(),
+            status,
+            Some(Signal::KILL),
+            Instant::now(),
+            "reload failed",
+        )
+        .await;
+        let how = record.describe();
+        tracing::warn!(app = %self.snap.config.name, pid, exit = %how, "reload: the new generation ended before it was ready");
+        self.snap.record_exit(record);
+        self.step(Event::Exited { pid, how });
+    }
+
+    fn drained(&mut self, done: Drained) {
+        let old = done.record.pid;
+        let how = if done.killed {
+            format!(
+                "SIGKILLed after kill_timeout ({})",
+                humantime::format_duration(self.snap.config.kill_timeout)
+            )
+        } else {
+            format!(
+                "drained in {} ms ({})",
+                ms(done.took),
+                done.record.describe()
+            )
         };
-        tracing::info!(app = %config.name, pid, exit = %record.describe(), reason, "exited");
-        if self.snap.exits.len() == EXITS_KEPT {
-            self.snap.exits.pop_front();
+        tracing::info!(app = %self.snap.config.name, pid = old, %how, "reload: old generation gone");
+        self.snap.record_exit(done.record);
+        self.snap.draining = None;
+        let _ = self.publish.send_replace(self.snap.clone());
+        let new = self
+            .snap
+            .state
+            .pid()
+            .map_or_else(|| "-".to_string(), |p| p.to_string());
+        let message = format!("reloaded: pid {new} serving; old pid {old} {how}");
+        for reply in std::mem::take(&mut self.reload_waiters) {
+            let _ = reply.send(self.outcome(true, message.clone()));
         }
-        self.snap.exits.push_back(record);
-        self.step(Event::Exited);
+    }
+
+    fn reload_failed(&mut self, reason: String) {
+        self.pending = None;
+        tracing::warn!(app = %self.snap.config.name, %reason, "reload failed");
+        for reply in std::mem::take(&mut self.reload_waiters) {
+            let _ = reply.send(self.outcome(false, format!("reload failed: {reason}")));
+        }
     }
 
     /// Answers every waiter whose goal is reached or can no longer be.
     fn settle(&mut self) {
         let state = self.snap.state.clone();
-        let waiters = std::mem::take(&mut self.waiters);
-        for (goal, reply) in waiters {
+        if !self.reload_waiters.is_empty()
+            && !matches!(state, State::Reloading { .. } | State::Online { .. })
+        {
+            self.reload_failed(format!("interrupted: the app is now {}", state.status()));
+        }
+        for (goal, reply) in std::mem::take(&mut self.waiters) {
             let done = match (goal, &state) {
-                (_, _) if self.removed => Some(if goal == Goal::Removed {
-                    (true, "deleted".to_string())
-                } else {
-                    (false, "the app was deleted".to_string())
-                }),
-                (Goal::Online, State::Online { pid, .. }) => {
-                    Some((true, format!("online (pid {pid})")))
-                }
+                _ if self.removed => Some((
+                    goal == Goal::Removed,
+                    if goal == Goal::Removed {
+                        "deleted"
+                    } else {
+                        "the app was deleted"
+                    }
+                    .to_string(),
+                )),
+                (Goal::Online, State::Online { pid, since }) => Some((
+                    true,
+                    format!("online (pid {pid}, ready after {} ms)", ms(since.elapsed())),
+                )),
                 (Goal::Online, State::Errored { reason }) => {
                     Some((false, format!("errored: {reason}")))
+                }
+                (Goal::Online, State::WaitingRestart { .. }) => {
+                    Some((false, "exited before it was ready; restarting".to_string()))
                 }
                 (Goal::Online, State::Stopped) => {
                     Some((false, "stopped before it came online".to_string()))

@@ -2,9 +2,15 @@
 //! (which pids are leaders, the guard, resource samples).
 
 mod app;
+mod drain;
+mod exec;
+mod group;
 mod process;
+mod ready;
 pub mod reaper;
 mod sampler;
+mod snapshot;
+mod sockets;
 pub mod state;
 
 use crate::guard::Guard;
@@ -12,7 +18,9 @@ use app::{AppHandle, Command};
 use mcpd_core::config::AppConfig;
 use mcpd_core::model::{AppDetail, AppInfo, AppName};
 use mcpd_core::paths::Paths;
-use mcpd_core::protocol::{AppOutcome, ErrorKind, ProtoError, Response, StartRequest, Targets};
+use mcpd_core::protocol::{
+    AppOutcome, ErrorKind, ProtoError, ReloadRequest, Response, StartRequest, Targets,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -102,12 +110,14 @@ impl Supervisor {
                 match apps.get(&name) {
                     Some(handle) => handle.send(Command::Start {
                         config: Some(Box::new(config)),
+                        wait: request.wait,
                         reply,
                     }),
                     None => {
                         let handle = self.spawn_app(config);
                         handle.send(Command::Start {
                             config: None,
+                            wait: request.wait,
                             reply,
                         });
                         apps.insert(name.clone(), handle);
@@ -119,6 +129,7 @@ impl Supervisor {
                 let (reply, rx) = oneshot::channel();
                 apps[&name].send(Command::Start {
                     config: None,
+                    wait: request.wait,
                     reply,
                 });
                 replies.push((name, rx));
@@ -167,6 +178,83 @@ impl Supervisor {
             }
         }
         response
+    }
+
+    /// Reloads the targets one after another, each with its new config: from the request
+    /// (`--config`), else re-read from the file it came from. A config error fails the whole
+    /// request before any app is touched.
+    pub async fn reload(&self, request: ReloadRequest) -> Response {
+        let mut plan = Vec::new();
+        {
+            let apps = self.apps.lock().expect("apps lock");
+            let names: Vec<AppName> = match &request.targets {
+                Targets::All => apps.keys().cloned().collect(),
+                Targets::Names(names) => {
+                    if let Some(name) = names.iter().find(|n| !apps.contains_key(*n)) {
+                        return unknown_app(name);
+                    }
+                    names.clone()
+                }
+            };
+            let mut files: BTreeMap<std::path::PathBuf, Vec<AppConfig>> = BTreeMap::new();
+            for name in names {
+                let current = apps[&name].snapshot().config;
+                let config =
+                    match (
+                        request.apps.iter().find(|a| a.name == name),
+                        &current.source,
+                    ) {
+                        (Some(given), _) => given.clone(),
+                        (None, Some(file)) => {
+                            if !files.contains_key(file) {
+                                match mcpd_core::config::load(file) {
+                                    Ok(loaded) => files.insert(file.clone(), loaded.apps),
+                                    Err(e) => {
+                                        return Response::Error(ProtoError::new(
+                                            ErrorKind::InvalidRequest,
+                                            format!(
+                                                "{e}\nnothing was reloaded: fix {}",
+                                                file.display()
+                                            ),
+                                        ))
+                                    }
+                                };
+                            }
+                            match files[file].iter().find(|a| a.name == name) {
+                                Some(found) => found.clone(),
+                                None => return Response::Error(ProtoError::new(
+                                    ErrorKind::InvalidRequest,
+                                    format!(
+                                        "{} no longer defines app \"{name}\"; nothing was reloaded",
+                                        file.display()
+                                    ),
+                                )),
+                            }
+                        }
+                        (None, None) => (*current).clone(),
+                    };
+                let id = apps[&name].id;
+                plan.push((name, id, config));
+            }
+        }
+        let mut outcomes = Vec::new();
+        for (name, id, config) in plan {
+            let (reply, rx) = oneshot::channel();
+            {
+                let apps = self.apps.lock().expect("apps lock");
+                match apps.get(&name).filter(|h| h.id == id) {
+                    Some(handle) => handle.send(Command::Reload {
+                        config: Some(Box::new(config)),
+                        reply,
+                    }),
+                    None => continue,
+                }
+            }
+            if let Response::Done { outcomes: mut one } = collect(vec![(name, rx)]).await {
+                outcomes.append(&mut one);
+            }
+        }
+        Response::Done { outcomes }
     }
 
     /// Every app's row, sorted by name.

@@ -1,22 +1,23 @@
-//! One generation of an app: spawned as the leader of its own process group, signalled and
-//! ended as a group.
+//! One generation of an app: spawned as the leader of its own process group with its
+//! handed-over fds and environment, watched for readiness, asked to stop.
 
+use super::exec::{self, ExecPlan, Handover};
+use super::group::signal_group;
+use super::ready::{self, Report};
 use super::Ctx;
-use mcpd_core::config::{read_env_file, AppConfig};
+use mcpd_core::config::{read_env_file, AppConfig, Ready};
 use mcpd_core::signal::Signal;
-use nix::errno::Errno;
-use nix::sys::signal::killpg;
-use nix::unistd::Pid;
+use nix::sys::socket::{
+    setsockopt, socketpair, sockopt::PassCred, AddressFamily, SockFlag, SockType,
+};
 use process_wrap::tokio::{ChildWrapper, CommandWrap, ProcessGroup};
 use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long to wait for a SIGKILLed group to disappear before saying so in the log.
-const KILL_GRACE: Duration = Duration::from_secs(5);
-/// How often to look whether a group is gone while waiting for it (bounded by a deadline).
-const GROUP_POLL: Duration = Duration::from_millis(10);
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// A running generation. Its leader's pid is also its process group id.
 #[derive(Debug)]
@@ -24,37 +25,70 @@ pub(crate) struct Generation {
     child: Box<dyn ChildWrapper>,
     /// The leader's pid and the group's id.
     pub pid: u32,
+    ipc: Option<OwnedWriteHalf>,
+    watcher: tokio::task::AbortHandle,
+    notify_path: Option<PathBuf>,
 }
 
-/// Spawns a generation of `config`: env_file then env on top of the daemon's environment,
-/// stdout and stderr appended to the app's log files.
-pub(crate) fn spawn(config: &AppConfig, ctx: &Ctx) -> Result<Generation, String> {
-    let mut env = match &config.env_file {
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.watcher.abort();
+        if let Some(path) = &self.notify_path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Tells the notify socket files of one daemon apart.
+static NOTIFY_SEQ: AtomicU64 = AtomicU64::new(1);
+
+type NotifySocket = (PathBuf, std::os::unix::net::UnixDatagram);
+type IpcPair = (std::os::unix::net::UnixStream, std::os::fd::OwnedFd);
+
+/// Spawns a generation of `config` with the given listening sockets; its readiness watcher
+/// reports to `reports`.
+pub(crate) fn spawn(
+    config: &AppConfig,
+    ctx: &Ctx,
+    listen: &[RawFd],
+    reports: UnboundedSender<Report>,
+) -> Result<Generation, String> {
+    let mut configured = match &config.env_file {
         Some(file) => read_env_file(file)?,
         None => Default::default(),
     };
-    env.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let program = resolve_program(&config.command, &config.cwd);
-    let logs = ctx.paths.logs_dir();
-    let open = |suffix: &str| {
-        let path = logs.join(format!("{}.{suffix}.log", config.name));
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))
-    };
-    let (out, err) = (open("out")?, open("err")?);
+    configured.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     if !config.cwd.is_dir() {
         return Err(format!("cwd {} is not a directory", config.cwd.display()));
     }
+    let (out, err) = log_files(config, ctx)?;
+    let notify = match config.ready {
+        Ready::Notify => Some(notify_socket(config, ctx)?),
+        _ => None,
+    };
+    let ipc = match config.ready {
+        Ready::Ipc => Some(ipc_pair()?),
+        _ => None,
+    };
+    let handover = Handover {
+        listen: listen.to_vec(),
+        listen_name: config.name.to_string(),
+        ipc: ipc.as_ref().map(|(_, theirs)| theirs.as_raw_fd()),
+        notify_socket: notify.as_ref().map(|(path, _)| path.clone()),
+    };
+    let env = exec::environment(configured, &handover);
+    let program = exec::resolve_program(&config.command, &config.cwd, &env)?;
+    let mut plan = ExecPlan::new(&program, &config.args, &env, &handover)?;
     let mut command = CommandWrap::with_new(&program, |c| {
-        c.args(&config.args)
-            .current_dir(&config.cwd)
-            .envs(&env)
+        c.current_dir(&config.cwd)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
+        // SAFETY: ExecPlan::exec only calls async-signal-safe functions (fcntl, dup2, getpid,
+        // execve) and writes into memory it owns.
+        unsafe {
+            c.pre_exec(move || Err(plan.exec()));
+        }
     });
     command.wrap(ProcessGroup::leader());
     // Held across fork and registration, so the orphan reaper never takes a leader's exit.
@@ -68,17 +102,79 @@ pub(crate) fn spawn(config: &AppConfig, ctx: &Ctx) -> Result<Generation, String>
     leaders.insert(pid);
     drop(leaders);
     ctx.guard.watch(pid);
-    Ok(Generation { child, pid })
+    // The child has its own copies of the handed-over fds now; `theirs` is closed here.
+    let (ipc_read, ipc_write) = match ipc {
+        Some((ours, _theirs)) => {
+            let (read, write) = tokio::net::UnixStream::from_std(ours)
+                .map_err(|e| e.to_string())?
+                .into_split();
+            (Some(read), Some(write))
+        }
+        None => (None, None),
+    };
+    let (notify_path, notify_socket) = match notify {
+        Some((path, socket)) => (
+            Some(path),
+            Some(tokio::net::UnixDatagram::from_std(socket).map_err(|e| e.to_string())?),
+        ),
+        None => (None, None),
+    };
+    let watcher = tokio::spawn(ready::watch(
+        pid,
+        config.ready.clone(),
+        notify_socket,
+        ipc_read,
+        reports,
+    ))
+    .abort_handle();
+    Ok(Generation {
+        child,
+        pid,
+        ipc: ipc_write,
+        watcher,
+        notify_path,
+    })
 }
 
-/// A command with a `/` is a path (relative to `cwd`); a bare name is looked up in PATH.
-fn resolve_program(command: &str, cwd: &Path) -> PathBuf {
-    let path = PathBuf::from(command);
-    if command.contains('/') && path.is_relative() {
-        cwd.join(path)
-    } else {
-        path
-    }
+fn notify_socket(config: &AppConfig, ctx: &Ctx) -> Result<NotifySocket, String> {
+    let seq = NOTIFY_SEQ.fetch_add(1, Ordering::Relaxed);
+    let path = ctx
+        .paths
+        .run_dir()
+        .join(format!("{}.{seq}.notify", config.name));
+    let _ = std::fs::remove_file(&path);
+    let socket = std::os::unix::net::UnixDatagram::bind(&path)
+        .map_err(|e| format!("cannot create the notify socket {}: {e}", path.display()))?;
+    setsockopt(&socket, PassCred, &true)
+        .map_err(|e| format!("cannot enable credentials on the notify socket: {e}"))?;
+    socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+    Ok((path, socket))
+}
+
+fn ipc_pair() -> Result<IpcPair, String> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| format!("cannot create the IPC channel: {e}"))?;
+    let ours = std::os::unix::net::UnixStream::from(ours);
+    ours.set_nonblocking(true).map_err(|e| e.to_string())?;
+    Ok((ours, theirs))
+}
+
+fn log_files(config: &AppConfig, ctx: &Ctx) -> Result<(std::fs::File, std::fs::File), String> {
+    let logs = ctx.paths.logs_dir();
+    let open = |suffix: &str| {
+        let path = logs.join(format!("{}.{suffix}.log", config.name));
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))
+    };
+    Ok((open("out")?, open("err")?))
 }
 
 impl Generation {
@@ -87,78 +183,21 @@ impl Generation {
         signal_group(self.pid, signal);
     }
 
+    /// Asks the generation to stop: the `'shutdown'` message over IPC when configured (the
+    /// signal if the channel is gone), else `kill_signal` to the group.
+    pub fn request_stop(&self, config: &AppConfig) {
+        if config.shutdown_with_message {
+            if let Some(ipc) = &self.ipc {
+                if ipc.try_write(b"\"shutdown\"\n").is_ok() {
+                    return;
+                }
+            }
+        }
+        self.signal(config.kill_signal);
+    }
+
     /// Waits for the leader to exit (cancel-safe).
     pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
         self.child.inner_mut().wait().await
-    }
-}
-
-/// Sends `signal` to a group; a group already gone is not an error.
-pub(crate) fn signal_group(pgid: u32, signal: Signal) {
-    let sig = nix::sys::signal::Signal::try_from(signal.number()).expect("known signal");
-    if let Err(e) = killpg(Pid::from_raw(pgid as i32), sig) {
-        if e != Errno::ESRCH {
-            tracing::warn!(pgid, %signal, error = %e, "cannot signal process group");
-        }
-    }
-}
-
-/// Whether any process (a zombie included) is left in the group.
-pub(crate) fn group_alive(pgid: u32) -> bool {
-    killpg(Pid::from_raw(pgid as i32), None) != Err(Errno::ESRCH)
-}
-
-/// How the rest of a group ended after its leader exited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GroupEnd {
-    /// Nothing was left.
-    Empty,
-    /// The rest exited before the deadline.
-    Drained,
-    /// The rest was SIGKILLed at the deadline.
-    Killed,
-}
-
-/// Ends what is left of a group whose leader exited: sends `first` (if any), waits until
-/// `deadline`, then SIGKILLs the group and waits until every member is reaped.
-pub(crate) async fn end_group(
-    ctx: &Ctx,
-    pgid: u32,
-    first: Option<Signal>,
-    deadline: Instant,
-) -> GroupEnd {
-    ctx.reap_orphans();
-    if !group_alive(pgid) {
-        return GroupEnd::Empty;
-    }
-    if let Some(signal) = first {
-        signal_group(pgid, signal);
-    }
-    if wait_group_gone(ctx, pgid, deadline).await {
-        return GroupEnd::Drained;
-    }
-    signal_group(pgid, Signal::KILL);
-    if !wait_group_gone(ctx, pgid, Instant::now() + KILL_GRACE).await {
-        tracing::error!(
-            pgid,
-            "process group still has members {KILL_GRACE:?} after SIGKILL"
-        );
-    }
-    GroupEnd::Killed
-}
-
-async fn wait_group_gone(ctx: &Ctx, pgid: u32, deadline: Instant) -> bool {
-    loop {
-        ctx.reap_orphans();
-        if !group_alive(pgid) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        let step = deadline
-            .saturating_duration_since(Instant::now())
-            .min(GROUP_POLL);
-        tokio::time::sleep(step).await;
     }
 }

@@ -1,7 +1,7 @@
 //! The pure state machine of one app: `next(state, event, now, policy)`.
 //!
 //! No I/O and no clock of its own: the caller passes `now`, performs the returned actions,
-//! and feeds their results back as events. Tested by tables below.
+//! and feeds their results back as events. Tested by tables in `state_tests.rs`.
 
 use mcpd_core::model::AppStatus;
 use std::time::{Duration, Instant};
@@ -11,9 +11,23 @@ use std::time::{Duration, Instant};
 pub enum State {
     /// Not running, by the user's wish (or never started).
     Stopped,
-    /// Running; `since` is when this generation was spawned.
+    /// Spawned; waiting for its readiness until `deadline`.
+    Starting {
+        pid: u32,
+        since: Instant,
+        deadline: Instant,
+        attempt: Attempt,
+    },
+    /// Running and ready; `since` is when this generation was spawned.
     Online { pid: u32, since: Instant },
-    /// Stop signal sent; SIGKILL at `deadline` (None once SIGKILL was sent).
+    /// `pid` serves while `new_pid` (the next generation) gets ready until `deadline`.
+    Reloading {
+        pid: u32,
+        since: Instant,
+        new_pid: u32,
+        deadline: Instant,
+    },
+    /// Stop requested; SIGKILL at `deadline` (None once SIGKILL was sent).
     Stopping {
         pid: u32,
         deadline: Option<Instant>,
@@ -25,8 +39,18 @@ pub enum State {
     Errored { reason: String },
 }
 
-/// What to do once a stopping generation is gone.
+/// Who asked for a generation: a failure before ready ends in `errored` for the user's
+/// own start (so `mcpd start` fails and nothing flaps), in a restart for automatic ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// `start`, `restart`, `reload` of a stopped app.
+    User,
+    /// A restart after a crash.
+    Auto,
+}
+
+/// What to do once a stopping generation is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Then {
     /// Stay stopped.
     Stop,
@@ -34,6 +58,8 @@ pub enum Then {
     Start,
     /// Forget the app (delete, or daemon shutdown).
     Remove,
+    /// It failed to get ready: become errored (user start) or restart (automatic start).
+    Fail { reason: String, attempt: Attempt },
 }
 
 /// Something that happened to the app.
@@ -45,14 +71,22 @@ pub enum Event {
     Stop,
     /// The user asked to restart it.
     Restart,
+    /// The user asked for a graceful reload.
+    Reload,
     /// The user deleted it, or the daemon is shutting down.
     Remove,
-    /// A generation was spawned.
-    Spawned { pid: u32 },
-    /// Spawning failed (program missing, bad env_file, ...).
+    /// The only generation was spawned.
+    Spawned { pid: u32, attempt: Attempt },
+    /// Spawning failed (program missing, port taken, bad env_file, ...).
     SpawnFailed { reason: String },
-    /// The generation's leader exited and its group is gone.
-    Exited,
+    /// The next generation of a reload was spawned.
+    SpawnedNext { pid: u32 },
+    /// The next generation could not be spawned.
+    SpawnNextFailed { reason: String },
+    /// A generation said it is ready.
+    Ready { pid: u32 },
+    /// A generation's leader exited and its group is gone; `how` is "exit code 3" or similar.
+    Exited { pid: u32, how: String },
     /// The state's deadline passed.
     Deadline,
 }
@@ -60,23 +94,33 @@ pub enum Event {
 /// What the caller must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Spawn a new generation; `restart` counts it as a restart.
-    Spawn { restart: bool },
-    /// Send the app's stop signal to its group.
+    /// Spawn the only generation; `restart` counts it as a restart.
+    Spawn { restart: bool, attempt: Attempt },
+    /// Spawn the next generation beside the serving one.
+    SpawnNext,
+    /// Ask the current generation to stop (its signal or shutdown message).
     SignalStop,
-    /// SIGKILL the group.
+    /// SIGKILL the current generation's group.
     Kill,
+    /// SIGKILL the next generation's group (a failed reload).
+    KillNext,
+    /// The next generation is ready: it becomes current, the old one drains.
+    PromoteNext,
     /// The app is gone; end its task.
     Remove,
 }
 
-/// Why a request changed nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a request changed nothing, or how it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
     /// Start of an online app.
     AlreadyOnline,
     /// Stop of an app that is not running.
     AlreadyStopped,
+    /// The app is in the middle of something that this request cannot interrupt.
+    Busy(&'static str),
+    /// A reload failed; the old generation keeps serving.
+    ReloadFailed(String),
 }
 
 /// The timing an app's config sets.
@@ -84,8 +128,10 @@ pub enum Note {
 pub struct Policy {
     /// Pause before restarting after a crash.
     pub restart_delay: Duration,
-    /// Drain time between the stop signal and SIGKILL.
+    /// Drain time between the stop request and SIGKILL.
     pub kill_timeout: Duration,
+    /// Time a new generation has to become ready.
+    pub ready_timeout: Duration,
 }
 
 /// The result of one step.
@@ -95,7 +141,7 @@ pub struct Transition {
     pub state: State,
     /// Actions to perform, in order.
     pub actions: Vec<Action>,
-    /// Set when the event changed nothing, to tell the user why.
+    /// Set when the event changed nothing or failed, to tell the user why.
     pub note: Option<Note>,
 }
 
@@ -104,7 +150,9 @@ impl State {
     pub fn status(&self) -> AppStatus {
         match self {
             State::Stopped => AppStatus::Stopped,
+            State::Starting { .. } => AppStatus::Starting,
             State::Online { .. } => AppStatus::Online,
+            State::Reloading { .. } => AppStatus::Reloading,
             State::Stopping { .. } => AppStatus::Stopping,
             State::WaitingRestart { .. } => AppStatus::WaitingRestart,
             State::Errored { .. } => AppStatus::Errored,
@@ -114,156 +162,28 @@ impl State {
     /// When the caller must feed [`Event::Deadline`], if ever.
     pub fn deadline(&self) -> Option<Instant> {
         match self {
+            State::Starting { deadline, .. } | State::Reloading { deadline, .. } => Some(*deadline),
             State::Stopping { deadline, .. } => *deadline,
             State::WaitingRestart { until } => Some(*until),
             _ => None,
         }
     }
 
-    /// The running generation's pid.
+    /// The pid of the generation that serves (or is starting, or stopping).
     pub fn pid(&self) -> Option<u32> {
         match self {
-            State::Online { pid, .. } | State::Stopping { pid, .. } => Some(*pid),
+            State::Starting { pid, .. }
+            | State::Online { pid, .. }
+            | State::Reloading { pid, .. }
+            | State::Stopping { pid, .. } => Some(*pid),
             _ => None,
         }
     }
 }
 
-fn stay(state: &State, note: Option<Note>) -> Transition {
-    Transition {
-        state: state.clone(),
-        actions: Vec::new(),
-        note,
-    }
-}
-
-fn to(state: State, actions: &[Action]) -> Transition {
-    Transition {
-        state,
-        actions: actions.to_vec(),
-        note: None,
-    }
-}
-
-fn stopping(pid: u32, now: Instant, policy: &Policy, then: Then) -> Transition {
-    to(
-        Stopping {
-            pid,
-            deadline: Some(now + policy.kill_timeout),
-            then,
-        },
-        &[Action::SignalStop],
-    )
-}
-
-use State::*;
-
-/// One step of the machine.
-pub fn next(state: &State, event: Event, now: Instant, policy: &Policy) -> Transition {
-    let spawn = |restart| to(state.clone(), &[Action::Spawn { restart }]);
-    match (state, event) {
-        (_, Event::Spawned { pid }) => to(Online { pid, since: now }, &[]),
-        (_, Event::SpawnFailed { reason }) => to(Errored { reason }, &[]),
-
-        (Stopped | Errored { .. }, Event::Start) => spawn(false),
-        (WaitingRestart { .. }, Event::Start | Event::Restart) => spawn(true),
-        (Online { .. }, Event::Start) => stay(state, Some(Note::AlreadyOnline)),
-        (Stopping { pid, deadline, .. }, Event::Start | Event::Restart) => to(
-            Stopping {
-                pid: *pid,
-                deadline: *deadline,
-                then: Then::Start,
-            },
-            &[],
-        ),
-
-        (Online { pid, .. }, Event::Stop) => stopping(*pid, now, policy, Then::Stop),
-        (WaitingRestart { .. }, Event::Stop) => to(Stopped, &[]),
-        (Stopped | Errored { .. }, Event::Stop) => stay(state, Some(Note::AlreadyStopped)),
-        (
-            Stopping {
-                pid,
-                deadline,
-                then,
-            },
-            Event::Stop,
-        ) => {
-            let then = if *then == Then::Remove {
-                Then::Remove
-            } else {
-                Then::Stop
-            };
-            to(
-                Stopping {
-                    pid: *pid,
-                    deadline: *deadline,
-                    then,
-                },
-                &[],
-            )
-        }
-
-        (Online { pid, .. }, Event::Restart) => stopping(*pid, now, policy, Then::Start),
-        (Stopped | Errored { .. }, Event::Restart) => spawn(true),
-
-        (Online { pid, .. }, Event::Remove) => stopping(*pid, now, policy, Then::Remove),
-        (Stopping { pid, deadline, .. }, Event::Remove) => to(
-            Stopping {
-                pid: *pid,
-                deadline: *deadline,
-                then: Then::Remove,
-            },
-            &[],
-        ),
-        (Stopped | Errored { .. } | WaitingRestart { .. }, Event::Remove) => {
-            to(Stopped, &[Action::Remove])
-        }
-
-        (Online { .. }, Event::Exited) => to(
-            WaitingRestart {
-                until: now + policy.restart_delay,
-            },
-            &[],
-        ),
-        (
-            Stopping {
-                then: Then::Stop, ..
-            },
-            Event::Exited,
-        ) => to(Stopped, &[]),
-        (
-            Stopping {
-                then: Then::Start, ..
-            },
-            Event::Exited,
-        ) => to(Stopped, &[Action::Spawn { restart: true }]),
-        (
-            Stopping {
-                then: Then::Remove, ..
-            },
-            Event::Exited,
-        ) => to(Stopped, &[Action::Remove]),
-        (Stopped | Errored { .. } | WaitingRestart { .. }, Event::Exited) => stay(state, None),
-
-        (
-            Stopping {
-                pid,
-                deadline: Some(at),
-                then,
-            },
-            Event::Deadline,
-        ) if now >= *at => to(
-            Stopping {
-                pid: *pid,
-                deadline: None,
-                then: *then,
-            },
-            &[Action::Kill],
-        ),
-        (WaitingRestart { until }, Event::Deadline) if now >= *until => spawn(true),
-        (_, Event::Deadline) => stay(state, None),
-    }
-}
+#[path = "state_next.rs"]
+mod state_next;
+pub use state_next::next;
 
 #[cfg(test)]
 #[path = "state_tests.rs"]

@@ -1,18 +1,44 @@
 use super::*;
+use State::*;
 
 const POLICY: Policy = Policy {
     restart_delay: Duration::from_millis(100),
     kill_timeout: Duration::from_secs(5),
+    ready_timeout: Duration::from_secs(10),
 };
 
 /// (from, event, at, to, actions, note)
 type Row = (State, Event, Instant, State, Vec<Action>, Option<Note>);
 
+fn check(table: Vec<Row>) {
+    for (i, (from, event, at, want_state, want_actions, want_note)) in table.into_iter().enumerate()
+    {
+        let label = format!("row {i}: {from:?} + {event:?}");
+        let got = next(&from, event, at, &POLICY);
+        assert_eq!(got.state, want_state, "{label}");
+        assert_eq!(got.actions, want_actions, "{label}");
+        assert_eq!(got.note, want_note, "{label}");
+    }
+}
+
+fn exited(pid: u32) -> Event {
+    Event::Exited {
+        pid,
+        how: "exit code 3".into(),
+    }
+}
+
 #[test]
-fn transitions() {
+fn start_stop_restart_remove() {
     let t0 = Instant::now();
     let ms = |n: u64| t0 + Duration::from_millis(n);
     let online = Online { pid: 7, since: t0 };
+    let starting = |attempt| Starting {
+        pid: 7,
+        since: t0,
+        deadline: ms(10_000),
+        attempt,
+    };
     let stopping = |then| Stopping {
         pid: 7,
         deadline: Some(ms(5000)),
@@ -21,23 +47,26 @@ fn transitions() {
     let errored = Errored {
         reason: "boom".into(),
     };
-    let spawn = |restart| vec![Action::Spawn { restart }];
-    // (from, event, at, to, actions, note)
-    let table: Vec<Row> = vec![
-        (Stopped, Event::Start, t0, Stopped, spawn(false), None),
+    let spawn = |restart, attempt| vec![Action::Spawn { restart, attempt }];
+    let user = Attempt::User;
+    check(vec![
+        (Stopped, Event::Start, t0, Stopped, spawn(false, user), None),
         (
             errored.clone(),
             Event::Start,
             t0,
             errored.clone(),
-            spawn(false),
+            spawn(false, user),
             None,
         ),
         (
             Stopped,
-            Event::Spawned { pid: 7 },
+            Event::Spawned {
+                pid: 7,
+                attempt: user,
+            },
             t0,
-            online.clone(),
+            starting(user),
             vec![],
             None,
         ),
@@ -54,6 +83,30 @@ fn transitions() {
             None,
         ),
         (
+            starting(user),
+            Event::Ready { pid: 7 },
+            ms(30),
+            online.clone(),
+            vec![],
+            None,
+        ),
+        (
+            starting(user),
+            Event::Ready { pid: 8 },
+            ms(30),
+            starting(user),
+            vec![],
+            None,
+        ),
+        (
+            starting(user),
+            Event::Start,
+            t0,
+            starting(user),
+            vec![],
+            None,
+        ),
+        (
             online.clone(),
             Event::Start,
             t0,
@@ -63,46 +116,22 @@ fn transitions() {
         ),
         (
             online.clone(),
-            Event::Exited,
+            Event::Ready { pid: 7 },
             t0,
-            WaitingRestart { until: ms(100) },
+            online.clone(),
             vec![],
-            None,
-        ),
-        (
-            WaitingRestart { until: ms(100) },
-            Event::Deadline,
-            ms(99),
-            WaitingRestart { until: ms(100) },
-            vec![],
-            None,
-        ),
-        (
-            WaitingRestart { until: ms(100) },
-            Event::Deadline,
-            ms(100),
-            WaitingRestart { until: ms(100) },
-            spawn(true),
-            None,
-        ),
-        (
-            WaitingRestart { until: ms(100) },
-            Event::Stop,
-            t0,
-            Stopped,
-            vec![],
-            None,
-        ),
-        (
-            WaitingRestart { until: ms(100) },
-            Event::Start,
-            t0,
-            WaitingRestart { until: ms(100) },
-            spawn(true),
             None,
         ),
         (
             online.clone(),
+            Event::Stop,
+            t0,
+            stopping(Then::Stop),
+            vec![Action::SignalStop],
+            None,
+        ),
+        (
+            starting(user),
             Event::Stop,
             t0,
             stopping(Then::Stop),
@@ -141,7 +170,14 @@ fn transitions() {
             vec![],
             Some(Note::AlreadyStopped),
         ),
-        (Stopped, Event::Restart, t0, Stopped, spawn(true), None),
+        (
+            Stopped,
+            Event::Restart,
+            t0,
+            Stopped,
+            spawn(true, user),
+            None,
+        ),
         (
             Stopped,
             Event::Remove,
@@ -150,25 +186,26 @@ fn transitions() {
             vec![Action::Remove],
             None,
         ),
+        (stopping(Then::Stop), exited(7), t0, Stopped, vec![], None),
         (
             stopping(Then::Stop),
-            Event::Exited,
+            exited(9),
             t0,
-            Stopped,
+            stopping(Then::Stop),
             vec![],
             None,
         ),
         (
             stopping(Then::Start),
-            Event::Exited,
+            exited(7),
             t0,
             Stopped,
-            spawn(true),
+            spawn(true, user),
             None,
         ),
         (
             stopping(Then::Remove),
-            Event::Exited,
+            exited(7),
             t0,
             Stopped,
             vec![Action::Remove],
@@ -242,16 +279,175 @@ fn transitions() {
             vec![],
             None,
         ),
-        (Stopped, Event::Exited, t0, Stopped, vec![], None),
-    ];
-    for (i, (from, event, at, want_state, want_actions, want_note)) in table.into_iter().enumerate()
-    {
-        let label = format!("row {i}: {from:?} + {event:?}");
-        let got = next(&from, event, at, &POLICY);
-        assert_eq!(got.state, want_state, "{label}");
-        assert_eq!(got.actions, want_actions, "{label}");
-        assert_eq!(got.note, want_note, "{label}");
-    }
+        (Stopped, exited(7), t0, Stopped, vec![], None),
+    ]);
+}
+
+#[test]
+fn crashes_and_readiness_failures() {
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let online = Online { pid: 7, since: t0 };
+    let starting = |attempt| Starting {
+        pid: 7,
+        since: t0,
+        deadline: ms(10_000),
+        attempt,
+    };
+    let fail = |attempt| Then::Fail {
+        reason: "not ready within 10s".into(),
+        attempt,
+    };
+    let failing = |attempt| Stopping {
+        pid: 7,
+        deadline: Some(ms(15_000)),
+        then: fail(attempt),
+    };
+    check(vec![
+        (
+            online.clone(),
+            exited(7),
+            t0,
+            WaitingRestart { until: ms(100) },
+            vec![],
+            None,
+        ),
+        (online.clone(), exited(8), t0, online.clone(), vec![], None),
+        (
+            WaitingRestart { until: ms(100) },
+            Event::Deadline,
+            ms(99),
+            WaitingRestart { until: ms(100) },
+            vec![],
+            None,
+        ),
+        (
+            WaitingRestart { until: ms(100) },
+            Event::Deadline,
+            ms(100),
+            WaitingRestart { until: ms(100) },
+            vec![Action::Spawn {
+                restart: true,
+                attempt: Attempt::Auto,
+            }],
+            None,
+        ),
+        (
+            WaitingRestart { until: ms(100) },
+            Event::Stop,
+            t0,
+            Stopped,
+            vec![],
+            None,
+        ),
+        (
+            WaitingRestart { until: ms(100) },
+            Event::Start,
+            t0,
+            WaitingRestart { until: ms(100) },
+            vec![Action::Spawn {
+                restart: true,
+                attempt: Attempt::User,
+            }],
+            None,
+        ),
+        // A user's start that exits before ready is errored; an automatic one retries.
+        (
+            starting(Attempt::User),
+            exited(7),
+            t0,
+            Errored {
+                reason: "exit code 3 before it was ready".into(),
+            },
+            vec![],
+            None,
+        ),
+        (
+            starting(Attempt::Auto),
+            exited(7),
+            t0,
+            WaitingRestart { until: ms(100) },
+            vec![],
+            None,
+        ),
+        // A readiness timeout stops the generation gracefully, then fails.
+        (
+            starting(Attempt::User),
+            Event::Deadline,
+            ms(9_999),
+            starting(Attempt::User),
+            vec![],
+            None,
+        ),
+        (
+            starting(Attempt::User),
+            Event::Deadline,
+            ms(10_000),
+            failing(Attempt::User),
+            vec![Action::SignalStop],
+            None,
+        ),
+        (
+            failing(Attempt::User),
+            exited(7),
+            ms(10_100),
+            Errored {
+                reason: "not ready within 10s".into(),
+            },
+            vec![],
+            None,
+        ),
+        (
+            failing(Attempt::Auto),
+            exited(7),
+            ms(10_100),
+            WaitingRestart { until: ms(10_200) },
+            vec![],
+            None,
+        ),
+        (
+            failing(Attempt::User),
+            Event::Start,
+            t0,
+            failing(Attempt::User),
+            vec![],
+            Some(Note::Busy("it is being stopped after failing to get ready")),
+        ),
+    ]);
+}
+
+#[test]
+fn reloads() {
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let online = Online { pid: 7, since: t0 };
+    let reloading = Reloading {
+        pid: 7,
+        since: t0,
+        new_pid: 8,
+        deadline: ms(10_500),
+    };
+    let failed = |reason: &str| Some(Note::ReloadFailed(reason.into()));
+    check(vec![
+        (online.clone(), Event::Reload, ms(500), online.clone(), vec![Action::SpawnNext], None),
+        (online.clone(), Event::SpawnedNext { pid: 8 }, ms(500), reloading.clone(), vec![], None),
+        (online.clone(), Event::SpawnNextFailed { reason: "port taken".into() }, ms(500), online.clone(), vec![], failed("port taken")),
+        (reloading.clone(), Event::Ready { pid: 7 }, ms(600), reloading.clone(), vec![], None),
+        (reloading.clone(), Event::Ready { pid: 8 }, ms(600), Online { pid: 8, since: ms(600) }, vec![Action::PromoteNext], None),
+        (reloading.clone(), Event::Deadline, ms(10_500), online.clone(), vec![Action::KillNext],
+            failed("the new generation (pid 8) was not ready within 10s; it was killed and pid 7 keeps serving")),
+        (reloading.clone(), exited(8), ms(700), online.clone(), vec![],
+            failed("the new generation (pid 8) ended (exit code 3) before it was ready; pid 7 keeps serving")),
+        (reloading.clone(), exited(7), ms(700), Starting { pid: 8, since: ms(700), deadline: ms(10_500), attempt: Attempt::Auto }, vec![], None),
+        (reloading.clone(), Event::Reload, t0, reloading.clone(), vec![], Some(Note::Busy("a reload is already running"))),
+        (reloading.clone(), Event::Restart, t0, reloading.clone(), vec![], Some(Note::Busy("a reload is running"))),
+        (reloading.clone(), Event::Start, t0, reloading.clone(), vec![], Some(Note::AlreadyOnline)),
+        (reloading.clone(), Event::Stop, t0, Stopping { pid: 7, deadline: Some(ms(5000)), then: Then::Stop }, vec![Action::KillNext, Action::SignalStop], None),
+        (reloading.clone(), Event::Remove, t0, Stopping { pid: 7, deadline: Some(ms(5000)), then: Then::Remove }, vec![Action::KillNext, Action::SignalStop], None),
+        (Stopped, Event::Reload, t0, Stopped, vec![Action::Spawn { restart: false, attempt: Attempt::User }], None),
+        (Starting { pid: 7, since: t0, deadline: ms(1), attempt: Attempt::User }, Event::Reload, t0,
+            Starting { pid: 7, since: t0, deadline: ms(1), attempt: Attempt::User }, vec![], Some(Note::Busy("it is still starting"))),
+    ]);
 }
 
 #[test]
@@ -259,7 +455,27 @@ fn deadlines_and_status() {
     let t0 = Instant::now();
     let cases = [
         (Stopped, None, AppStatus::Stopped),
+        (
+            Starting {
+                pid: 1,
+                since: t0,
+                deadline: t0,
+                attempt: Attempt::User,
+            },
+            Some(t0),
+            AppStatus::Starting,
+        ),
         (Online { pid: 1, since: t0 }, None, AppStatus::Online),
+        (
+            Reloading {
+                pid: 1,
+                since: t0,
+                new_pid: 2,
+                deadline: t0,
+            },
+            Some(t0),
+            AppStatus::Reloading,
+        ),
         (
             Stopping {
                 pid: 1,

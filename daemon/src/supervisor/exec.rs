@@ -1,0 +1,291 @@
+//! How a generation's process is exec'd: its environment, the handed-over fds (listen sockets
+//! at 3, 4, ..., then the IPC channel), and `LISTEN_PID`, which must be the child's own pid
+//! and so can only be written after fork.
+//!
+//! Everything is prepared before fork; in the child, [`ExecPlan::exec`] only moves fds
+//! (fcntl, dup2), writes the pid digits into a buffer it owns, and calls execve: all
+//! async-signal-safe, no allocation.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Variables a generation must never inherit from the daemon's own environment (they belong
+/// to the daemon's manager, e.g. systemd).
+const NOT_INHERITED: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NODE_CHANNEL_FD",
+    "NODE_CHANNEL_SERIALIZATION_MODE",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "MCPD_HOME",
+];
+
+const PID_DIGITS: usize = 10;
+
+/// A prepared execve.
+#[derive(Debug)]
+pub(crate) struct ExecPlan {
+    program: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    env: Vec<Vec<u8>>,
+    env_ptrs: Vec<*const libc::c_char>,
+    /// Where in `env` the `LISTEN_PID=` buffer is, if fds are handed over.
+    listen_pid: Option<usize>,
+    /// (source fd in the daemon, target fd in the child)
+    fds: Vec<(RawFd, RawFd)>,
+    temps: Vec<RawFd>,
+}
+
+// SAFETY: the raw pointers point into buffers owned by the plan itself, which is moved into
+// the pre_exec closure and used only in the forked child.
+unsafe impl Send for ExecPlan {}
+// SAFETY: as above; the parent never reads through the pointers.
+unsafe impl Sync for ExecPlan {}
+
+/// What a generation is handed besides its config.
+#[derive(Debug, Default)]
+pub(crate) struct Handover {
+    /// Listening sockets (become fds 3, 4, ...), with the name for `LISTEN_FDNAMES`.
+    pub listen: Vec<RawFd>,
+    pub listen_name: String,
+    /// The child's end of the IPC channel (becomes the fd after the sockets).
+    pub ipc: Option<RawFd>,
+    /// The notify socket path.
+    pub notify_socket: Option<PathBuf>,
+}
+
+/// The child's environment: the daemon's (minus the manager's variables), then `env_file`,
+/// then `env`, then what mcpd hands over.
+pub(crate) fn environment(
+    configured: BTreeMap<String, String>,
+    handover: &Handover,
+) -> BTreeMap<OsString, OsString> {
+    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os()
+        .filter(|(k, _)| !NOT_INHERITED.iter().any(|n| OsStr::new(n) == k))
+        .collect();
+    env.extend(configured.into_iter().map(|(k, v)| (k.into(), v.into())));
+    if !handover.listen.is_empty() {
+        env.insert(
+            "LISTEN_FDS".into(),
+            handover.listen.len().to_string().into(),
+        );
+        let names = vec![handover.listen_name.as_str(); handover.listen.len()].join(":");
+        env.insert("LISTEN_FDNAMES".into(), names.into());
+    }
+    if handover.ipc.is_some() {
+        let fd = 3 + handover.listen.len();
+        env.insert("NODE_CHANNEL_FD".into(), fd.to_string().into());
+        env.insert("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into());
+    }
+    if let Some(path) = &handover.notify_socket {
+        env.insert("NOTIFY_SOCKET".into(), path.clone().into());
+    }
+    env
+}
+
+/// Finds the program: a path with `/` is taken from `cwd`; a bare name is searched in the
+/// child's PATH.
+pub(crate) fn resolve_program(
+    command: &str,
+    cwd: &Path,
+    env: &BTreeMap<OsString, OsString>,
+) -> Result<PathBuf, String> {
+    if command.contains('/') {
+        let path = cwd.join(command);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("program {} not found", path.display()))
+        };
+    }
+    let path_var = env
+        .get(OsStr::new("PATH"))
+        .cloned()
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    for dir in std::env::split_paths(&path_var) {
+        let candidate = cwd.join(dir).join(command);
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(format!(
+        "program {command:?} not found in PATH ({})",
+        path_var.to_string_lossy()
+    ))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn cstring(bytes: &[u8], what: &str) -> Result<CString, String> {
+    CString::new(bytes).map_err(|_| format!("{what} contains a NUL byte"))
+}
+
+impl ExecPlan {
+    /// Prepares the execve of `program` with `args` and `env`.
+    pub fn new(
+        program: &Path,
+        args: &[String],
+        env: &BTreeMap<OsString, OsString>,
+        handover: &Handover,
+    ) -> Result<ExecPlan, String> {
+        let program_c = cstring(program.as_os_str().as_bytes(), "the program path")?;
+        let mut argv = vec![program_c.clone()];
+        for arg in args {
+            argv.push(cstring(arg.as_bytes(), "an argument")?);
+        }
+        let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut env_bufs = Vec::with_capacity(env.len() + 1);
+        for (k, v) in env {
+            let mut entry = k.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(v.as_bytes());
+            if entry.contains(&0) {
+                return Err(format!(
+                    "environment variable {} contains a NUL byte",
+                    k.to_string_lossy()
+                ));
+            }
+            entry.push(0);
+            env_bufs.push(entry);
+        }
+        let listen_pid = (!handover.listen.is_empty()).then(|| {
+            let mut entry = b"LISTEN_PID=".to_vec();
+            entry.extend_from_slice(&[b'0'; PID_DIGITS]);
+            entry.push(0);
+            env_bufs.push(entry);
+            env_bufs.len() - 1
+        });
+        let mut env_ptrs: Vec<_> = env_bufs.iter().map(|e| e.as_ptr().cast()).collect();
+        env_ptrs.push(std::ptr::null());
+        let mut fds: Vec<(RawFd, RawFd)> = handover
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, &fd)| (fd, 3 + i as RawFd))
+            .collect();
+        if let Some(ipc) = handover.ipc {
+            fds.push((ipc, 3 + fds.len() as RawFd));
+        }
+        Ok(ExecPlan {
+            program: program_c,
+            _argv: argv,
+            argv_ptrs,
+            env: env_bufs,
+            env_ptrs,
+            listen_pid,
+            temps: vec![-1; fds.len()],
+            fds,
+        })
+    }
+
+    /// In the forked child: place the fds, write LISTEN_PID, execve. Returns only on failure.
+    pub fn exec(&mut self) -> std::io::Error {
+        let first_free = 3 + self.fds.len() as RawFd;
+        for (i, &(source, _)) in self.fds.iter().enumerate() {
+            // SAFETY: fcntl on an fd we own; F_DUPFD_CLOEXEC allocates nothing in user space.
+            let temp = unsafe { libc::fcntl(source, libc::F_DUPFD_CLOEXEC, first_free) };
+            if temp < 0 {
+                return std::io::Error::last_os_error();
+            }
+            self.temps[i] = temp;
+        }
+        for (i, &(_, target)) in self.fds.iter().enumerate() {
+            // SAFETY: dup2 between fds we own; the target loses FD_CLOEXEC, so it survives exec.
+            if unsafe { libc::dup2(self.temps[i], target) } < 0 {
+                return std::io::Error::last_os_error();
+            }
+        }
+        if let Some(slot) = self.listen_pid {
+            // SAFETY: getpid is async-signal-safe.
+            let mut pid = unsafe { libc::getpid() } as u64;
+            let entry = &mut self.env[slot];
+            let digits_at = b"LISTEN_PID=".len();
+            let mut digits = [0u8; PID_DIGITS];
+            let mut n = 0;
+            loop {
+                digits[n] = b'0' + (pid % 10) as u8;
+                n += 1;
+                pid /= 10;
+                if pid == 0 || n == PID_DIGITS {
+                    break;
+                }
+            }
+            for i in 0..n {
+                entry[digits_at + i] = digits[n - 1 - i];
+            }
+            entry[digits_at + n] = 0;
+        }
+        // SAFETY: program, argv and envp are NUL-terminated strings in NULL-terminated arrays
+        // owned by self; the LISTEN_PID buffer was written in place above and stays
+        // NUL-terminated.
+        unsafe {
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.env_ptrs.as_ptr(),
+            )
+        };
+        std::io::Error::last_os_error()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handover_variables() {
+        let handover = Handover {
+            listen: vec![10, 11],
+            listen_name: "web".into(),
+            ipc: Some(12),
+            notify_socket: Some("/run/n.sock".into()),
+        };
+        let env = environment(BTreeMap::from([("A".into(), "1".into())]), &handover);
+        let get = |k: &str| {
+            env.get(OsStr::new(k))
+                .map(|v| v.to_string_lossy().into_owned())
+        };
+        assert_eq!(get("LISTEN_FDS").as_deref(), Some("2"));
+        assert_eq!(get("LISTEN_FDNAMES").as_deref(), Some("web:web"));
+        assert_eq!(
+            get("NODE_CHANNEL_FD").as_deref(),
+            Some("5"),
+            "the IPC fd comes after the sockets"
+        );
+        assert_eq!(get("NOTIFY_SOCKET").as_deref(), Some("/run/n.sock"));
+        assert_eq!(get("A").as_deref(), Some("1"));
+        let plan = ExecPlan::new(Path::new("/bin/true"), &[], &env, &handover).unwrap();
+        assert_eq!(plan.fds, [(10, 3), (11, 4), (12, 5)]);
+        assert!(plan.listen_pid.is_some());
+    }
+
+    #[test]
+    fn programs_resolve_from_path_or_cwd() {
+        let env = BTreeMap::from([(
+            OsString::from("PATH"),
+            OsString::from("/nonexistent:/bin:/usr/bin"),
+        )]);
+        assert!(resolve_program("sh", Path::new("/"), &env)
+            .unwrap()
+            .ends_with("sh"));
+        assert!(resolve_program("no-such-program-x", Path::new("/"), &env)
+            .unwrap_err()
+            .contains("not found in PATH"));
+        assert_eq!(
+            resolve_program("./sh", Path::new("/bin"), &env).unwrap(),
+            Path::new("/bin/./sh")
+        );
+    }
+}

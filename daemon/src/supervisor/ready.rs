@@ -1,0 +1,186 @@
+//! Readiness watchers: one task per generation that tells the app task when the generation is
+//! ready (and relays what it reports). Each ends when its generation is dropped.
+
+use mcpd_core::config::{parse_http_url, Ready};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader, Interest};
+use tokio::net::unix::OwnedReadHalf;
+use tokio::net::UnixDatagram;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What a watcher reports to its app task.
+#[derive(Debug)]
+pub(crate) enum Report {
+    /// The generation is ready.
+    Ready { pid: u32 },
+    /// `STATUS=` text (or "stopping" for `STOPPING=1`).
+    Status { pid: u32, text: String },
+}
+
+/// How often the HTTP and TCP probes try again until the ready deadline.
+const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+/// How long one probe attempt may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Watches one generation; `notify` and `ipc` carry the daemon's ends of its channels.
+pub(crate) async fn watch(
+    pid: u32,
+    ready: Ready,
+    notify: Option<UnixDatagram>,
+    ipc: Option<OwnedReadHalf>,
+    tx: UnboundedSender<Report>,
+) {
+    match ready {
+        Ready::None => {}
+        Ready::Http { url } => {
+            if let Ok(url) = parse_http_url(&url) {
+                while !matches!(
+                    tokio::time::timeout(PROBE_TIMEOUT, http_status(&url)).await,
+                    Ok(Ok(200..=299))
+                ) {
+                    tokio::time::sleep(PROBE_INTERVAL).await;
+                }
+                let _ = tx.send(Report::Ready { pid });
+            }
+        }
+        Ready::Tcp { addr } => {
+            while !matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await,
+                Ok(Ok(_))
+            ) {
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
+            let _ = tx.send(Report::Ready { pid });
+        }
+        Ready::Notify | Ready::Ipc => {}
+    }
+    // Notify and IPC channels stay open for the generation's life (STATUS= updates, messages).
+    tokio::join!(
+        async {
+            if let Some(socket) = notify {
+                notify_loop(pid, socket, &tx).await;
+            }
+        },
+        async {
+            if let Some(read) = ipc {
+                ipc_loop(pid, read, &tx).await;
+            }
+        }
+    );
+}
+
+async fn http_status(url: &mcpd_core::config::HttpUrl) -> Result<u16, String> {
+    use http_body_util::Empty;
+    let stream = tokio::net::TcpStream::connect(&url.authority)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
+    let request = hyper::Request::get(url.path.as_str())
+        .header(hyper::header::HOST, url.authority.as_str())
+        .header(hyper::header::USER_AGENT, "mcpd-probe")
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let status = sender
+        .send_request(request)
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string());
+    conn.abort();
+    status
+}
+
+/// Reads `NODE_CHANNEL_SERIALIZATION_MODE=json` messages: one JSON value per line.
+async fn ipc_loop(pid: u32, read: OwnedReadHalf, tx: &UnboundedSender<Report>) {
+    let mut lines = BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Ok(serde_json::Value::String(message)) =
+            serde_json::from_str::<serde_json::Value>(&line)
+        {
+            if message == "ready" {
+                let _ = tx.send(Report::Ready { pid });
+            }
+        }
+    }
+}
+
+/// Reads sd_notify datagrams; a message counts when its sender is in the generation's group
+/// (or already gone: a short-lived helper such as `systemd-notify`).
+async fn notify_loop(pgid: u32, socket: UnixDatagram, tx: &UnboundedSender<Report>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        if socket.readable().await.is_err() {
+            return;
+        }
+        let received = socket.try_io(Interest::READABLE, || {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let mut space = nix::cmsg_space!(libc::ucred, [std::os::fd::RawFd; 8]);
+            let msg = recvmsg::<UnixAddr>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .map_err(std::io::Error::from)?;
+            let mut sender = None;
+            let mut fds = Vec::new();
+            for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
+                match cmsg {
+                    ControlMessageOwned::ScmCredentials(cred) => sender = Some(cred.pid()),
+                    // SAFETY: the kernel just gave us these fds; we own them now.
+                    ControlMessageOwned::ScmRights(received) => fds.extend(
+                        received
+                            .into_iter()
+                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                    ),
+                    _ => {}
+                }
+            }
+            Ok((msg.bytes, sender, fds))
+        });
+        let (len, sender, barrier_fds) = match received {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        };
+        if let Some(sender) = sender.filter(|&p| !from_group(p, pgid)) {
+            tracing::warn!(
+                pgid,
+                sender,
+                "ignoring a notify message from a process outside the app's group"
+            );
+            continue;
+        }
+        for line in String::from_utf8_lossy(&buf[..len]).lines() {
+            if line == "READY=1" {
+                let _ = tx.send(Report::Ready { pid: pgid });
+            } else if let Some(text) = line.strip_prefix("STATUS=") {
+                let _ = tx.send(Report::Status {
+                    pid: pgid,
+                    text: text.to_string(),
+                });
+            } else if line == "STOPPING=1" {
+                let _ = tx.send(Report::Status {
+                    pid: pgid,
+                    text: "stopping".into(),
+                });
+            }
+        }
+        // BARRIER=1 senders wait until their fd is closed: we have processed everything before it.
+        drop(barrier_fds);
+    }
+}
+
+/// Whether `pid` is in process group `pgid`; a pid that is gone cannot be checked and counts.
+fn from_group(pid: i32, pgid: u32) -> bool {
+    match nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))) {
+        Ok(group) => group.as_raw() as u32 == pgid,
+        Err(_) => true,
+    }
+}

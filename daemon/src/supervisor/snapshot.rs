@@ -1,0 +1,107 @@
+//! What readers (list, describe, replies) see of an app, published by its task after every change.
+
+use super::drain::ms;
+use super::sampler::Sample;
+use super::state::State;
+use mcpd_core::config::AppConfig;
+use mcpd_core::model::{AppDetail, AppInfo, AppStatus, ExitRecord, ReloadInfo};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How many exits `describe` keeps.
+pub(crate) const EXITS_KEPT: usize = 10;
+
+/// An app as its task last published it.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub config: Arc<AppConfig>,
+    pub state: State,
+    pub restarts: u32,
+    pub exits: VecDeque<ExitRecord>,
+    /// The last `STATUS=` of the serving generation.
+    pub status_text: Option<String>,
+    /// An old generation still draining after a reload.
+    pub draining: Option<u32>,
+}
+
+impl Snapshot {
+    /// A stopped app.
+    pub fn new(config: AppConfig) -> Snapshot {
+        Snapshot {
+            config: Arc::new(config),
+            state: State::Stopped,
+            restarts: 0,
+            exits: VecDeque::new(),
+            status_text: None,
+            draining: None,
+        }
+    }
+
+    /// Records an exit, keeping the last [`EXITS_KEPT`].
+    pub fn record_exit(&mut self, record: ExitRecord) {
+        if self.exits.len() == EXITS_KEPT {
+            self.exits.pop_front();
+        }
+        self.exits.push_back(record);
+    }
+
+    /// The `list` row, with uptime computed now and the group's last resource sample.
+    pub fn info(&self, samples: &HashMap<u32, Sample>) -> AppInfo {
+        let now = Instant::now();
+        let pid = self.state.pid();
+        let sample = pid.and_then(|p| samples.get(&p));
+        let (uptime_ms, next_start_in_ms, reason) = match &self.state {
+            State::Online { since, .. }
+            | State::Reloading { since, .. }
+            | State::Starting { since, .. } => {
+                (Some(ms(now.saturating_duration_since(*since))), None, None)
+            }
+            State::WaitingRestart { until } => {
+                (None, Some(ms(until.saturating_duration_since(now))), None)
+            }
+            State::Errored { reason } => (None, None, Some(reason.clone())),
+            _ => (None, None, None),
+        };
+        let reload = match (&self.state, self.draining) {
+            (State::Reloading { pid, new_pid, .. }, _) => Some(ReloadInfo {
+                old_pid: *pid,
+                new_pid: *new_pid,
+                phase: "starting-new".into(),
+            }),
+            (State::Online { pid, .. }, Some(old)) => Some(ReloadInfo {
+                old_pid: old,
+                new_pid: *pid,
+                phase: "draining-old".into(),
+            }),
+            _ => None,
+        };
+        let status = if reload.is_some() {
+            AppStatus::Reloading
+        } else {
+            self.state.status()
+        };
+        AppInfo {
+            name: self.config.name.clone(),
+            status,
+            pid,
+            restarts: self.restarts,
+            uptime_ms,
+            memory_bytes: sample.map(|s| s.rss_bytes),
+            cpu_percent: sample.map(|s| s.cpu_percent),
+            reason,
+            next_start_in_ms,
+            status_text: self.status_text.clone(),
+            reload,
+        }
+    }
+
+    /// The `describe` view.
+    pub fn detail(&self, samples: &HashMap<u32, Sample>) -> AppDetail {
+        AppDetail {
+            info: self.info(samples),
+            config: (*self.config).clone(),
+            last_exits: self.exits.iter().cloned().collect(),
+        }
+    }
+}
