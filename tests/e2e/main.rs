@@ -5,4 +5,7 @@ mod common;
 mod control;
 mod examples;
 mod lifecycle;
+mod load;
 mod processes;
+mod readiness;
+mod reload;

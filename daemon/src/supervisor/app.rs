@@ -268,10 +268,15 @@ impl AppTask {
 
     fn policy(&self) -> Policy {
         let c = &self.snap.config;
+        // A reload's new generation gets ready under its own (new) config's timeout.
+        let ready_timeout = self
+            .pending
+            .as_ref()
+            .map_or(c.ready_timeout, |p| p.ready_timeout);
         Policy {
             restart_delay: c.restart_delay,
             kill_timeout: c.kill_timeout,
-            ready_timeout: c.ready_timeout,
+            ready_timeout,
         }
     }
 

@@ -199,40 +199,41 @@ impl Supervisor {
             let mut files: BTreeMap<std::path::PathBuf, Vec<AppConfig>> = BTreeMap::new();
             for name in names {
                 let current = apps[&name].snapshot().config;
-                let config =
-                    match (
-                        request.apps.iter().find(|a| a.name == name),
-                        &current.source,
-                    ) {
-                        (Some(given), _) => given.clone(),
-                        (None, Some(file)) => {
-                            if !files.contains_key(file) {
-                                match mcpd_core::config::load(file) {
-                                    Ok(loaded) => files.insert(file.clone(), loaded.apps),
-                                    Err(e) => {
-                                        return Response::Error(ProtoError::new(
-                                            ErrorKind::InvalidRequest,
-                                            format!(
-                                                "{e}\nnothing was reloaded: fix {}",
-                                                file.display()
-                                            ),
-                                        ))
-                                    }
-                                };
-                            }
-                            match files[file].iter().find(|a| a.name == name) {
-                                Some(found) => found.clone(),
-                                None => return Response::Error(ProtoError::new(
+                let config = match (
+                    request.apps.iter().find(|a| a.name == name),
+                    &current.source,
+                ) {
+                    (Some(given), _) => given.clone(),
+                    (None, Some(file)) => {
+                        if !files.contains_key(file) {
+                            match mcpd_core::config::load(file) {
+                                Ok(loaded) => files.insert(file.clone(), loaded.apps),
+                                Err(e) => {
+                                    return Response::Error(ProtoError::new(
+                                        ErrorKind::InvalidRequest,
+                                        format!(
+                                            "{e}\nnothing was reloaded: fix {}",
+                                            file.display()
+                                        ),
+                                    ))
+                                }
+                            };
+                        }
+                        match files[file].iter().find(|a| a.name == name) {
+                            Some(found) => found.clone(),
+                            None => {
+                                return Response::Error(ProtoError::new(
                                     ErrorKind::InvalidRequest,
                                     format!(
                                         "{} no longer defines app \"{name}\"; nothing was reloaded",
                                         file.display()
                                     ),
-                                )),
+                                ))
                             }
                         }
-                        (None, None) => (*current).clone(),
-                    };
+                    }
+                    (None, None) => (*current).clone(),
+                };
                 let id = apps[&name].id;
                 plan.push((name, id, config));
             }
