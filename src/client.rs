@@ -45,9 +45,7 @@ impl Client {
     /// Connects to the daemon of `paths` and exchanges hellos.
     pub async fn connect(paths: &Paths) -> Result<Client, ClientError> {
         let socket = paths.socket();
-        let stream = UnixStream::connect(&socket)
-            .await
-            .map_err(|source| ClientError::NotRunning { socket, source })?;
+        let stream = UnixStream::connect(&socket).await.map_err(|source| ClientError::NotRunning { socket, source })?;
         let mut framed = Framed::new(stream, codec());
         framed.send(frame::encode(&Hello::current())).await?;
         let reply: HelloReply = match framed.next().await {
@@ -58,14 +56,10 @@ impl Client {
             HelloReply::Welcome { protocol, pid, .. } if protocol == PROTOCOL_VERSION => {
                 Ok(Client { framed, daemon_pid: pid })
             }
-            HelloReply::Welcome { protocol, daemon_version, .. } => {
-                Err(ClientError::Refused(ProtoError::new(
-                    crate::protocol::ErrorKind::VersionMismatch,
-                    format!(
-                        "daemon {daemon_version} speaks protocol {protocol}, this client {PROTOCOL_VERSION}"
-                    ),
-                )))
-            }
+            HelloReply::Welcome { protocol, daemon_version, .. } => Err(ClientError::Refused(ProtoError::new(
+                crate::protocol::ErrorKind::VersionMismatch,
+                format!("daemon {daemon_version} speaks protocol {protocol}, this client {PROTOCOL_VERSION}"),
+            ))),
             HelloReply::Refused(e) => Err(ClientError::Refused(e)),
         }
     }

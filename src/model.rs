@@ -17,9 +17,7 @@ impl AppName {
             return Err(format!("app name {name:?} must be 1 to 64 characters long"));
         }
         if let Some(bad) = name.chars().find(|c| !valid_char(*c)) {
-            return Err(format!(
-                "app name {name:?} contains {bad:?}; use only letters, digits, '_', '.' and '-'"
-            ));
+            return Err(format!("app name {name:?} contains {bad:?}; use only letters, digits, '_', '.' and '-'"));
         }
         if name.starts_with(['-', '.']) {
             return Err(format!("app name {name:?} must not start with '-' or '.'"));
@@ -145,8 +143,12 @@ pub struct ExitRecord {
     pub code: Option<i32>,
     /// The signal that ended it, when one did.
     pub signal: Option<i32>,
-    /// Why it ended: `crash`, `stopped`, `restart`, `delete`, `shutdown`.
+    /// Why it ended: `crash`, `user stop`, `user restart`, `user reload`, `memory limit ...`,
+    /// `watchdog ...`, `health ...`, `deleted`, `not ready ...`.
     pub reason: String,
+    /// What mcpd did next: `restarted after 150 ms`, `stays stopped: ...`, `errored: ...`.
+    #[serde(default)]
+    pub outcome: Option<String>,
 }
 
 impl ExitRecord {

@@ -17,14 +17,12 @@ impl Paths {
         if let Some(home) = std::env::var_os(HOME_ENV).filter(|h| !h.is_empty()) {
             return Ok(Paths::new(PathBuf::from(home)));
         }
-        let user_home = std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| {
-                std::io::Error::new(
+        let user_home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or_else(|| {
+            std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 "neither MCPD_HOME nor HOME is set: set MCPD_HOME to a directory for mcpd's files",
             )
-            })?;
+        })?;
         Ok(Paths::new(PathBuf::from(user_home).join(".mcpd")))
     }
 
@@ -68,10 +66,7 @@ impl Paths {
     pub fn create_dirs(&self) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         for dir in [self.home.clone(), self.logs_dir(), self.run_dir()] {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
         }
         Ok(())
     }

@@ -25,37 +25,20 @@ pub struct Signal {
 
 impl Signal {
     /// SIGTERM, the default stop signal (as systemd).
-    pub const TERM: Signal = Signal {
-        name: "SIGTERM",
-        number: libc::SIGTERM,
-    };
+    pub const TERM: Signal = Signal { name: "SIGTERM", number: libc::SIGTERM };
     /// SIGKILL, sent to the whole group once the drain time is over.
-    pub const KILL: Signal = Signal {
-        name: "SIGKILL",
-        number: libc::SIGKILL,
-    };
+    pub const KILL: Signal = Signal { name: "SIGKILL", number: libc::SIGKILL };
 
     /// Parses `SIGTERM`, `TERM` or `sigterm`.
     pub fn parse(text: &str) -> Option<Signal> {
         let upper = text.trim().to_ascii_uppercase();
-        let full = if upper.starts_with("SIG") {
-            upper
-        } else {
-            format!("SIG{upper}")
-        };
-        SIGNALS
-            .iter()
-            .find(|(name, _)| *name == full)
-            .map(|&(name, number)| Signal { name, number })
+        let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+        SIGNALS.iter().find(|(name, _)| *name == full).map(|&(name, number)| Signal { name, number })
     }
 
     /// The names accepted, for error messages.
     pub fn known_names() -> String {
-        SIGNALS
-            .iter()
-            .map(|(n, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", ")
+        SIGNALS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
     }
 
     /// The canonical name.
@@ -78,12 +61,7 @@ impl fmt::Display for Signal {
 impl TryFrom<String> for Signal {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Signal::parse(&value).ok_or_else(|| {
-            format!(
-                "unknown signal {value:?}; use one of {}",
-                Signal::known_names()
-            )
-        })
+        Signal::parse(&value).ok_or_else(|| format!("unknown signal {value:?}; use one of {}", Signal::known_names()))
     }
 }
 
@@ -114,11 +92,7 @@ mod tests {
             ("", None),
         ];
         for (text, want) in cases {
-            assert_eq!(
-                Signal::parse(text).map(|s| s.number()),
-                want,
-                "parsing {text:?}"
-            );
+            assert_eq!(Signal::parse(text).map(|s| s.number()), want, "parsing {text:?}");
         }
     }
 }

@@ -10,17 +10,8 @@ const APPS: usize = 20;
 const RUNS: usize = 20;
 
 fn mcpd(home: &Path, args: &[&str]) -> std::process::Output {
-    let out = Command::new(MCPD)
-        .args(args)
-        .env("MCPD_HOME", home)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mcpd");
-    assert!(
-        out.status.success(),
-        "mcpd {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(MCPD).args(args).env("MCPD_HOME", home).stdin(Stdio::null()).output().expect("run mcpd");
+    assert!(out.status.success(), "mcpd {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
@@ -38,17 +29,12 @@ fn main() {
     let home = dir.path().join("home");
     let mut config = String::new();
     for i in 0..APPS {
-        config.push_str(&format!(
-            "[apps.app{i:02}]\ncommand = \"sleep\"\nargs = [\"1000\"]\n\n"
-        ));
+        config.push_str(&format!("[apps.app{i:02}]\ncommand = \"sleep\"\nargs = [\"1000\"]\n\n"));
     }
     let file = dir.path().join("bench.toml");
     std::fs::write(&file, config).unwrap();
     mcpd(&home, &["start", file.to_str().unwrap()]);
-    let daemon = std::fs::read_to_string(home.join("daemon.lock"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let daemon = std::fs::read_to_string(home.join("daemon.lock")).unwrap().trim().to_string();
     // Let the sampler run at least once so list carries memory figures, as in real use.
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_secs(3) {
@@ -63,11 +49,7 @@ fn main() {
             let t = Instant::now();
             let out = mcpd(&home, &["list", "--json"]);
             let took = t.elapsed();
-            assert_eq!(
-                out.stdout.iter().filter(|&&b| b == b'{').count(),
-                APPS,
-                "20 apps listed"
-            );
+            assert_eq!(out.stdout.iter().filter(|&&b| b == b'{').count(), APPS, "20 apps listed");
             took
         })
         .skip(3)
@@ -77,10 +59,7 @@ fn main() {
     let guard = std::fs::read_to_string(format!("/proc/{daemon}/task/{daemon}/children"))
         .unwrap_or_default()
         .split_whitespace()
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "mcpd-guard")
-        })
+        .find(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "mcpd-guard"))
         .map(str::to_string);
     println!("mcpd list --json with {APPS} apps, {RUNS} runs:");
     println!(
@@ -89,15 +68,9 @@ fn main() {
         times[0].as_secs_f64() * 1e3,
         times[RUNS - 1].as_secs_f64() * 1e3
     );
-    println!(
-        "daemon RSS with {APPS} apps: {:.2} MiB   (target <= 5 MiB)",
-        rss_kib(&daemon) as f64 / 1024.0
-    );
+    println!("daemon RSS with {APPS} apps: {:.2} MiB   (target <= 5 MiB)", rss_kib(&daemon) as f64 / 1024.0);
     if let Some(guard) = guard {
-        println!(
-            "guard process RSS: {:.2} MiB",
-            rss_kib(&guard) as f64 / 1024.0
-        );
+        println!("guard process RSS: {:.2} MiB", rss_kib(&guard) as f64 / 1024.0);
     }
     mcpd(&home, &["kill"]);
 }

@@ -23,9 +23,7 @@ pub async fn connect_or_start(paths: &Paths) -> anyhow::Result<Client> {
         Err(ClientError::NotRunning { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    paths
-        .create_dirs()
-        .with_context(|| format!("cannot create {}", paths.home().display()))?;
+    paths.create_dirs().with_context(|| format!("cannot create {}", paths.home().display()))?;
     let log_path = paths.daemon_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -43,11 +41,7 @@ pub async fn connect_or_start(paths: &Paths) -> anyhow::Result<Client> {
     // SAFETY: setsid is async-signal-safe; it detaches the daemon from this terminal's
     // session so closing the terminal does not signal it.
     unsafe {
-        command.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
-        });
+        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
     }
     let mut child = command.spawn().context("cannot start the daemon")?;
     let deadline = Instant::now() + START_TIMEOUT;
@@ -65,10 +59,7 @@ pub async fn connect_or_start(paths: &Paths) -> anyhow::Result<Client> {
             );
         }
         if Instant::now() >= deadline {
-            bail!(
-                "the daemon did not answer within {START_TIMEOUT:?}; see {}",
-                log_path.display()
-            );
+            bail!("the daemon did not answer within {START_TIMEOUT:?}; see {}", log_path.display());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -25,18 +25,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         padded.join("  ").trim_end().to_string()
     };
     let mut out = vec![line(header.to_vec())];
-    out.extend(
-        rows.iter()
-            .map(|r| line(r.iter().map(String::as_str).collect())),
-    );
+    out.extend(rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
     out.join("\n")
 }
 
@@ -46,13 +39,7 @@ mod tests {
 
     #[test]
     fn durations_show_two_units() {
-        let cases = [
-            (0, "0ms"),
-            (999, "999ms"),
-            (1000, "1s"),
-            (61_500, "1m 1s"),
-            (90_061_000, "1day 1h"),
-        ];
+        let cases = [(0, "0ms"), (999, "999ms"), (1000, "1s"), (61_500, "1m 1s"), (90_061_000, "1day 1h")];
         for (ms, want) in cases {
             assert_eq!(duration_ms(ms), want, "{ms} ms");
         }
@@ -60,13 +47,7 @@ mod tests {
 
     #[test]
     fn table_aligns_columns() {
-        let t = table(
-            &["NAME", "PID"],
-            &[
-                vec!["web".into(), "12".into()],
-                vec!["a".into(), "3456".into()],
-            ],
-        );
+        let t = table(&["NAME", "PID"], &[vec!["web".into(), "12".into()], vec!["a".into(), "3456".into()]]);
         assert_eq!(t, "NAME  PID\nweb   12\na     3456");
     }
 }

@@ -38,6 +38,8 @@ enum Verb {
     },
     /// Stop apps and forget them.
     Delete(Targets),
+    /// Clear apps' restart counters (crash-loop count, backoff, restarts); an errored app stays down.
+    Reset(Targets),
     /// Show every app.
     #[command(alias = "ls")]
     List {
@@ -99,6 +101,7 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Stop(t) => simple::act(simple::Act::Stop, &t.names).await,
         Verb::Restart(t) => simple::act(simple::Act::Restart, &t.names).await,
         Verb::Delete(t) => simple::act(simple::Act::Delete, &t.names).await,
+        Verb::Reset(t) => simple::act(simple::Act::Reset, &t.names).await,
         Verb::Reload { names, config } => simple::reload(&names, config.as_deref()).await,
         Verb::List { json } => commands::list::run(json).await,
         Verb::Describe { name, json } => commands::describe::run(&name, json).await,

@@ -35,18 +35,14 @@ impl Guard {
                 drop(read);
                 let file = std::fs::File::from(write);
                 set_cloexec(&file);
-                Ok(Guard {
-                    pipe: Mutex::new(Some(file)),
-                })
+                Ok(Guard { pipe: Mutex::new(Some(file)) })
             }
         }
     }
 
     /// A guard that watches nothing (tests of the engine in-process).
     pub fn disabled() -> Guard {
-        Guard {
-            pipe: Mutex::new(None),
-        }
+        Guard { pipe: Mutex::new(None) }
     }
 
     /// Adds a group to the guard's list.
@@ -77,12 +73,7 @@ fn set_cloexec(file: &std::fs::File) {
 
 fn run_guard(read: OwnedFd) -> ! {
     // Signals meant for the daemon's terminal or session must not end the guard first.
-    for sig in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
         // SAFETY: setting a signal to SIG_IGN installs no handler code.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }

@@ -39,10 +39,7 @@ pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -
 /// Runs the daemon in this process until shutdown. Must be called before any other thread
 /// exists (it forks the guard), so from `main` directly.
 pub fn run(paths: Paths) -> Result<(), DaemonError> {
-    paths.create_dirs().map_err(io_error(format!(
-        "cannot create {}",
-        paths.home().display()
-    )))?;
+    paths.create_dirs().map_err(io_error(format!("cannot create {}", paths.home().display())))?;
     let guard = guard::Guard::start().map_err(io_error("cannot start the guard process"))?;
     let lock = lock::DaemonLock::acquire(&paths)?;
     supervisor::reaper::become_subreaper().map_err(io_error("cannot become a child subreaper"))?;
@@ -62,10 +59,7 @@ pub fn run(paths: Paths) -> Result<(), DaemonError> {
 /// Cancels `shutdown` on SIGTERM or SIGINT.
 async fn stop_on_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install SIGTERM/SIGINT handlers");
         return;
     };

@@ -40,26 +40,15 @@ impl DaemonLock {
     /// Takes the home's lock, removes a stale socket file, and records this pid.
     pub fn acquire(paths: &Paths) -> Result<DaemonLock, LockError> {
         let path = paths.lock();
-        let io = |source| LockError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let io = |source| LockError::Io { path: path.clone(), source };
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
         let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(locked) => locked,
             Err((mut file, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
                 let mut pid = String::new();
                 let _ = file.read_to_string(&mut pid);
-                return Err(LockError::Held {
-                    pid: pid.trim().to_string(),
-                    home: paths.home().display().to_string(),
-                });
+                return Err(LockError::Held { pid: pid.trim().to_string(), home: paths.home().display().to_string() });
             }
             Err((_, errno)) => return Err(io(errno.into())),
         };
@@ -69,10 +58,7 @@ impl DaemonLock {
         let socket = paths.socket();
         if socket.exists() {
             tracing::info!(socket = %socket.display(), "removing the stale socket of a daemon that is gone");
-            std::fs::remove_file(&socket).map_err(|source| LockError::Io {
-                path: socket.clone(),
-                source,
-            })?;
+            std::fs::remove_file(&socket).map_err(|source| LockError::Io { path: socket.clone(), source })?;
         }
         Ok(DaemonLock { _file: file })
     }

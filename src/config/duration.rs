@@ -6,10 +6,7 @@ use std::time::Duration;
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        return t
-            .parse::<u64>()
-            .map(Duration::from_millis)
-            .map_err(|_| format!("duration {text:?} is too large"));
+        return t.parse::<u64>().map(Duration::from_millis).map_err(|_| format!("duration {text:?} is too large"));
     }
     humantime::parse_duration(t).map_err(|_| {
         format!("invalid duration {text:?}: write e.g. \"250ms\", \"10s\", \"1m\" or a number of milliseconds")

@@ -30,17 +30,13 @@ pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, (usize, St
 
 /// Reads and parses a dotenv file; the error says which file and line.
 pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read env_file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read env_file {}: {e}", path.display()))?;
     parse_env_file(&text).map_err(|(line, msg)| format!("{}:{line}: {msg}", path.display()))
 }
 
 fn unquote(value: &str) -> String {
     let bytes = value.as_bytes();
-    if bytes.len() >= 2
-        && (bytes[0] == b'"' || bytes[0] == b'\'')
-        && bytes[bytes.len() - 1] == bytes[0]
-    {
+    if bytes.len() >= 2 && (bytes[0] == b'"' || bytes[0] == b'\'') && bytes[bytes.len() - 1] == bytes[0] {
         let inner = &value[1..value.len() - 1];
         if bytes[0] == b'"' {
             return inner.replace("\\n", "\n").replace("\\\"", "\"");
@@ -62,13 +58,7 @@ mod tests {
     fn dotenv_lines() {
         let text = "# comment\nA=1\nexport B = two words\nC=\"quoted # not a comment\"\nD='single'\nE=x # note\n\n";
         let vars = parse_env_file(text).unwrap();
-        let want = [
-            ("A", "1"),
-            ("B", "two words"),
-            ("C", "quoted # not a comment"),
-            ("D", "single"),
-            ("E", "x"),
-        ];
+        let want = [("A", "1"), ("B", "two words"), ("C", "quoted # not a comment"), ("D", "single"), ("E", "x")];
         for (k, v) in want {
             assert_eq!(vars.get(k).map(String::as_str), Some(v), "variable {k}");
         }

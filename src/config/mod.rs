@@ -6,12 +6,17 @@
 mod duration;
 mod envfile;
 mod error;
+mod limits;
 mod parse;
 mod ready;
 
 pub use duration::{duration_ms, parse_duration};
 pub use envfile::{parse_env_file, read_env_file};
 pub use error::{ConfigError, ConfigErrors};
+pub use limits::{
+    duration_ms_opt, format_size, parse_size, HealthCheck, Limits, Probe, RestartConfig, RestartMode,
+    DEFAULT_MEMORY_CHECK_INTERVAL,
+};
 pub use parse::{load, parse};
 pub use ready::{parse_http_url, HttpUrl, ListenAddr, Ready};
 
@@ -62,6 +67,12 @@ pub struct AppConfig {
     pub listen: Vec<ListenAddr>,
     /// With `ready = "ipc"`: ask the app to stop with a `'shutdown'` message, not a signal.
     pub shutdown_with_message: bool,
+    /// Restart policy, backoff and crash-loop cutoff.
+    #[serde(flatten)]
+    pub restarts: RestartConfig,
+    /// Memory limit, watchdog, health check.
+    #[serde(flatten)]
+    pub limits: Limits,
     /// The config file the app came from, re-read by `reload`.
     pub source: Option<PathBuf>,
 }
@@ -83,6 +94,8 @@ impl AppConfig {
             ready_timeout: DEFAULT_READY_TIMEOUT,
             listen: Vec::new(),
             shutdown_with_message: false,
+            restarts: RestartConfig::default(),
+            limits: Limits { memory_check_interval: DEFAULT_MEMORY_CHECK_INTERVAL, ..Limits::default() },
             source: None,
         }
     }
@@ -105,6 +118,8 @@ impl fmt::Debug for AppConfig {
             .field("ready_timeout", &self.ready_timeout)
             .field("listen", &self.listen)
             .field("shutdown_with_message", &self.shutdown_with_message)
+            .field("restarts", &self.restarts)
+            .field("limits", &self.limits)
             .field("source", &self.source)
             .finish()
     }

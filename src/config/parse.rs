@@ -1,9 +1,6 @@
 //! Walks a parsed TOML document key by key, collecting every error with its position.
 
-use super::{
-    parse_duration, read_env_file, AppConfig, ConfigError, ConfigErrors, ConfigFile, ListenAddr,
-    Ready,
-};
+use super::{parse_duration, read_env_file, AppConfig, ConfigError, ConfigErrors, ConfigFile, ListenAddr, Ready};
 use crate::model::AppName;
 use crate::signal::Signal;
 use std::ops::Range;
@@ -21,7 +18,26 @@ const APP_KEYS: &[&str] = &[
     "kill_signal",
     "kill_timeout",
     "restart_delay",
+    "ready",
+    "ready_timeout",
+    "listen",
+    "shutdown_with_message",
+    "restart",
+    "stop_exit_codes",
+    "exp_backoff_restart_delay",
+    "exp_backoff_factor",
+    "exp_backoff_max",
+    "exp_backoff_reset",
+    "min_uptime",
+    "max_restarts",
+    "max_memory_restart",
+    "memory_check_interval",
+    "watchdog",
+    "health",
 ];
+
+#[path = "parse_limits.rs"]
+mod limits;
 
 /// Reads and validates a config file. Relative paths in it are taken from its directory.
 pub fn load(path: &Path) -> Result<ConfigFile, ConfigErrors> {
@@ -45,11 +61,7 @@ pub fn load(path: &Path) -> Result<ConfigFile, ConfigErrors> {
 
 /// Validates config text; `file` is used in messages, `base` resolves relative paths.
 pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ConfigFile, ConfigErrors> {
-    let mut walker = Walker {
-        text,
-        file,
-        errors: Vec::new(),
-    };
+    let mut walker = Walker { text, file, errors: Vec::new() };
     let doc = match Document::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
@@ -62,19 +74,11 @@ pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ConfigFile, ConfigE
     for (key, _) in doc.as_table().iter() {
         if key != "apps" {
             let span = key_span(doc.as_table(), key);
-            walker.error(
-                span,
-                key,
-                "unknown top-level key; the file holds [apps.NAME] tables".into(),
-            );
+            walker.error(span, key, "unknown top-level key; the file holds [apps.NAME] tables".into());
         }
     }
     match doc.as_table().get("apps") {
-        None => walker.error(
-            0..0,
-            "apps",
-            "no apps defined: add an [apps.NAME] table".into(),
-        ),
+        None => walker.error(0..0, "apps", "no apps defined: add an [apps.NAME] table".into()),
         Some(item) => match item.as_table_like() {
             None => walker.error(span_of(item), "apps", "must be a table of apps".into()),
             Some(table) => {
@@ -85,20 +89,13 @@ pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ConfigFile, ConfigE
                     }
                 }
                 if table.is_empty() {
-                    walker.error(
-                        span_of(item),
-                        "apps",
-                        "no apps defined: add an [apps.NAME] table".into(),
-                    );
+                    walker.error(span_of(item), "apps", "no apps defined: add an [apps.NAME] table".into());
                 }
             }
         },
     }
     if walker.errors.is_empty() {
-        Ok(ConfigFile {
-            path: file.to_path_buf(),
-            apps,
-        })
+        Ok(ConfigFile { path: file.to_path_buf(), apps })
     } else {
         walker.errors.sort_by_key(|e| (e.line, e.column));
         Err(ConfigErrors(walker.errors))
@@ -120,57 +117,27 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    fn error(&mut self, span: Range<usize>, key: &str, message: String) {
+    pub(super) fn error(&mut self, span: Range<usize>, key: &str, message: String) {
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        self.errors.push(ConfigError {
-            file: self.file.to_path_buf(),
-            line,
-            column,
-            key: key.to_string(),
-            message,
-        });
+        self.errors.push(ConfigError { file: self.file.to_path_buf(), line, column, key: key.to_string(), message });
     }
 
-    fn app(
-        &mut self,
-        name: &str,
-        item: &Item,
-        name_span: Range<usize>,
-        base: &Path,
-    ) -> Option<AppConfig> {
+    fn app(&mut self, name: &str, item: &Item, name_span: Range<usize>, base: &Path) -> Option<AppConfig> {
         let path = format!("apps.{name}");
-        let app_name = AppName::new(name)
-            .map_err(|e| self.error(name_span.clone(), &path, e))
-            .ok();
+        let app_name = AppName::new(name).map_err(|e| self.error(name_span.clone(), &path, e)).ok();
         let Some(table) = item.as_table_like() else {
-            self.error(
-                span_of(item),
-                &path,
-                "must be a table, e.g. [apps.web] with command = \"...\"".into(),
-            );
+            self.error(span_of(item), &path, "must be a table, e.g. [apps.web] with command = \"...\"".into());
             return None;
         };
         let mut command = None;
-        let mut cfg = AppConfig::new(
-            AppName::new("x").ok()?,
-            String::new(),
-            Vec::new(),
-            base.to_path_buf(),
-        );
+        let mut cfg = AppConfig::new(AppName::new("x").ok()?, String::new(), Vec::new(), base.to_path_buf());
         for (key, value) in table.iter() {
             let kpath = format!("{path}.{key}");
-            let span = value
-                .span()
-                .or_else(|| table.key(key).and_then(|k| k.span()))
-                .unwrap_or(0..0);
+            let span = value.span().or_else(|| table.key(key).and_then(|k| k.span())).unwrap_or(0..0);
             match key {
-                "command" => {
-                    command = self
-                        .string(value, &kpath, span)
-                        .filter(|c| self.non_empty(c, &kpath, value))
-                }
+                "command" => command = self.string(value, &kpath, span).filter(|c| self.non_empty(c, &kpath, value)),
                 "args" => cfg.args = self.strings(value, &kpath, span).unwrap_or_default(),
                 "cwd" => cfg.cwd = self.path(value, &kpath, span, base).unwrap_or(cfg.cwd),
                 "env" => cfg.env = self.env(value, &kpath, span),
@@ -182,66 +149,45 @@ impl Walker<'_> {
                             None => self.error(
                                 span,
                                 &kpath,
-                                format!(
-                                    "unknown signal {s:?}; use one of {}",
-                                    Signal::known_names()
-                                ),
+                                format!("unknown signal {s:?}; use one of {}", Signal::known_names()),
                             ),
                         }
                     }
                 }
-                "kill_timeout" => {
-                    cfg.kill_timeout = self
-                        .duration(value, &kpath, span)
-                        .unwrap_or(cfg.kill_timeout)
-                }
-                "restart_delay" => {
-                    cfg.restart_delay = self
-                        .duration(value, &kpath, span)
-                        .unwrap_or(cfg.restart_delay)
-                }
+                "kill_timeout" => cfg.kill_timeout = self.duration(value, &kpath, span).unwrap_or(cfg.kill_timeout),
+                "restart_delay" => cfg.restart_delay = self.duration(value, &kpath, span).unwrap_or(cfg.restart_delay),
                 "ready" => cfg.ready = self.ready(value, &kpath, span).unwrap_or(cfg.ready),
-                "ready_timeout" => {
-                    cfg.ready_timeout = self
-                        .duration(value, &kpath, span)
-                        .unwrap_or(cfg.ready_timeout)
-                }
+                "ready_timeout" => cfg.ready_timeout = self.duration(value, &kpath, span).unwrap_or(cfg.ready_timeout),
                 "listen" => cfg.listen = self.listen(value, &kpath, span, base),
                 "shutdown_with_message" => match value.as_bool() {
                     Some(b) => cfg.shutdown_with_message = b,
-                    None => self.error(
-                        span,
-                        &kpath,
-                        format!("expected true or false, found {}", type_name(value)),
-                    ),
+                    None => self.error(span, &kpath, format!("expected true or false, found {}", type_name(value))),
                 },
+                _ if self.limit_key(key, value, &kpath, span.clone(), &mut cfg) => {}
                 _ => {
                     let kspan = table.key(key).and_then(|k| k.span()).unwrap_or(span);
-                    self.error(
-                        kspan,
-                        &kpath,
-                        format!("unknown key; known keys are {}", APP_KEYS.join(", ")),
-                    );
+                    self.error(kspan, &kpath, format!("unknown key; known keys are {}", APP_KEYS.join(", ")));
                 }
             }
         }
         if cfg.shutdown_with_message && cfg.ready != Ready::Ipc {
-            let span = table
-                .key("shutdown_with_message")
-                .and_then(|k| k.span())
-                .unwrap_or(name_span.clone());
+            let span = table.key("shutdown_with_message").and_then(|k| k.span()).unwrap_or(name_span.clone());
             self.error(
                 span,
                 &format!("{path}.shutdown_with_message"),
                 "needs ready = \"ipc\" (the message goes over the IPC channel)".into(),
             );
         }
-        if command.is_none() && !table.contains_key("command") {
+        if cfg.limits.watchdog.is_some() && cfg.ready != Ready::Notify {
+            let span = table.key("watchdog").and_then(|k| k.span()).unwrap_or(name_span.clone());
             self.error(
-                name_span,
-                &path,
-                "missing `command`: the program to run".into(),
+                span,
+                &format!("{path}.watchdog"),
+                "needs ready = \"notify\" (WATCHDOG=1 comes over the notify socket)".into(),
             );
+        }
+        if command.is_none() && !table.contains_key("command") {
+            self.error(name_span, &path, "missing `command`: the program to run".into());
         }
         cfg.name = app_name?;
         cfg.command = command?;
@@ -256,15 +202,11 @@ impl Walker<'_> {
         true
     }
 
-    fn string(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<String> {
+    pub(super) fn string(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<String> {
         match item.as_str() {
             Some(s) => Some(s.to_string()),
             None => {
-                self.error(
-                    span,
-                    key,
-                    format!("expected a string, found {}", type_name(item)),
-                );
+                self.error(span, key, format!("expected a string, found {}", type_name(item)));
                 None
             }
         }
@@ -272,11 +214,7 @@ impl Walker<'_> {
 
     fn strings(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<Vec<String>> {
         let Some(array) = item.as_array() else {
-            self.error(
-                span,
-                key,
-                format!("expected an array of strings, found {}", type_name(item)),
-            );
+            self.error(span, key, format!("expected an array of strings, found {}", type_name(item)));
             return None;
         };
         let mut out = Vec::new();
@@ -299,22 +237,10 @@ impl Walker<'_> {
         Some(if p.is_absolute() { p } else { base.join(p) })
     }
 
-    fn env(
-        &mut self,
-        item: &Item,
-        key: &str,
-        span: Range<usize>,
-    ) -> std::collections::BTreeMap<String, String> {
+    fn env(&mut self, item: &Item, key: &str, span: Range<usize>) -> std::collections::BTreeMap<String, String> {
         let mut out = std::collections::BTreeMap::new();
         let Some(table) = item.as_table_like() else {
-            self.error(
-                span,
-                key,
-                format!(
-                    "expected a table of NAME = \"value\", found {}",
-                    type_name(item)
-                ),
-            );
+            self.error(span, key, format!("expected a table of NAME = \"value\", found {}", type_name(item)));
             return out;
         };
         for (name, value) in table.iter() {
@@ -333,23 +259,14 @@ impl Walker<'_> {
                 None => self.error(
                     vspan,
                     &format!("{key}.{name}"),
-                    format!(
-                        "expected a string, number or boolean, found {}",
-                        type_name(value)
-                    ),
+                    format!("expected a string, number or boolean, found {}", type_name(value)),
                 ),
             }
         }
         out
     }
 
-    fn env_file(
-        &mut self,
-        item: &Item,
-        key: &str,
-        span: Range<usize>,
-        base: &Path,
-    ) -> Option<PathBuf> {
+    fn env_file(&mut self, item: &Item, key: &str, span: Range<usize>, base: &Path) -> Option<PathBuf> {
         let path = self.path(item, key, span.clone(), base)?;
         if let Err(e) = read_env_file(&path) {
             self.error(span, key, e);
@@ -359,21 +276,22 @@ impl Walker<'_> {
 
     fn ready(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<Ready> {
         if let Some(word) = item.as_str() {
-            return Ready::parse_word(word)
-                .map_err(|e| self.error(span, key, e))
-                .ok();
+            return Ready::parse_word(word).map_err(|e| self.error(span, key, e)).ok();
         }
         let Some(table) = item.as_table_like() else {
-            self.error(span, key, format!("expected \"none\", \"notify\", \"ipc\", {{ http = URL }} or {{ tcp = ADDR }}, found {}", type_name(item)));
+            self.error(
+                span,
+                key,
+                format!(
+                    "expected \"none\", \"notify\", \"ipc\", {{ http = URL }} or {{ tcp = ADDR }}, found {}",
+                    type_name(item)
+                ),
+            );
             return None;
         };
         let entries: Vec<(&str, &Item)> = table.iter().collect();
         let [(kind, value)] = entries[..] else {
-            self.error(
-                span,
-                key,
-                "give exactly one of http = URL or tcp = ADDR".into(),
-            );
+            self.error(span, key, "give exactly one of http = URL or tcp = ADDR".into());
             return None;
         };
         let vspan = value.span().unwrap_or(span.clone());
@@ -381,30 +299,17 @@ impl Walker<'_> {
         let parsed = match kind {
             "http" => Ready::http(&text),
             "tcp" => Ready::tcp(&text),
-            other => Err(format!(
-                "unknown probe {other:?}; use http = URL or tcp = ADDR"
-            )),
+            other => Err(format!("unknown probe {other:?}; use http = URL or tcp = ADDR")),
         };
-        parsed
-            .map_err(|e| self.error(vspan, &format!("{key}.{kind}"), e))
-            .ok()
+        parsed.map_err(|e| self.error(vspan, &format!("{key}.{kind}"), e)).ok()
     }
 
-    fn listen(
-        &mut self,
-        item: &Item,
-        key: &str,
-        span: Range<usize>,
-        base: &Path,
-    ) -> Vec<ListenAddr> {
+    fn listen(&mut self, item: &Item, key: &str, span: Range<usize>, base: &Path) -> Vec<ListenAddr> {
         let Some(array) = item.as_array() else {
             self.error(
                 span,
                 key,
-                format!(
-                    "expected an array like [\"tcp://127.0.0.1:3000\"], found {}",
-                    type_name(item)
-                ),
+                format!("expected an array like [\"tcp://127.0.0.1:3000\"], found {}", type_name(item)),
             );
             return Vec::new();
         };
@@ -413,37 +318,28 @@ impl Walker<'_> {
             let vspan = v.span().unwrap_or(span.clone());
             let ikey = format!("{key}[{i}]");
             match v.as_str().map(|s| ListenAddr::parse(s, base)) {
-                Some(Ok(addr)) if out.contains(&addr) => {
-                    self.error(vspan, &ikey, format!("{addr} is listed twice"))
-                }
+                Some(Ok(addr)) if out.contains(&addr) => self.error(vspan, &ikey, format!("{addr} is listed twice")),
                 Some(Ok(addr)) => out.push(addr),
                 Some(Err(e)) => self.error(vspan, &ikey, e),
-                None => self.error(
-                    vspan,
-                    &ikey,
-                    format!("expected a string, found {}", v.type_name()),
-                ),
+                None => self.error(vspan, &ikey, format!("expected a string, found {}", v.type_name())),
             }
         }
         out
     }
 
-    fn duration(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<Duration> {
+    pub(super) fn duration(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<Duration> {
         let parsed = match item.as_value() {
             Some(Value::Integer(i)) => u64::try_from(*i.value())
                 .map(Duration::from_millis)
                 .map_err(|_| "a duration must not be negative".to_string()),
             Some(Value::String(s)) => parse_duration(s.value()),
-            _ => Err(format!(
-                "expected a duration like \"10s\" or milliseconds, found {}",
-                type_name(item)
-            )),
+            _ => Err(format!("expected a duration like \"10s\" or milliseconds, found {}", type_name(item))),
         };
         parsed.map_err(|e| self.error(span, key, e)).ok()
     }
 }
 
-fn type_name(item: &Item) -> &'static str {
+pub(super) fn type_name(item: &Item) -> &'static str {
     match item {
         Item::None => "nothing",
         Item::Value(v) => v.type_name(),

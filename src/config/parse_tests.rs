@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::{Probe, RestartConfig, RestartMode};
 
 fn errors(text: &str) -> Vec<(usize, String)> {
     match parse(text, Path::new("mcpd.toml"), Path::new("/srv")) {
@@ -39,77 +40,55 @@ restart_delay = 250
     assert_eq!(api.kill_timeout, super::super::DEFAULT_KILL_TIMEOUT);
     assert_eq!(api.restart_delay, Duration::from_millis(250));
     assert_eq!(api.ready, Ready::None);
-    assert_eq!(
-        web.ready,
-        Ready::Http {
-            url: "http://127.0.0.1:3000/health".into()
-        }
-    );
+    assert_eq!(web.ready, Ready::Http { url: "http://127.0.0.1:3000/health".into() });
     assert_eq!(web.ready_timeout, Duration::from_secs(3));
     assert_eq!(
         web.listen,
-        [
-            ListenAddr::Tcp("127.0.0.1:3000".parse().unwrap()),
-            ListenAddr::Unix("/srv/run/web.sock".into())
-        ]
+        [ListenAddr::Tcp("127.0.0.1:3000".parse().unwrap()), ListenAddr::Unix("/srv/run/web.sock".into())]
     );
 }
 
 #[test]
 fn every_error_is_reported_with_line_and_key() {
     let cases: &[(&str, &[(usize, &str)])] = &[
-        (
-            "[apps.a]\ncommand = \"x\"\nkill_timeout = \"5x\"\n",
-            &[(3, "apps.a.kill_timeout")],
-        ),
-        (
-            "[apps.a]\ncommand = \"x\"\ncolour = 1\n",
-            &[(3, "apps.a.colour")],
-        ),
+        ("[apps.a]\ncommand = \"x\"\nkill_timeout = \"5x\"\n", &[(3, "apps.a.kill_timeout")]),
+        ("[apps.a]\ncommand = \"x\"\ncolour = 1\n", &[(3, "apps.a.colour")]),
         ("[apps.a]\ncommand = 3\n", &[(2, "apps.a.command")]),
         ("[apps.a]\nargs = [\"x\"]\n", &[(1, "apps.a")]),
         ("[apps.a]\ncommand = \"\"\n", &[(2, "apps.a.command")]),
-        (
-            "[apps.a]\ncommand = \"x\"\nargs = [\"ok\", 2]\n",
-            &[(3, "apps.a.args[1]")],
-        ),
-        (
-            "[apps.a]\ncommand = \"x\"\nkill_signal = \"SIGNOPE\"\n",
-            &[(3, "apps.a.kill_signal")],
-        ),
-        (
-            "[apps.a]\ncommand = \"x\"\nkill_timeout = -5\n",
-            &[(3, "apps.a.kill_timeout")],
-        ),
-        (
-            "[apps.a]\ncommand = \"x\"\nenv = { A = [1] }\n",
-            &[(3, "apps.a.env.A")],
-        ),
-        (
-            "[apps.\"bad name\"]\ncommand = \"x\"\n",
-            &[(1, "apps.bad name")],
-        ),
+        ("[apps.a]\ncommand = \"x\"\nargs = [\"ok\", 2]\n", &[(3, "apps.a.args[1]")]),
+        ("[apps.a]\ncommand = \"x\"\nkill_signal = \"SIGNOPE\"\n", &[(3, "apps.a.kill_signal")]),
+        ("[apps.a]\ncommand = \"x\"\nkill_timeout = -5\n", &[(3, "apps.a.kill_timeout")]),
+        ("[apps.a]\ncommand = \"x\"\nenv = { A = [1] }\n", &[(3, "apps.a.env.A")]),
+        ("[apps.\"bad name\"]\ncommand = \"x\"\n", &[(1, "apps.bad name")]),
         ("[apps.all]\ncommand = \"x\"\n", &[(1, "apps.all")]),
         ("name = \"x\"\n[apps.a]\ncommand = \"x\"\n", &[(1, "name")]),
         ("", &[(1, "apps")]),
         (
             "[apps.a]\ncommand = \"x\"\nkill_timeout = \"5x\"\nrestart_delay = true\nbogus = 1\n",
-            &[
-                (3, "apps.a.kill_timeout"),
-                (4, "apps.a.restart_delay"),
-                (5, "apps.a.bogus"),
-            ],
+            &[(3, "apps.a.kill_timeout"), (4, "apps.a.restart_delay"), (5, "apps.a.bogus")],
         ),
-        (
-            "[apps.a]\ncommand = \"x\"\nenv_file = \"/nonexistent/.env\"\n",
-            &[(3, "apps.a.env_file")],
-        ),
+        ("[apps.a]\ncommand = \"x\"\nenv_file = \"/nonexistent/.env\"\n", &[(3, "apps.a.env_file")]),
         ("[apps.a\ncommand = \"x\"\n", &[(1, "")]),
         ("[apps.a]\ncommand = \"x\"\nready = \"maybe\"\n", &[(3, "apps.a.ready")]),
         ("[apps.a]\ncommand = \"x\"\nready = { http = \"https://x:1/\" }\n", &[(3, "apps.a.ready.http")]),
         ("[apps.a]\ncommand = \"x\"\nready = { udp = \"x:1\" }\n", &[(3, "apps.a.ready.udp")]),
-        ("[apps.a]\ncommand = \"x\"\nlisten = [\"tcp://localhost:1\", \"unix:/a\", \"unix:/a\"]\n", &[(3, "apps.a.listen[0]"), (3, "apps.a.listen[2]")]),
+        (
+            "[apps.a]\ncommand = \"x\"\nlisten = [\"tcp://localhost:1\", \"unix:/a\", \"unix:/a\"]\n",
+            &[(3, "apps.a.listen[0]"), (3, "apps.a.listen[2]")],
+        ),
         ("[apps.a]\ncommand = \"x\"\nshutdown_with_message = true\n", &[(3, "apps.a.shutdown_with_message")]),
+        ("[apps.a]\ncommand = \"x\"\nrestart = \"sometimes\"\n", &[(3, "apps.a.restart")]),
+        ("[apps.a]\ncommand = \"x\"\nstop_exit_codes = [0, 300]\n", &[(3, "apps.a.stop_exit_codes[1]")]),
+        ("[apps.a]\ncommand = \"x\"\nexp_backoff_factor = 0.5\n", &[(3, "apps.a.exp_backoff_factor")]),
+        ("[apps.a]\ncommand = \"x\"\nmax_restarts = -1\n", &[(3, "apps.a.max_restarts")]),
+        ("[apps.a]\ncommand = \"x\"\nmax_memory_restart = \"lots\"\n", &[(3, "apps.a.max_memory_restart")]),
+        ("[apps.a]\ncommand = \"x\"\nwatchdog = \"30s\"\n", &[(3, "apps.a.watchdog")]),
+        ("[apps.a]\ncommand = \"x\"\nhealth = { interval = \"1s\" }\n", &[(3, "apps.a.health")]),
+        (
+            "[apps.a]\ncommand = \"x\"\nhealth = { tcp = \"x:1\", failures = 0, colour = 1 }\n",
+            &[(3, "apps.a.health.failures"), (3, "apps.a.health.colour")],
+        ),
     ];
     for (text, want) in cases {
         let got = errors(text);
@@ -119,16 +98,49 @@ fn every_error_is_reported_with_line_and_key() {
 }
 
 #[test]
+fn restart_policy_and_limits() {
+    let text = r#"
+[apps.w]
+command = "x"
+ready = "notify"
+restart = "on-failure"
+stop_exit_codes = [0, 3]
+exp_backoff_restart_delay = "100ms"
+exp_backoff_factor = 2
+exp_backoff_max = "5s"
+min_uptime = "2s"
+max_restarts = 4
+max_memory_restart = "512M"
+memory_check_interval = "250ms"
+watchdog = "30s"
+health = { http = "http://127.0.0.1:3000/health", interval = "5s", failures = 2 }
+
+[apps.d]
+command = "x"
+"#;
+    let cfg = parse(text, Path::new("mcpd.toml"), Path::new("/srv")).unwrap();
+    let (w, d) = (&cfg.apps[0], &cfg.apps[1]);
+    assert_eq!(w.restarts.restart, RestartMode::OnFailure);
+    assert_eq!(w.restarts.stop_exit_codes, [0, 3]);
+    assert_eq!(w.restarts.exp_backoff_restart_delay, Some(Duration::from_millis(100)));
+    assert_eq!(w.restarts.exp_backoff_factor, 2.0);
+    assert_eq!(w.restarts.exp_backoff_max, Duration::from_secs(5));
+    assert_eq!((w.restarts.min_uptime, w.restarts.max_restarts), (Duration::from_secs(2), 4));
+    assert_eq!(w.limits.max_memory_restart, Some(512 << 20));
+    assert_eq!(w.limits.memory_check_interval, Duration::from_millis(250));
+    assert_eq!(w.limits.watchdog, Some(Duration::from_secs(30)));
+    let health = w.limits.health.as_ref().unwrap();
+    assert_eq!(health.probe, Probe::Http { url: "http://127.0.0.1:3000/health".into() });
+    assert_eq!((health.interval, health.timeout, health.failures), (Duration::from_secs(5), Duration::from_secs(2), 2));
+    assert_eq!(d.restarts, RestartConfig::default(), "defaults: always, 1.5x backoff off, 1s min uptime, 16 restarts");
+    assert_eq!(d.limits.memory_check_interval, Duration::from_secs(1));
+    assert_eq!(d.limits.max_memory_restart, None);
+}
+
+#[test]
 fn error_messages_name_file_line_column_and_key() {
-    let err = parse(
-        "[apps.a]\ncommand = \"x\"\nkill_timeout = \"5x\"\n",
-        Path::new("conf/mcpd.toml"),
-        Path::new("/"),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.starts_with("conf/mcpd.toml:3:16: apps.a.kill_timeout: invalid duration \"5x\""),
-        "message was: {err}"
-    );
+    let err = parse("[apps.a]\ncommand = \"x\"\nkill_timeout = \"5x\"\n", Path::new("conf/mcpd.toml"), Path::new("/"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("conf/mcpd.toml:3:16: apps.a.kill_timeout: invalid duration \"5x\""), "message was: {err}");
 }

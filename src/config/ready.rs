@@ -43,17 +43,13 @@ impl Ready {
     /// Checks an HTTP probe URL.
     pub fn http(url: &str) -> Result<Ready, String> {
         parse_http_url(url)?;
-        Ok(Ready::Http {
-            url: url.to_string(),
-        })
+        Ok(Ready::Http { url: url.to_string() })
     }
 
     /// Checks a TCP probe address.
     pub fn tcp(addr: &str) -> Result<Ready, String> {
         split_host_port(addr).map_err(|e| format!("tcp probe address {addr:?}: {e}"))?;
-        Ok(Ready::Tcp {
-            addr: addr.to_string(),
-        })
+        Ok(Ready::Tcp { addr: addr.to_string() })
     }
 }
 
@@ -80,32 +76,21 @@ pub struct HttpUrl {
 
 /// Splits an `http://` URL; https is not supported for local probes.
 pub fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        format!("URL {url:?} must start with http:// (probes talk to the app on this host)")
-    })?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("URL {url:?} must start with http:// (probes talk to the app on this host)"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let authority = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
+    let authority = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
     split_host_port(&authority).map_err(|e| format!("URL {url:?}: {e}"))?;
-    Ok(HttpUrl {
-        authority,
-        path: path.to_string(),
-    })
+    Ok(HttpUrl { authority, path: path.to_string() })
 }
 
 fn split_host_port(addr: &str) -> Result<(&str, u16), String> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or("expected host:port, e.g. 127.0.0.1:3000")?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("port {port:?} is not a number from 1 to 65535"))?;
+    let (host, port) = addr.rsplit_once(':').ok_or("expected host:port, e.g. 127.0.0.1:3000")?;
+    let port: u16 = port.parse().map_err(|_| format!("port {port:?} is not a number from 1 to 65535"))?;
     if host.is_empty() || port == 0 {
         return Err("expected host:port, e.g. 127.0.0.1:3000".into());
     }
@@ -136,9 +121,7 @@ impl ListenAddr {
             }
             return Ok(ListenAddr::Unix(base.join(path)));
         }
-        Err(format!(
-            "listen address {text:?}: expected tcp://IP:PORT or unix:/path"
-        ))
+        Err(format!("listen address {text:?}: expected tcp://IP:PORT or unix:/path"))
     }
 }
 
@@ -193,28 +176,15 @@ mod tests {
     #[test]
     fn probe_targets() {
         let ok = parse_http_url("http://127.0.0.1:3000/health?x=1").unwrap();
-        assert_eq!(
-            (ok.authority.as_str(), ok.path.as_str()),
-            ("127.0.0.1:3000", "/health?x=1")
-        );
-        assert_eq!(
-            parse_http_url("http://localhost").unwrap().authority,
-            "localhost:80"
-        );
-        for bad in [
-            "https://x:1/",
-            "127.0.0.1:3000",
-            "http://:3000/",
-            "http://x:notaport/",
-        ] {
+        assert_eq!((ok.authority.as_str(), ok.path.as_str()), ("127.0.0.1:3000", "/health?x=1"));
+        assert_eq!(parse_http_url("http://localhost").unwrap().authority, "localhost:80");
+        for bad in ["https://x:1/", "127.0.0.1:3000", "http://:3000/", "http://x:notaport/"] {
             assert!(parse_http_url(bad).is_err(), "{bad}");
         }
         assert!(Ready::tcp("127.0.0.1:3000").is_ok());
         for bad in ["127.0.0.1", "x:0", ":1"] {
             assert!(Ready::tcp(bad).is_err(), "{bad}");
         }
-        assert!(Ready::parse_word("sometimes")
-            .unwrap_err()
-            .contains("\"notify\""));
+        assert!(Ready::parse_word("sometimes").unwrap_err().contains("\"notify\""));
     }
 }

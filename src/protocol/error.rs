@@ -33,9 +33,6 @@ pub struct ProtoError {
 impl ProtoError {
     /// An error of `kind`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ProtoError {
-        ProtoError {
-            kind,
-            message: message.into(),
-        }
+        ProtoError { kind, message: message.into() }
     }
 }

@@ -9,10 +9,7 @@ pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 
 /// The codec both sides use.
 pub fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .max_frame_length(MAX_FRAME_BYTES)
-        .new_codec()
+    LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(MAX_FRAME_BYTES).new_codec()
 }
 
 /// A frame's payload that is not the message expected.
@@ -53,23 +50,11 @@ mod tests {
         }
         let oversized = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes().to_vec();
         let cases: Vec<(&str, Vec<u8>, Want)> = vec![
-            (
-                "whole frame",
-                frame(br#"{"verb":"ping"}"#),
-                Want::Frame(r#"{"verb":"ping"}"#),
-            ),
+            ("whole frame", frame(br#"{"verb":"ping"}"#), Want::Frame(r#"{"verb":"ping"}"#)),
             ("half a length", vec![0, 0], Want::NeedMore),
-            (
-                "length but short body",
-                vec![0, 0, 0, 10, b'{'],
-                Want::NeedMore,
-            ),
+            ("length but short body", vec![0, 0, 0, 10, b'{'], Want::NeedMore),
             ("oversized length", oversized, Want::TooLong),
-            (
-                "garbage as length",
-                b"GET / HTTP/1.1\r\n".to_vec(),
-                Want::TooLong,
-            ),
+            ("garbage as length", b"GET / HTTP/1.1\r\n".to_vec(), Want::TooLong),
         ];
         for (name, bytes, want) in cases {
             let mut buf = BytesMut::from(&bytes[..]);
@@ -87,26 +72,11 @@ mod tests {
     fn messages_round_trip_and_reject_garbage() {
         let hello = Hello::current();
         assert_eq!(decode::<Hello>(&encode(&hello)).unwrap(), hello);
-        assert_eq!(
-            decode::<Request>(br#"{"verb":"list"}"#).unwrap(),
-            Request::List
-        );
-        for bad in [
-            &b"not json"[..],
-            br#"{"verb":"explode"}"#,
-            br#"{"protocol":"one"}"#,
-            b"",
-        ] {
-            assert!(
-                decode::<Request>(bad).is_err(),
-                "accepted {:?}",
-                String::from_utf8_lossy(bad)
-            );
+        assert_eq!(decode::<Request>(br#"{"verb":"list"}"#).unwrap(), Request::List);
+        for bad in [&b"not json"[..], br#"{"verb":"explode"}"#, br#"{"protocol":"one"}"#, b""] {
+            assert!(decode::<Request>(bad).is_err(), "accepted {:?}", String::from_utf8_lossy(bad));
         }
-        let err = Response::Error(crate::protocol::ProtoError::new(
-            crate::protocol::ErrorKind::UnknownApp,
-            "no app x",
-        ));
+        let err = Response::Error(crate::protocol::ProtoError::new(crate::protocol::ErrorKind::UnknownApp, "no app x"));
         assert_eq!(decode::<Response>(&encode(&err)).unwrap(), err);
     }
 }

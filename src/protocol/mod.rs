@@ -28,10 +28,7 @@ pub struct Hello {
 impl Hello {
     /// The hello of this build.
     pub fn current() -> Hello {
-        Hello {
-            protocol: PROTOCOL_VERSION,
-            client_version: env!("CARGO_PKG_VERSION").to_string(),
-        }
+        Hello { protocol: PROTOCOL_VERSION, client_version: env!("CARGO_PKG_VERSION").to_string() }
     }
 }
 
@@ -110,6 +107,8 @@ pub enum Request {
     Restart(TargetRequest),
     /// Replace apps' generations without downtime.
     Reload(ReloadRequest),
+    /// Clear apps' restart counters (the crash-loop count, the backoff, `restarts`).
+    Reset(TargetRequest),
     /// Stop apps and forget them.
     Delete(TargetRequest),
     /// Every app's row.

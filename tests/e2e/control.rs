@@ -14,18 +14,10 @@ fn a_second_daemon_is_refused_and_the_first_keeps_serving() {
     let home = Home::new();
     home.ok(&["ping"]);
     let first = home.daemon_pid().unwrap();
-    let out = home
-        .command(&["daemon"])
-        .output()
-        .expect("run second daemon");
+    let out = home.command(&["daemon"]).output().expect("run second daemon");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a second daemon must not run");
-    assert!(
-        stderr.contains(&format!(
-            "another mcpd daemon (pid {first}) is already running"
-        )),
-        "stderr: {stderr}"
-    );
+    assert!(stderr.contains(&format!("another mcpd daemon (pid {first}) is already running")), "stderr: {stderr}");
     assert!(home.ok(&["ping"]).contains(&format!("daemon pid {first}")));
 }
 
@@ -33,10 +25,7 @@ fn a_second_daemon_is_refused_and_the_first_keeps_serving() {
 fn the_socket_is_private_to_its_user() {
     let home = Home::new();
     home.ok(&["ping"]);
-    let mode = std::fs::metadata(home.path().join("mcpd.sock"))
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(home.path().join("mcpd.sock")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
 }
 
@@ -49,14 +38,10 @@ fn raw_frame(payload: &[u8]) -> Vec<u8> {
 /// Sends bytes on a fresh connection and returns what the daemon sent back before closing.
 fn send_raw(home: &Home, bytes: &[u8]) -> Vec<u8> {
     let mut stream = UnixStream::connect(home.path().join("mcpd.sock")).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     stream.write_all(bytes).expect("write");
     let mut reply = Vec::new();
-    stream
-        .read_to_end(&mut reply)
-        .expect("the daemon closes a bad connection instead of hanging");
+    stream.read_to_end(&mut reply).expect("the daemon closes a bad connection instead of hanging");
     reply
 }
 
@@ -64,23 +49,15 @@ fn send_raw(home: &Home, bytes: &[u8]) -> Vec<u8> {
 fn garbage_closes_only_that_connection() {
     let home = Home::new();
     home.ok(&["start", "--name", "keep", "--", "sleep", "1000"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let paths = Paths::new(home.path());
-    let mut good = rt
-        .block_on(Client::connect(&paths))
-        .expect("a good client connects");
+    let mut good = rt.block_on(Client::connect(&paths)).expect("a good client connects");
 
     let mut hello_then = raw_frame(&frame::encode(&Hello::current()));
     hello_then.extend(raw_frame(b"{not json"));
     let oversized = ((frame::MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "http garbage",
-            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-        ),
+        ("http garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
         ("random bytes", vec![0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3]),
         ("oversized frame header", oversized.to_vec()),
         ("json that is not a hello", raw_frame(br#"{"verb":"list"}"#)),
@@ -91,20 +68,12 @@ fn garbage_closes_only_that_connection() {
         // After a good hello the daemon welcomes, then closes on the garbage; before, it just closes.
         if name.contains("after a good hello") {
             let welcome: HelloReply = frame::decode(&reply[4..]).expect("a welcome frame");
-            assert!(
-                matches!(welcome, HelloReply::Welcome { .. }),
-                "{name}: {welcome:?}"
-            );
+            assert!(matches!(welcome, HelloReply::Welcome { .. }), "{name}: {welcome:?}");
         } else {
             assert!(reply.is_empty(), "{name}: daemon answered {reply:?}");
         }
-        let response = rt
-            .block_on(good.call(Request::List))
-            .expect("the good client is still served");
-        assert!(
-            matches!(response, Response::List { ref apps } if apps.len() == 1),
-            "{name}: {response:?}"
-        );
+        let response = rt.block_on(good.call(Request::List)).expect("the good client is still served");
+        assert!(matches!(response, Response::List { ref apps } if apps.len() == 1), "{name}: {response:?}");
     }
     assert!(home.ok(&["ping"]).contains("pong"));
 }
@@ -127,13 +96,8 @@ fn verbs_without_a_daemon_start_one_and_kill_without_one_is_harmless() {
     let home = Home::new();
     let out = home.ok(&["kill"]);
     assert!(out.contains("no daemon is running"), "{out}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let err = rt
-        .block_on(Client::connect(&Paths::new(home.path())))
-        .unwrap_err();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let err = rt.block_on(Client::connect(&Paths::new(home.path()))).unwrap_err();
     assert!(matches!(err, ClientError::NotRunning { .. }), "{err}");
     assert!(home.list().is_empty());
     let pid = home.daemon_pid().expect("list started a daemon");

@@ -30,39 +30,24 @@ fn the_hello_example_serves_and_stops() {
     let config = std::fs::read_to_string(examples_dir().join("hello.toml"))
         .unwrap()
         .replace("PORT = \"8080\"", &format!("PORT = \"{port}\""))
-        .replace(
-            "args = [\"hello/server.py\"]",
-            &format!("args = [{:?}]", examples_dir().join("hello/server.py")),
-        );
+        .replace("args = [\"hello/server.py\"]", &format!("args = [{:?}]", examples_dir().join("hello/server.py")));
     let file = home.write("hello.toml", &config);
     home.ok(&["start", file.to_str().unwrap(), "hello"]);
-    let body = wait_for(
-        "the hello server to answer",
-        Duration::from_secs(15),
-        || get(port),
-    );
+    let body = wait_for("the hello server to answer", Duration::from_secs(15), || get(port));
     let pid = home.pid("hello");
     assert!(body.contains(&format!("hello from pid {pid}")), "{body}");
     home.ok(&["stop", "hello"]);
     let exit = home.describe("hello")["last_exits"][0].clone();
-    assert_eq!(
-        exit["code"], 0,
-        "the example drains and exits 0 on SIGTERM: {exit}"
-    );
+    assert_eq!(exit["code"], 0, "the example drains and exits 0 on SIGTERM: {exit}");
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn get(port: u16) -> Result<String, String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
     let mut out = String::new();
     s.read_to_string(&mut out).map_err(|e| e.to_string())?;
     Ok(out)

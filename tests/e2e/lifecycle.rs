@@ -32,48 +32,33 @@ fn start_list_describe_stop_delete() {
         for field in ["pid", "restarts", "uptime_ms"] {
             assert!(row[field].is_u64(), "{field} missing in {row}");
         }
-        assert!(
-            row.get("memory_bytes").is_some(),
-            "memory_bytes missing in {row}"
-        );
+        assert!(row.get("memory_bytes").is_some(), "memory_bytes missing in {row}");
     }
     let alpha = home.pid("alpha");
     assert!(alive(alpha), "alpha's pid {alpha} is not a live process");
-    home.wait_app("alpha", "a memory sample", |r| {
-        r["memory_bytes"].as_u64().is_some_and(|m| m > 0)
-    });
+    home.wait_app("alpha", "a memory sample", |r| r["memory_bytes"].as_u64().is_some_and(|m| m > 0));
 
     let env = wait_for("beta to write env.txt", Duration::from_secs(10), || {
-        std::fs::read_to_string(home.file("env.txt"))
-            .map_err(|e| e.to_string())
-            .and_then(|t| if t.ends_with('\n') { Ok(t) } else { Err(t) })
+        std::fs::read_to_string(home.file("env.txt")).map_err(|e| e.to_string()).and_then(|t| {
+            if t.ends_with('\n') {
+                Ok(t)
+            } else {
+                Err(t)
+            }
+        })
     });
-    assert_eq!(
-        env.trim(),
-        "hello from-env-file",
-        "env and env_file reach the app"
-    );
+    assert_eq!(env.trim(), "hello from-env-file", "env and env_file reach the app");
 
     let detail = home.describe("alpha");
     assert_eq!(detail["config"]["command"], "sleep");
     assert_eq!(detail["config"]["kill_timeout"], 2000);
     assert_eq!(detail["info"]["status"], "online");
     let human = home.ok(&["describe", "beta"]);
-    assert!(
-        human.contains("GREETING") && !human.contains("hello"),
-        "describe shows env keys, never values:\n{human}"
-    );
+    assert!(human.contains("GREETING") && !human.contains("hello"), "describe shows env keys, never values:\n{human}");
 
     let again = home.ok(&["start", config.to_str().unwrap(), "alpha"]);
-    assert!(
-        again.contains("already online"),
-        "second start said: {again}"
-    );
-    assert_eq!(
-        home.pid("alpha"),
-        alpha,
-        "starting an online app changes nothing"
-    );
+    assert!(again.contains("already online"), "second start said: {again}");
+    assert_eq!(home.pid("alpha"), alpha, "starting an online app changes nothing");
 
     home.ok(&["stop", "alpha"]);
     let row = home.app("alpha").unwrap();
@@ -81,7 +66,7 @@ fn start_list_describe_stop_delete() {
     assert!(row["pid"].is_null(), "{row}");
     assert!(!alive(alpha), "alpha's process {alpha} survived stop");
     let exits = home.describe("alpha")["last_exits"].clone();
-    assert_eq!(exits[0]["reason"], "stopped", "{exits}");
+    assert_eq!(exits[0]["reason"], "user stop", "{exits}");
     assert_eq!(exits[0]["signal"], 15, "{exits}");
 
     home.ok(&["start", "alpha"]);
@@ -101,10 +86,7 @@ fn start_a_command_without_a_file_and_restart_it() {
     let row = home.app("adhoc").unwrap();
     assert_eq!(row["restarts"], 1, "{row}");
     assert_ne!(home.pid("adhoc"), first);
-    assert!(
-        !alive(first),
-        "the old generation {first} is gone after restart"
-    );
+    assert!(!alive(first), "the old generation {first} is gone after restart");
 }
 
 #[test]
@@ -134,10 +116,7 @@ fn a_crashed_app_is_restarted_with_a_new_pid() {
 }
 
 fn nix_mkfifo(path: &std::path::Path) {
-    let status = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("mkfifo");
+    let status = std::process::Command::new("mkfifo").arg(path).status().expect("mkfifo");
     assert!(status.success(), "mkfifo failed");
 }
 
@@ -149,24 +128,13 @@ fn a_bad_config_names_line_and_key_and_starts_nothing() {
         "[apps.good]\ncommand = \"sleep\"\nargs = [\"1000\"]\n\n[apps.bad]\ncommand = \"sleep\"\nkill_timeout = \"5 parsecs\"\ncolour = \"blue\"\n",
     );
     let err = home.fails(&["start", config.to_str().unwrap()]);
-    assert!(
-        err.contains("bad.toml:7:16: apps.bad.kill_timeout: invalid duration"),
-        "stderr: {err}"
-    );
-    assert!(
-        err.contains("bad.toml:8:1: apps.bad.colour: unknown key"),
-        "every error is reported: {err}"
-    );
+    assert!(err.contains("bad.toml:7:16: apps.bad.kill_timeout: invalid duration"), "stderr: {err}");
+    assert!(err.contains("bad.toml:8:1: apps.bad.colour: unknown key"), "every error is reported: {err}");
     let check = home.fails(&["check", config.to_str().unwrap()]);
     assert!(check.contains("2 error(s)"), "check: {check}");
-    assert!(
-        home.list().is_empty(),
-        "nothing may start from a bad config"
-    );
+    assert!(home.list().is_empty(), "nothing may start from a bad config");
     let ok = home.write("ok.toml", "[apps.x]\ncommand = \"true\"\n");
-    assert!(home
-        .ok(&["check", ok.to_str().unwrap()])
-        .contains("1 app(s) OK: x"));
+    assert!(home.ok(&["check", ok.to_str().unwrap()]).contains("1 app(s) OK: x"));
 }
 
 #[test]
@@ -177,16 +145,9 @@ fn unknown_apps_fail_with_one_line_and_change_nothing() {
     let err = home.fails(&["stop", "real", "ghost"]);
     assert!(err.contains("no app named \"ghost\""), "stderr: {err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert_eq!(
-        home.app("real").unwrap()["status"],
-        "online",
-        "a failed request stops nothing"
-    );
+    assert_eq!(home.app("real").unwrap()["status"], "online", "a failed request stops nothing");
     assert_eq!(home.pid("real"), pid);
     let err = home.fails(&["start", "--name", "broken", "--", "/nonexistent/program"]);
-    assert!(
-        err.contains("broken") && err.contains("/nonexistent/program"),
-        "spawn failure is reported: {err}"
-    );
+    assert!(err.contains("broken") && err.contains("/nonexistent/program"), "spawn failure is reported: {err}");
     assert_eq!(home.app("broken").unwrap()["status"], "errored");
 }

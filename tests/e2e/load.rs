@@ -33,11 +33,7 @@ impl Stats {
         let mut edges = vec![self.started.unwrap_or_else(Instant::now)];
         edges.extend(times);
         edges.push(self.ended.unwrap_or_else(Instant::now));
-        edges
-            .windows(2)
-            .map(|w| w[1].saturating_duration_since(w[0]))
-            .max()
-            .unwrap_or_default()
+        edges.windows(2).map(|w| w[1].saturating_duration_since(w[0])).max().unwrap_or_default()
     }
 
     fn error(&mut self, what: String) {
@@ -70,21 +66,14 @@ pub struct Shape {
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn exchange(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(request.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
+    s.write_all(request.as_bytes()).map_err(|e| format!("write: {e}"))?;
     let mut body = String::new();
-    s.read_to_string(&mut body)
-        .map_err(|e| format!("read: {e} after {} bytes", body.len()))?;
+    s.read_to_string(&mut body).map_err(|e| format!("read: {e} after {} bytes", body.len()))?;
     if !body.starts_with("HTTP/1.1 200") {
-        return Err(format!(
-            "bad answer: {:?}",
-            body.lines().next().unwrap_or("")
-        ));
+        return Err(format!("bad answer: {:?}", body.lines().next().unwrap_or("")));
     }
     Ok(body)
 }
@@ -93,13 +82,9 @@ impl Load {
     /// Starts the load against `addr`.
     pub fn start(addr: SocketAddr, shape: Shape) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new(Stats {
-            started: Some(Instant::now()),
-            ..Stats::default()
-        }));
+        let stats = Arc::new(Mutex::new(Stats { started: Some(Instant::now()), ..Stats::default() }));
         let mut threads = Vec::new();
-        let period =
-            Duration::from_secs_f64(shape.request_threads as f64 / shape.rate.max(1) as f64);
+        let period = Duration::from_secs_f64(shape.request_threads as f64 / shape.rate.max(1) as f64);
         for _ in 0..shape.request_threads {
             let (stop, stats) = (stop.clone(), stats.clone());
             threads.push(std::thread::spawn(move || {
@@ -131,15 +116,10 @@ impl Load {
                     let result = exchange(addr, &path);
                     let mut st = stats.lock().unwrap();
                     match result {
-                        Ok(body) if body.matches("data: ").count() == shape.events as usize => {
-                            st.streams_ok += 1
-                        }
+                        Ok(body) if body.matches("data: ").count() == shape.events as usize => st.streams_ok += 1,
                         Ok(body) => {
                             st.streams_cut += 1;
-                            st.error(format!(
-                                "stream cut after {} events",
-                                body.matches("data: ").count()
-                            ));
+                            st.error(format!("stream cut after {} events", body.matches("data: ").count()));
                         }
                         Err(e) => {
                             st.streams_cut += 1;
@@ -149,11 +129,7 @@ impl Load {
                 }
             }));
         }
-        Load {
-            stop,
-            threads,
-            stats,
-        }
+        Load { stop, threads, stats }
     }
 
     /// Successful requests so far.

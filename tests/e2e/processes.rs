@@ -23,10 +23,7 @@ fn a_double_forked_grandchild_ignoring_sigterm_is_gone_after_stop() {
     home.ok(&["stop", "forky"]);
     let took = started.elapsed();
     assert!(!exists(leader), "leader {leader} left behind");
-    assert!(
-        !exists(grandchild),
-        "grandchild {grandchild} survived stop (or was left a zombie)"
-    );
+    assert!(!exists(grandchild), "grandchild {grandchild} survived stop (or was left a zombie)");
     assert!(
         took >= Duration::from_millis(500),
         "the grandchild ignores SIGTERM, so stop waits kill_timeout; took {took:?}"
@@ -42,13 +39,8 @@ fn a_grandchild_left_by_a_crashed_leader_is_ended_before_the_restart() {
     );
     home.ok(&["start", config.to_str().unwrap()]);
     let grandchild = home.read_pid_file("gc.pid");
-    home.wait_app("orphan", "waiting-restart after the crash", |r| {
-        r["status"] == "waiting-restart"
-    });
-    assert!(
-        !exists(grandchild),
-        "the crashed generation's grandchild {grandchild} still runs"
-    );
+    home.wait_app("orphan", "waiting-restart after the crash", |r| r["status"] == "waiting-restart");
+    assert!(!exists(grandchild), "the crashed generation's grandchild {grandchild} still runs");
 }
 
 #[test]
@@ -64,16 +56,8 @@ fn stop_sends_the_configured_signal_then_sigkill_after_kill_timeout() {
     home.ok(&["stop", "stubborn"]);
     let took = started.elapsed();
     assert!(!exists(pid));
-    assert_eq!(
-        std::fs::read_to_string(home.file("signal.txt"))
-            .unwrap_or_default()
-            .trim(),
-        "got-int"
-    );
-    assert!(
-        took >= Duration::from_millis(700),
-        "SIGKILL came before kill_timeout: {took:?}"
-    );
+    assert_eq!(std::fs::read_to_string(home.file("signal.txt")).unwrap_or_default().trim(), "got-int");
+    assert!(took >= Duration::from_millis(700), "SIGKILL came before kill_timeout: {took:?}");
     let exit = home.describe("stubborn")["last_exits"][0].clone();
     assert_eq!(exit["signal"], 9, "ended by SIGKILL: {exit}");
 }
@@ -90,38 +74,18 @@ fn apps_do_not_outlive_a_killed_daemon_and_its_stale_socket_is_replaced() {
     let child = home.read_pid_file("child.pid");
     let daemon = home.daemon_pid().expect("daemon pid");
     signal(daemon, libc::SIGKILL);
-    wait_for("the daemon to die", Duration::from_secs(10), || {
-        if alive(daemon) {
-            Err("alive".into())
+    wait_for("the daemon to die", Duration::from_secs(10), || if alive(daemon) { Err("alive".into()) } else { Ok(()) });
+    wait_for("the app's group to be ended by the guard", Duration::from_secs(10), || {
+        if alive(leader) || alive(child) {
+            Err(format!("leader alive: {}, child alive: {}", alive(leader), alive(child)))
         } else {
             Ok(())
         }
     });
-    wait_for(
-        "the app's group to be ended by the guard",
-        Duration::from_secs(10),
-        || {
-            if alive(leader) || alive(child) {
-                Err(format!(
-                    "leader alive: {}, child alive: {}",
-                    alive(leader),
-                    alive(child)
-                ))
-            } else {
-                Ok(())
-            }
-        },
-    );
-    assert!(
-        home.path().join("mcpd.sock").exists(),
-        "the killed daemon left its socket file"
-    );
+    assert!(home.path().join("mcpd.sock").exists(), "the killed daemon left its socket file");
     let pong = home.ok(&["ping"]);
     let new_daemon = home.daemon_pid().expect("new daemon pid");
-    assert_ne!(
-        new_daemon, daemon,
-        "a new daemon replaced the stale socket: {pong}"
-    );
+    assert_ne!(new_daemon, daemon, "a new daemon replaced the stale socket: {pong}");
     assert!(pong.contains(&format!("daemon pid {new_daemon}")), "{pong}");
 }
 
@@ -138,8 +102,5 @@ fn kill_stops_every_app_then_the_daemon() {
         assert!(!exists(pid), "app pid {pid} survived kill");
     }
     assert!(!alive(daemon), "daemon {daemon} survived kill");
-    assert!(
-        !home.path().join("mcpd.sock").exists(),
-        "socket removed on exit"
-    );
+    assert!(!home.path().join("mcpd.sock").exists(), "socket removed on exit");
 }

@@ -8,21 +8,12 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
     match mcpd_core::config::load(file) {
         Ok(config) => {
             let names: Vec<&str> = config.apps.iter().map(|a| a.name.as_str()).collect();
-            println!(
-                "{}: {} app(s) OK: {}",
-                file.display(),
-                names.len(),
-                names.join(", ")
-            );
+            println!("{}: {} app(s) OK: {}", file.display(), names.len(), names.join(", "));
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!(
-                "mcpd: {} error(s) in {}; nothing was changed",
-                errors.0.len(),
-                file.display()
-            );
+            eprintln!("mcpd: {} error(s) in {}; nothing was changed", errors.0.len(), file.display());
             Ok(ExitCode::FAILURE)
         }
     }

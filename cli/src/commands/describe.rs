@@ -32,10 +32,7 @@ fn text(d: &AppDetail) -> String {
     }
     line("pid", opt(i.pid.map(|p| p.to_string())));
     if let Some(r) = &i.reload {
-        line(
-            "reload",
-            format!("{}: old pid {}, new pid {}", r.phase, r.old_pid, r.new_pid),
-        );
+        line("reload", format!("{}: old pid {}, new pid {}", r.phase, r.old_pid, r.new_pid));
     }
     if let Some(t) = &i.status_text {
         line("app status", t.clone());
@@ -48,33 +45,18 @@ fn text(d: &AppDetail) -> String {
     line("args", format!("{:?}", c.args));
     line("cwd", c.cwd.display().to_string());
     line("env", c.env.keys().cloned().collect::<Vec<_>>().join(", "));
-    line(
-        "env_file",
-        opt(c.env_file.as_ref().map(|p| p.display().to_string())),
-    );
+    line("env_file", opt(c.env_file.as_ref().map(|p| p.display().to_string())));
     line("kill_signal", c.kill_signal.to_string());
-    line(
-        "kill_timeout",
-        format::duration_ms(c.kill_timeout.as_millis() as u64),
-    );
-    line(
-        "restart_delay",
-        format::duration_ms(c.restart_delay.as_millis() as u64),
-    );
+    line("kill_timeout", format::duration_ms(c.kill_timeout.as_millis() as u64));
+    line("restart_delay", format::duration_ms(c.restart_delay.as_millis() as u64));
     out.push_str("last exits:\n");
     if d.last_exits.is_empty() {
         out.push_str("  none\n");
     }
     for e in &d.last_exits {
-        let at = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at_unix_ms),
-        );
-        out.push_str(&format!(
-            "  {at}  pid {}  {}  ({})\n",
-            e.pid,
-            e.describe(),
-            e.reason
-        ));
+        let at =
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at_unix_ms));
+        out.push_str(&format!("  {at}  pid {}  {}  ({})\n", e.pid, e.describe(), e.reason));
     }
     out
 }

@@ -14,9 +14,7 @@ pub async fn run(json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string(&apps)?);
     } else if apps.is_empty() {
-        println!(
-            "no apps; start one with `mcpd start mcpd.toml` or `mcpd start --name NAME -- CMD`"
-        );
+        println!("no apps; start one with `mcpd start mcpd.toml` or `mcpd start --name NAME -- CMD`");
     } else {
         println!("{}", table(&apps));
     }
@@ -49,10 +47,5 @@ fn table(apps: &[AppInfo]) -> String {
             ]
         })
         .collect();
-    format::table(
-        &[
-            "NAME", "STATUS", "PID", "RESTARTS", "UPTIME", "MEMORY", "CPU", "",
-        ],
-        &rows,
-    )
+    format::table(&["NAME", "STATUS", "PID", "RESTARTS", "UPTIME", "MEMORY", "CPU", ""], &rows)
 }

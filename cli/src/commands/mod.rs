@@ -19,10 +19,7 @@ pub fn targets(names: &[String]) -> anyhow::Result<Targets> {
         }
         return Ok(Targets::All);
     }
-    let names = names
-        .iter()
-        .map(|n| AppName::new(n).map_err(anyhow::Error::msg))
-        .collect::<Result<_, _>>()?;
+    let names = names.iter().map(|n| AppName::new(n).map_err(anyhow::Error::msg)).collect::<Result<_, _>>()?;
     Ok(Targets::Names(names))
 }
 

@@ -11,17 +11,17 @@ pub enum Act {
     Stop,
     Restart,
     Delete,
+    Reset,
 }
 
 /// Runs `stop`/`restart`/`delete` on the named apps.
 pub async fn act(act: Act, names: &[String]) -> anyhow::Result<ExitCode> {
-    let request = TargetRequest {
-        targets: super::targets(names)?,
-    };
+    let request = TargetRequest { targets: super::targets(names)? };
     let request = match act {
         Act::Stop => Request::Stop(request),
         Act::Restart => Request::Restart(request),
         Act::Delete => Request::Delete(request),
+        Act::Reset => Request::Reset(request),
     };
     match connect::call(request).await? {
         Response::Done { outcomes } => Ok(super::report(&outcomes)),
@@ -30,31 +30,19 @@ pub async fn act(act: Act, names: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 /// `reload`: new generations, ready before the old ones drain; `--config` gives new configs.
-pub async fn reload(
-    names: &[String],
-    config: Option<&std::path::Path>,
-) -> anyhow::Result<ExitCode> {
+pub async fn reload(names: &[String], config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let targets = super::targets(names)?;
     let apps = match config {
         Some(path) => {
             mcpd_core::config::load(path)
                 .map_err(|e| {
-                    anyhow::anyhow!(
-                        "{e}\n{} error(s) in {}; nothing was reloaded",
-                        e.0.len(),
-                        path.display()
-                    )
+                    anyhow::anyhow!("{e}\n{} error(s) in {}; nothing was reloaded", e.0.len(), path.display())
                 })?
                 .apps
         }
         None => Vec::new(),
     };
-    match connect::call(Request::Reload(mcpd_core::protocol::ReloadRequest {
-        targets,
-        apps,
-    }))
-    .await?
-    {
+    match connect::call(Request::Reload(mcpd_core::protocol::ReloadRequest { targets, apps })).await? {
         Response::Done { outcomes } => Ok(super::report(&outcomes)),
         other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
     }
@@ -64,12 +52,7 @@ pub async fn reload(
 pub async fn ping() -> anyhow::Result<ExitCode> {
     match connect::call(Request::Ping).await? {
         Response::Pong(p) => {
-            println!(
-                "pong: daemon pid {}, up {}, {} apps",
-                p.pid,
-                crate::format::duration_ms(p.uptime_ms),
-                p.apps
-            );
+            println!("pong: daemon pid {}, up {}, {} apps", p.pid, crate::format::duration_ms(p.uptime_ms), p.apps);
             Ok(ExitCode::SUCCESS)
         }
         other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
@@ -111,10 +94,6 @@ async fn wait_gone(pid: u32) -> anyhow::Result<()> {
 
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-        })
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
         .unwrap_or(false)
 }

@@ -52,20 +52,14 @@ fn request(args: StartArgs) -> anyhow::Result<StartRequest> {
     if let Some(name) = args.name {
         let name = AppName::new(&name).map_err(anyhow::Error::msg)?;
         let Some((program, rest)) = args.command.split_first() else {
-            bail!(
-                "--name needs a command after `--`, e.g. mcpd start --name web -- node server.js"
-            );
+            bail!("--name needs a command after `--`, e.g. mcpd start --name web -- node server.js");
         };
         if !args.targets.is_empty() {
             bail!("give either a config file or --name NAME -- CMD, not both");
         }
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         let app = AppConfig::new(name, program.clone(), rest.to_vec(), cwd);
-        return Ok(StartRequest {
-            apps: vec![app],
-            names: Vec::new(),
-            wait: true,
-        });
+        return Ok(StartRequest { apps: vec![app], names: Vec::new(), wait: true });
     }
     if !args.command.is_empty() {
         bail!("a command after `--` needs --name NAME");
@@ -75,13 +69,8 @@ fn request(args: StartArgs) -> anyhow::Result<StartRequest> {
     };
     let path = Path::new(first);
     if path.is_file() || first.ends_with(".toml") {
-        let config = mcpd_core::config::load(path).map_err(|e| {
-            anyhow::anyhow!(
-                "{e}\n{} error(s) in {}; nothing was started",
-                e.0.len(),
-                path.display()
-            )
-        })?;
+        let config = mcpd_core::config::load(path)
+            .map_err(|e| anyhow::anyhow!("{e}\n{} error(s) in {}; nothing was started", e.0.len(), path.display()))?;
         let wanted = &args.targets[1..];
         let mut apps = Vec::new();
         for name in wanted {
@@ -94,20 +83,8 @@ fn request(args: StartArgs) -> anyhow::Result<StartRequest> {
                 apps.push(app);
             }
         }
-        return Ok(StartRequest {
-            apps,
-            names: Vec::new(),
-            wait: true,
-        });
+        return Ok(StartRequest { apps, names: Vec::new(), wait: true });
     }
-    let names = args
-        .targets
-        .iter()
-        .map(|n| AppName::new(n).map_err(anyhow::Error::msg))
-        .collect::<Result<_, _>>()?;
-    Ok(StartRequest {
-        apps: Vec::new(),
-        names,
-        wait: true,
-    })
+    let names = args.targets.iter().map(|n| AppName::new(n).map_err(anyhow::Error::msg)).collect::<Result<_, _>>()?;
+    Ok(StartRequest { apps: Vec::new(), names, wait: true })
 }

@@ -18,6 +18,7 @@ pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
         Request::Restart(r) => sup.act(&r.targets, Verb::Restart).await,
         Request::Delete(r) => sup.act(&r.targets, Verb::Delete).await,
         Request::Reload(r) => sup.reload(r).await,
+        Request::Reset(r) => sup.act(&r.targets, Verb::Reset).await,
         Request::List => Response::List { apps: sup.list() },
         Request::Describe(r) => match sup.describe(&r.name) {
             Ok(detail) => Response::Describe(Box::new(detail)),

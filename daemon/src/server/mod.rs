@@ -27,17 +27,11 @@ pub(crate) struct Daemon {
 
 /// Binds the socket (0600) and serves until `shutdown`; then drains every app and removes
 /// the socket. The caller holds the home's lock.
-pub async fn serve(
-    paths: Paths,
-    guard: Guard,
-    shutdown: CancellationToken,
-) -> Result<(), DaemonError> {
+pub async fn serve(paths: Paths, guard: Guard, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let socket = paths.socket();
-    let listener = UnixListener::bind(&socket)
-        .map_err(io_error(format!("cannot listen on {}", socket.display())))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(io_error(
-        format!("cannot set the mode of {}", socket.display()),
-    ))?;
+    let listener = UnixListener::bind(&socket).map_err(io_error(format!("cannot listen on {}", socket.display())))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_error(format!("cannot set the mode of {}", socket.display())))?;
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "mcpd daemon listening");
     let daemon = Arc::new(Daemon {
         supervisor: Supervisor::new(paths.clone(), guard, &shutdown),
@@ -63,17 +57,12 @@ pub async fn serve(
 }
 
 fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
-    let cred = stream
-        .peer_cred()
-        .map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    let cred = stream.peer_cred().map_err(|e| format!("cannot read peer credentials: {e}"))?;
     let me = nix::unistd::geteuid().as_raw();
     if cred.uid() == 0 || cred.uid() == me {
         Ok(())
     } else {
-        Err(format!(
-            "uid {} is neither root nor the daemon's uid {me}",
-            cred.uid()
-        ))
+        Err(format!("uid {} is neither root nor the daemon's uid {me}", cred.uid()))
     }
 }
 
@@ -88,9 +77,7 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
     let hello: Hello = match framed.next().await {
         Some(Ok(bytes)) => match frame::decode(&bytes) {
             Ok(hello) => hello,
-            Err(e) => {
-                return tracing::warn!(error = %e, "closing a connection that did not say hello")
-            }
+            Err(e) => return tracing::warn!(error = %e, "closing a connection that did not say hello"),
         },
         Some(Err(e)) => return tracing::warn!(error = %e, "closing a connection with a bad frame"),
         None => return,
@@ -105,9 +92,7 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
                 hello.client_version
             ),
         );
-        let _ = framed
-            .send(frame::encode(&HelloReply::Refused(refusal)))
-            .await;
+        let _ = framed.send(frame::encode(&HelloReply::Refused(refusal))).await;
         return;
     }
     let welcome = HelloReply::Welcome {
@@ -119,15 +104,11 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
         return;
     }
     while let Some(next) = framed.next().await {
-        let request: Request = match next
-            .map_err(|e| e.to_string())
-            .and_then(|b| frame::decode(&b).map_err(|e| e.to_string()))
-        {
-            Ok(request) => request,
-            Err(e) => {
-                return tracing::warn!(error = %e, "closing a connection that sent a bad request")
-            }
-        };
+        let request: Request =
+            match next.map_err(|e| e.to_string()).and_then(|b| frame::decode(&b).map_err(|e| e.to_string())) {
+                Ok(request) => request,
+                Err(e) => return tracing::warn!(error = %e, "closing a connection that sent a bad request"),
+            };
         let kill = matches!(request, Request::Kill);
         let response = handler::handle(request, &daemon).await;
         let sent = framed.send(frame::encode(&response)).await;

@@ -35,14 +35,12 @@ pub(crate) async fn finish(
         Err(_) => (None, None),
     };
     let record = ExitRecord {
-        at_unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(ms)
-            .unwrap_or(0),
+        at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(ms).unwrap_or(0),
         pid,
         code,
         signal,
         reason: reason.to_string(),
+        outcome: None,
     };
     (record, end)
 }
@@ -60,7 +58,7 @@ pub(crate) struct Drained {
 
 /// Asks `old` to stop, waits up to `kill_timeout` for its leader, then SIGKILLs whatever of
 /// its group is left.
-pub(crate) async fn drain(mut old: Generation, config: Arc<AppConfig>, ctx: Arc<Ctx>) -> Drained {
+pub(crate) async fn drain(mut old: Generation, config: Arc<AppConfig>, ctx: Arc<Ctx>, reason: String) -> Drained {
     let started = Instant::now();
     let deadline = started + config.kill_timeout;
     old.request_stop(&config);
@@ -73,10 +71,7 @@ pub(crate) async fn drain(mut old: Generation, config: Arc<AppConfig>, ctx: Arc<
             old.wait().await
         }
     };
-    let (record, end) = finish(&ctx, old.pid, status, None, deadline, "reload").await;
-    Drained {
-        record,
-        took: started.elapsed(),
-        killed: killed || end == GroupEnd::Killed,
-    }
+    let (mut record, end) = finish(&ctx, old.pid, status, None, deadline, &reason).await;
+    record.outcome = Some("replaced by a ready new generation".into());
+    Drained { record, took: started.elapsed(), killed: killed || end == GroupEnd::Killed }
 }

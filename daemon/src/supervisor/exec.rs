@@ -59,23 +59,18 @@ pub(crate) struct Handover {
     pub ipc: Option<RawFd>,
     /// The notify socket path.
     pub notify_socket: Option<PathBuf>,
+    /// The watchdog interval (`WATCHDOG_USEC`).
+    pub watchdog: Option<std::time::Duration>,
 }
 
 /// The child's environment: the daemon's (minus the manager's variables), then `env_file`,
 /// then `env`, then what mcpd hands over.
-pub(crate) fn environment(
-    configured: BTreeMap<String, String>,
-    handover: &Handover,
-) -> BTreeMap<OsString, OsString> {
-    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os()
-        .filter(|(k, _)| !NOT_INHERITED.iter().any(|n| OsStr::new(n) == k))
-        .collect();
+pub(crate) fn environment(configured: BTreeMap<String, String>, handover: &Handover) -> BTreeMap<OsString, OsString> {
+    let mut env: BTreeMap<OsString, OsString> =
+        std::env::vars_os().filter(|(k, _)| !NOT_INHERITED.iter().any(|n| OsStr::new(n) == k)).collect();
     env.extend(configured.into_iter().map(|(k, v)| (k.into(), v.into())));
     if !handover.listen.is_empty() {
-        env.insert(
-            "LISTEN_FDS".into(),
-            handover.listen.len().to_string().into(),
-        );
+        env.insert("LISTEN_FDS".into(), handover.listen.len().to_string().into());
         let names = vec![handover.listen_name.as_str(); handover.listen.len()].join(":");
         env.insert("LISTEN_FDNAMES".into(), names.into());
     }
@@ -86,6 +81,9 @@ pub(crate) fn environment(
     }
     if let Some(path) = &handover.notify_socket {
         env.insert("NOTIFY_SOCKET".into(), path.clone().into());
+    }
+    if let Some(watchdog) = handover.watchdog {
+        env.insert("WATCHDOG_USEC".into(), watchdog.as_micros().to_string().into());
     }
     env
 }
@@ -99,26 +97,16 @@ pub(crate) fn resolve_program(
 ) -> Result<PathBuf, String> {
     if command.contains('/') {
         let path = cwd.join(command);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!("program {} not found", path.display()))
-        };
+        return if path.is_file() { Ok(path) } else { Err(format!("program {} not found", path.display())) };
     }
-    let path_var = env
-        .get(OsStr::new("PATH"))
-        .cloned()
-        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let path_var = env.get(OsStr::new("PATH")).cloned().unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     for dir in std::env::split_paths(&path_var) {
         let candidate = cwd.join(dir).join(command);
         if is_executable(&candidate) {
             return Ok(candidate);
         }
     }
-    Err(format!(
-        "program {command:?} not found in PATH ({})",
-        path_var.to_string_lossy()
-    ))
+    Err(format!("program {command:?} not found in PATH ({})", path_var.to_string_lossy()))
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -151,10 +139,7 @@ impl ExecPlan {
             entry.push(b'=');
             entry.extend_from_slice(v.as_bytes());
             if entry.contains(&0) {
-                return Err(format!(
-                    "environment variable {} contains a NUL byte",
-                    k.to_string_lossy()
-                ));
+                return Err(format!("environment variable {} contains a NUL byte", k.to_string_lossy()));
             }
             entry.push(0);
             env_bufs.push(entry);
@@ -168,12 +153,8 @@ impl ExecPlan {
         });
         let mut env_ptrs: Vec<_> = env_bufs.iter().map(|e| e.as_ptr().cast()).collect();
         env_ptrs.push(std::ptr::null());
-        let mut fds: Vec<(RawFd, RawFd)> = handover
-            .listen
-            .iter()
-            .enumerate()
-            .map(|(i, &fd)| (fd, 3 + i as RawFd))
-            .collect();
+        let mut fds: Vec<(RawFd, RawFd)> =
+            handover.listen.iter().enumerate().map(|(i, &fd)| (fd, 3 + i as RawFd)).collect();
         if let Some(ipc) = handover.ipc {
             fds.push((ipc, 3 + fds.len() as RawFd));
         }
@@ -229,13 +210,7 @@ impl ExecPlan {
         // SAFETY: program, argv and envp are NUL-terminated strings in NULL-terminated arrays
         // owned by self; the LISTEN_PID buffer was written in place above and stays
         // NUL-terminated.
-        unsafe {
-            libc::execve(
-                self.program.as_ptr(),
-                self.argv_ptrs.as_ptr(),
-                self.env_ptrs.as_ptr(),
-            )
-        };
+        unsafe { libc::execve(self.program.as_ptr(), self.argv_ptrs.as_ptr(), self.env_ptrs.as_ptr()) };
         std::io::Error::last_os_error()
     }
 }
@@ -251,20 +226,15 @@ mod tests {
             listen_name: "web".into(),
             ipc: Some(12),
             notify_socket: Some("/run/n.sock".into()),
+            watchdog: Some(std::time::Duration::from_secs(30)),
         };
         let env = environment(BTreeMap::from([("A".into(), "1".into())]), &handover);
-        let get = |k: &str| {
-            env.get(OsStr::new(k))
-                .map(|v| v.to_string_lossy().into_owned())
-        };
+        let get = |k: &str| env.get(OsStr::new(k)).map(|v| v.to_string_lossy().into_owned());
         assert_eq!(get("LISTEN_FDS").as_deref(), Some("2"));
         assert_eq!(get("LISTEN_FDNAMES").as_deref(), Some("web:web"));
-        assert_eq!(
-            get("NODE_CHANNEL_FD").as_deref(),
-            Some("5"),
-            "the IPC fd comes after the sockets"
-        );
+        assert_eq!(get("NODE_CHANNEL_FD").as_deref(), Some("5"), "the IPC fd comes after the sockets");
         assert_eq!(get("NOTIFY_SOCKET").as_deref(), Some("/run/n.sock"));
+        assert_eq!(get("WATCHDOG_USEC").as_deref(), Some("30000000"));
         assert_eq!(get("A").as_deref(), Some("1"));
         let plan = ExecPlan::new(Path::new("/bin/true"), &[], &env, &handover).unwrap();
         assert_eq!(plan.fds, [(10, 3), (11, 4), (12, 5)]);
@@ -273,19 +243,9 @@ mod tests {
 
     #[test]
     fn programs_resolve_from_path_or_cwd() {
-        let env = BTreeMap::from([(
-            OsString::from("PATH"),
-            OsString::from("/nonexistent:/bin:/usr/bin"),
-        )]);
-        assert!(resolve_program("sh", Path::new("/"), &env)
-            .unwrap()
-            .ends_with("sh"));
-        assert!(resolve_program("no-such-program-x", Path::new("/"), &env)
-            .unwrap_err()
-            .contains("not found in PATH"));
-        assert_eq!(
-            resolve_program("./sh", Path::new("/bin"), &env).unwrap(),
-            Path::new("/bin/./sh")
-        );
+        let env = BTreeMap::from([(OsString::from("PATH"), OsString::from("/nonexistent:/bin:/usr/bin"))]);
+        assert!(resolve_program("sh", Path::new("/"), &env).unwrap().ends_with("sh"));
+        assert!(resolve_program("no-such-program-x", Path::new("/"), &env).unwrap_err().contains("not found in PATH"));
+        assert_eq!(resolve_program("./sh", Path::new("/bin"), &env).unwrap(), Path::new("/bin/./sh"));
     }
 }

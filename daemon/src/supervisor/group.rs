@@ -40,12 +40,7 @@ pub(crate) enum GroupEnd {
 
 /// Ends what is left of a group whose leader exited: sends `first` (if any), waits until
 /// `deadline`, then SIGKILLs the group and waits until every member is reaped.
-pub(crate) async fn end_group(
-    ctx: &Ctx,
-    pgid: u32,
-    first: Option<Signal>,
-    deadline: Instant,
-) -> GroupEnd {
+pub(crate) async fn end_group(ctx: &Ctx, pgid: u32, first: Option<Signal>, deadline: Instant) -> GroupEnd {
     ctx.reap_orphans();
     if !group_alive(pgid) {
         return GroupEnd::Empty;
@@ -58,10 +53,7 @@ pub(crate) async fn end_group(
     }
     signal_group(pgid, Signal::KILL);
     if !wait_group_gone(ctx, pgid, Instant::now() + KILL_GRACE).await {
-        tracing::error!(
-            pgid,
-            "process group still has members {KILL_GRACE:?} after SIGKILL"
-        );
+        tracing::error!(pgid, "process group still has members {KILL_GRACE:?} after SIGKILL");
     }
     GroupEnd::Killed
 }
@@ -75,9 +67,7 @@ async fn wait_group_gone(ctx: &Ctx, pgid: u32, deadline: Instant) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        let step = deadline
-            .saturating_duration_since(Instant::now())
-            .min(GROUP_POLL);
+        let step = deadline.saturating_duration_since(Instant::now()).min(GROUP_POLL);
         tokio::time::sleep(step).await;
     }
 }

@@ -8,6 +8,7 @@ mod group;
 mod process;
 mod ready;
 pub mod reaper;
+pub mod restart;
 mod sampler;
 mod snapshot;
 mod sockets;
@@ -18,9 +19,7 @@ use app::{AppHandle, Command};
 use mcpd_core::config::AppConfig;
 use mcpd_core::model::{AppDetail, AppInfo, AppName};
 use mcpd_core::paths::Paths;
-use mcpd_core::protocol::{
-    AppOutcome, ErrorKind, ProtoError, ReloadRequest, Response, StartRequest, Targets,
-};
+use mcpd_core::protocol::{AppOutcome, ErrorKind, ProtoError, ReloadRequest, Response, StartRequest, Targets};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +36,10 @@ pub(crate) struct Ctx {
     pub guard: Guard,
     /// Last resource sample per process group.
     pub samples: Mutex<HashMap<u32, sampler::Sample>>,
+    /// Bumped after every sample, so app tasks with a memory limit check it.
+    pub samples_tick: tokio::sync::watch::Sender<u64>,
+    /// The sampling interval: the smallest `memory_check_interval` of any app (1 s default).
+    pub sample_every_ms: AtomicU64,
 }
 
 /// A verb that acts on running apps.
@@ -48,6 +51,8 @@ pub enum Verb {
     Restart,
     /// Stop and forget.
     Delete,
+    /// Clear restart counters.
+    Reset,
 }
 
 /// The registry of apps.
@@ -69,18 +74,14 @@ impl Supervisor {
             leaders: Mutex::default(),
             guard,
             samples: Mutex::default(),
+            samples_tick: tokio::sync::watch::Sender::new(0),
+            sample_every_ms: AtomicU64::new(sampler::SAMPLE_INTERVAL.as_millis() as u64),
         });
         let apps_token = shutdown.child_token();
         let tracker = TaskTracker::new();
         tracker.spawn(reaper::run(ctx.clone(), apps_token.clone()));
         tracker.spawn(sampler::run(ctx.clone(), apps_token.clone()));
-        Arc::new(Supervisor {
-            ctx,
-            apps: Mutex::default(),
-            tracker,
-            apps_token,
-            next_id: AtomicU64::new(1),
-        })
+        Arc::new(Supervisor { ctx, apps: Mutex::default(), tracker, apps_token, next_id: AtomicU64::new(1) })
     }
 
     /// How many apps are defined.
@@ -108,18 +109,12 @@ impl Supervisor {
                 let (reply, rx) = oneshot::channel();
                 let name = config.name.clone();
                 match apps.get(&name) {
-                    Some(handle) => handle.send(Command::Start {
-                        config: Some(Box::new(config)),
-                        wait: request.wait,
-                        reply,
-                    }),
+                    Some(handle) => {
+                        handle.send(Command::Start { config: Some(Box::new(config)), wait: request.wait, reply })
+                    }
                     None => {
                         let handle = self.spawn_app(config);
-                        handle.send(Command::Start {
-                            config: None,
-                            wait: request.wait,
-                            reply,
-                        });
+                        handle.send(Command::Start { config: None, wait: request.wait, reply });
                         apps.insert(name.clone(), handle);
                     }
                 }
@@ -127,11 +122,7 @@ impl Supervisor {
             }
             for name in request.names {
                 let (reply, rx) = oneshot::channel();
-                apps[&name].send(Command::Start {
-                    config: None,
-                    wait: request.wait,
-                    reply,
-                });
+                apps[&name].send(Command::Start { config: None, wait: request.wait, reply });
                 replies.push((name, rx));
             }
         }
@@ -160,6 +151,7 @@ impl Supervisor {
                     Verb::Stop => Command::Stop { reply },
                     Verb::Restart => Command::Restart { reply },
                     Verb::Delete => Command::Remove { reply },
+                    Verb::Reset => Command::Reset { reply },
                 });
                 ids.push((name.clone(), handle.id));
                 replies.push((name, rx));
@@ -169,10 +161,7 @@ impl Supervisor {
         if verb == Verb::Delete {
             let mut apps = self.apps.lock().expect("apps lock");
             for (name, id) in ids {
-                if apps
-                    .get(&name)
-                    .is_some_and(|h| h.id == id && h.is_finished())
-                {
+                if apps.get(&name).is_some_and(|h| h.id == id && h.is_finished()) {
                     apps.remove(&name);
                 }
             }
@@ -199,10 +188,7 @@ impl Supervisor {
             let mut files: BTreeMap<std::path::PathBuf, Vec<AppConfig>> = BTreeMap::new();
             for name in names {
                 let current = apps[&name].snapshot().config;
-                let config = match (
-                    request.apps.iter().find(|a| a.name == name),
-                    &current.source,
-                ) {
+                let config = match (request.apps.iter().find(|a| a.name == name), &current.source) {
                     (Some(given), _) => given.clone(),
                     (None, Some(file)) => {
                         if !files.contains_key(file) {
@@ -211,10 +197,7 @@ impl Supervisor {
                                 Err(e) => {
                                     return Response::Error(ProtoError::new(
                                         ErrorKind::InvalidRequest,
-                                        format!(
-                                            "{e}\nnothing was reloaded: fix {}",
-                                            file.display()
-                                        ),
+                                        format!("{e}\nnothing was reloaded: fix {}", file.display()),
                                     ))
                                 }
                             };
@@ -244,10 +227,7 @@ impl Supervisor {
             {
                 let apps = self.apps.lock().expect("apps lock");
                 match apps.get(&name).filter(|h| h.id == id) {
-                    Some(handle) => handle.send(Command::Reload {
-                        config: Some(Box::new(config)),
-                        reply,
-                    }),
+                    Some(handle) => handle.send(Command::Reload { config: Some(Box::new(config)), reply }),
                     None => continue,
                 }
             }
@@ -284,13 +264,9 @@ impl Supervisor {
 
     fn spawn_app(&self, config: AppConfig) -> AppHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        app::spawn(
-            id,
-            config,
-            self.ctx.clone(),
-            &self.tracker,
-            self.apps_token.clone(),
-        )
+        let every = u64::try_from(config.limits.memory_check_interval.as_millis()).unwrap_or(u64::MAX);
+        self.ctx.sample_every_ms.fetch_min(every, Ordering::Relaxed);
+        app::spawn(id, config, self.ctx.clone(), &self.tracker, self.apps_token.clone())
     }
 }
 

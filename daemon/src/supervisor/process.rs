@@ -7,9 +7,7 @@ use super::ready::{self, Report};
 use super::Ctx;
 use mcpd_core::config::{read_env_file, AppConfig, Ready};
 use mcpd_core::signal::Signal;
-use nix::sys::socket::{
-    setsockopt, socketpair, sockopt::PassCred, AddressFamily, SockFlag, SockType,
-};
+use nix::sys::socket::{setsockopt, socketpair, sockopt::PassCred, AddressFamily, SockFlag, SockType};
 use process_wrap::tokio::{ChildWrapper, CommandWrap, ProcessGroup};
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, RawFd};
@@ -75,15 +73,13 @@ pub(crate) fn spawn(
         listen_name: config.name.to_string(),
         ipc: ipc.as_ref().map(|(_, theirs)| theirs.as_raw_fd()),
         notify_socket: notify.as_ref().map(|(path, _)| path.clone()),
+        watchdog: config.limits.watchdog,
     };
     let env = exec::environment(configured, &handover);
     let program = exec::resolve_program(&config.command, &config.cwd, &env)?;
     let mut plan = ExecPlan::new(&program, &config.args, &env, &handover)?;
     let mut command = CommandWrap::with_new(&program, |c| {
-        c.current_dir(&config.cwd)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        c.current_dir(&config.cwd).stdin(Stdio::null()).stdout(out).stderr(err);
         // SAFETY: ExecPlan::exec only calls async-signal-safe functions (fcntl, dup2, getpid,
         // execve) and writes into memory it owns.
         unsafe {
@@ -93,72 +89,44 @@ pub(crate) fn spawn(
     command.wrap(ProcessGroup::leader());
     // Held across fork and registration, so the orphan reaper never takes a leader's exit.
     let mut leaders = ctx.leaders.lock().expect("leaders lock");
-    let child = command
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-    let pid = child
-        .id()
-        .ok_or("the new process exited before its pid was read")?;
+    let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    let pid = child.id().ok_or("the new process exited before its pid was read")?;
     leaders.insert(pid);
     drop(leaders);
     ctx.guard.watch(pid);
     // The child has its own copies of the handed-over fds now; `theirs` is closed here.
     let (ipc_read, ipc_write) = match ipc {
         Some((ours, _theirs)) => {
-            let (read, write) = tokio::net::UnixStream::from_std(ours)
-                .map_err(|e| e.to_string())?
-                .into_split();
+            let (read, write) = tokio::net::UnixStream::from_std(ours).map_err(|e| e.to_string())?.into_split();
             (Some(read), Some(write))
         }
         None => (None, None),
     };
     let (notify_path, notify_socket) = match notify {
-        Some((path, socket)) => (
-            Some(path),
-            Some(tokio::net::UnixDatagram::from_std(socket).map_err(|e| e.to_string())?),
-        ),
+        Some((path, socket)) => {
+            (Some(path), Some(tokio::net::UnixDatagram::from_std(socket).map_err(|e| e.to_string())?))
+        }
         None => (None, None),
     };
-    let watcher = tokio::spawn(ready::watch(
-        pid,
-        config.ready.clone(),
-        notify_socket,
-        ipc_read,
-        reports,
-    ))
-    .abort_handle();
-    Ok(Generation {
-        child,
-        pid,
-        ipc: ipc_write,
-        watcher,
-        notify_path,
-    })
+    let watcher =
+        tokio::spawn(ready::watch(pid, config.ready.clone(), notify_socket, ipc_read, reports)).abort_handle();
+    Ok(Generation { child, pid, ipc: ipc_write, watcher, notify_path })
 }
 
 fn notify_socket(config: &AppConfig, ctx: &Ctx) -> Result<NotifySocket, String> {
     let seq = NOTIFY_SEQ.fetch_add(1, Ordering::Relaxed);
-    let path = ctx
-        .paths
-        .run_dir()
-        .join(format!("{}.{seq}.notify", config.name));
+    let path = ctx.paths.run_dir().join(format!("{}.{seq}.notify", config.name));
     let _ = std::fs::remove_file(&path);
     let socket = std::os::unix::net::UnixDatagram::bind(&path)
         .map_err(|e| format!("cannot create the notify socket {}: {e}", path.display()))?;
-    setsockopt(&socket, PassCred, &true)
-        .map_err(|e| format!("cannot enable credentials on the notify socket: {e}"))?;
+    setsockopt(&socket, PassCred, &true).map_err(|e| format!("cannot enable credentials on the notify socket: {e}"))?;
     socket.set_nonblocking(true).map_err(|e| e.to_string())?;
     Ok((path, socket))
 }
 
 fn ipc_pair() -> Result<IpcPair, String> {
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| format!("cannot create the IPC channel: {e}"))?;
+    let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(|e| format!("cannot create the IPC channel: {e}"))?;
     let ours = std::os::unix::net::UnixStream::from(ours);
     ours.set_nonblocking(true).map_err(|e| e.to_string())?;
     Ok((ours, theirs))

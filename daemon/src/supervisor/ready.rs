@@ -1,7 +1,7 @@
 //! Readiness watchers: one task per generation that tells the app task when the generation is
 //! ready (and relays what it reports). Each ends when its generation is dropped.
 
-use mcpd_core::config::{parse_http_url, Ready};
+use mcpd_core::config::{parse_http_url, Probe, Ready};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -18,6 +18,26 @@ pub(crate) enum Report {
     Ready { pid: u32 },
     /// `STATUS=` text (or "stopping" for `STOPPING=1`).
     Status { pid: u32, text: String },
+    /// `WATCHDOG=1`.
+    Watchdog { pid: u32 },
+    /// A health probe's result.
+    Health { pid: u32, result: Result<(), String> },
+}
+
+/// One liveness probe: a 2xx answer, or a connect.
+pub(crate) async fn probe_once(probe: &Probe) -> Result<(), String> {
+    match probe {
+        Probe::Http { url } => {
+            let url = parse_http_url(url)?;
+            match http_status(&url).await? {
+                200..=299 => Ok(()),
+                status => Err(format!("GET {} answered {status}", url.path)),
+            }
+        }
+        Probe::Tcp { addr } => {
+            tokio::net::TcpStream::connect(addr).await.map(drop).map_err(|e| format!("connect to {addr}: {e}"))
+        }
+    }
 }
 
 /// How often the HTTP and TCP probes try again until the ready deadline.
@@ -37,20 +57,15 @@ pub(crate) async fn watch(
         Ready::None => {}
         Ready::Http { url } => {
             if let Ok(url) = parse_http_url(&url) {
-                while !matches!(
-                    tokio::time::timeout(PROBE_TIMEOUT, http_status(&url)).await,
-                    Ok(Ok(200..=299))
-                ) {
+                while !matches!(tokio::time::timeout(PROBE_TIMEOUT, http_status(&url)).await, Ok(Ok(200..=299))) {
                     tokio::time::sleep(PROBE_INTERVAL).await;
                 }
                 let _ = tx.send(Report::Ready { pid });
             }
         }
         Ready::Tcp { addr } => {
-            while !matches!(
-                tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await,
-                Ok(Ok(_))
-            ) {
+            while !matches!(tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await, Ok(Ok(_)))
+            {
                 tokio::time::sleep(PROBE_INTERVAL).await;
             }
             let _ = tx.send(Report::Ready { pid });
@@ -74,24 +89,16 @@ pub(crate) async fn watch(
 
 async fn http_status(url: &mcpd_core::config::HttpUrl) -> Result<u16, String> {
     use http_body_util::Empty;
-    let stream = tokio::net::TcpStream::connect(&url.authority)
-        .await
-        .map_err(|e| e.to_string())?;
+    let stream = tokio::net::TcpStream::connect(&url.authority).await.map_err(|e| e.to_string())?;
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     let conn = tokio::spawn(conn);
     let request = hyper::Request::get(url.path.as_str())
         .header(hyper::header::HOST, url.authority.as_str())
         .header(hyper::header::USER_AGENT, "mcpd-probe")
         .body(Empty::<bytes::Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let status = sender
-        .send_request(request)
-        .await
-        .map(|r| r.status().as_u16())
-        .map_err(|e| e.to_string());
+    let status = sender.send_request(request).await.map(|r| r.status().as_u16()).map_err(|e| e.to_string());
     conn.abort();
     status
 }
@@ -100,9 +107,7 @@ async fn http_status(url: &mcpd_core::config::HttpUrl) -> Result<u16, String> {
 async fn ipc_loop(pid: u32, read: OwnedReadHalf, tx: &UnboundedSender<Report>) {
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Ok(serde_json::Value::String(message)) =
-            serde_json::from_str::<serde_json::Value>(&line)
-        {
+        if let Ok(serde_json::Value::String(message)) = serde_json::from_str::<serde_json::Value>(&line) {
             if message == "ready" {
                 let _ = tx.send(Report::Ready { pid });
             }
@@ -134,11 +139,9 @@ async fn notify_loop(pgid: u32, socket: UnixDatagram, tx: &UnboundedSender<Repor
                 match cmsg {
                     ControlMessageOwned::ScmCredentials(cred) => sender = Some(cred.pid()),
                     // SAFETY: the kernel just gave us these fds; we own them now.
-                    ControlMessageOwned::ScmRights(received) => fds.extend(
-                        received
-                            .into_iter()
-                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                    ),
+                    ControlMessageOwned::ScmRights(received) => {
+                        fds.extend(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))
+                    }
                     _ => {}
                 }
             }
@@ -150,26 +153,18 @@ async fn notify_loop(pgid: u32, socket: UnixDatagram, tx: &UnboundedSender<Repor
             Err(_) => return,
         };
         if let Some(sender) = sender.filter(|&p| !from_group(p, pgid)) {
-            tracing::warn!(
-                pgid,
-                sender,
-                "ignoring a notify message from a process outside the app's group"
-            );
+            tracing::warn!(pgid, sender, "ignoring a notify message from a process outside the app's group");
             continue;
         }
         for line in String::from_utf8_lossy(&buf[..len]).lines() {
             if line == "READY=1" {
                 let _ = tx.send(Report::Ready { pid: pgid });
             } else if let Some(text) = line.strip_prefix("STATUS=") {
-                let _ = tx.send(Report::Status {
-                    pid: pgid,
-                    text: text.to_string(),
-                });
+                let _ = tx.send(Report::Status { pid: pgid, text: text.to_string() });
+            } else if line == "WATCHDOG=1" {
+                let _ = tx.send(Report::Watchdog { pid: pgid });
             } else if line == "STOPPING=1" {
-                let _ = tx.send(Report::Status {
-                    pid: pgid,
-                    text: "stopping".into(),
-                });
+                let _ = tx.send(Report::Status { pid: pgid, text: "stopping".into() });
             }
         }
         // BARRIER=1 senders wait until their fd is closed: we have processed everything before it.

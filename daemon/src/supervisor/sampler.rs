@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// How often groups are sampled.
+/// How often groups are sampled unless an app asks for more often (`memory_check_interval`).
 pub(crate) const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One group's last sample.
@@ -23,13 +23,7 @@ pub(crate) struct Sample {
 
 /// Takes one sample of every leader's group.
 pub(crate) fn sample(ctx: &Ctx) {
-    let leaders: Vec<u32> = ctx
-        .leaders
-        .lock()
-        .expect("leaders lock")
-        .iter()
-        .copied()
-        .collect();
+    let leaders: Vec<u32> = ctx.leaders.lock().expect("leaders lock").iter().copied().collect();
     if leaders.is_empty() {
         ctx.samples.lock().expect("samples lock").clear();
         return;
@@ -54,25 +48,22 @@ pub(crate) fn sample(ctx: &Ctx) {
             let secs = now.duration_since(p.at).as_secs_f64().max(1e-3);
             (ticks.saturating_sub(p.ticks) as f64 / tps as f64 / secs * 100.0) as f32
         });
-        samples.insert(
-            pgid,
-            Sample {
-                rss_bytes,
-                cpu_percent,
-                ticks,
-                at: now,
-            },
-        );
+        samples.insert(pgid, Sample { rss_bytes, cpu_percent, ticks, at: now });
     }
 }
 
 /// Samples every [`SAMPLE_INTERVAL`] until shutdown.
 pub(crate) async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next = tokio::time::Instant::now();
     loop {
+        next += Duration::from_millis(ctx.sample_every_ms.load(std::sync::atomic::Ordering::Relaxed));
         tokio::select! {
-            _ = tick.tick() => sample(&ctx),
+            _ = tokio::time::sleep_until(next) => {
+                sample(&ctx);
+                ctx.samples_tick.send_modify(|n| *n += 1);
+                // A slow pass never makes the next samples come in a burst.
+                next = next.max(tokio::time::Instant::now());
+            }
             _ = shutdown.cancelled() => return,
         }
     }

@@ -52,35 +52,23 @@ impl Snapshot {
         let pid = self.state.pid();
         let sample = pid.and_then(|p| samples.get(&p));
         let (uptime_ms, next_start_in_ms, reason) = match &self.state {
-            State::Online { since, .. }
-            | State::Reloading { since, .. }
-            | State::Starting { since, .. } => {
+            State::Online { since, .. } | State::Reloading { since, .. } | State::Starting { since, .. } => {
                 (Some(ms(now.saturating_duration_since(*since))), None, None)
             }
-            State::WaitingRestart { until } => {
-                (None, Some(ms(until.saturating_duration_since(now))), None)
-            }
+            State::WaitingRestart { until } => (None, Some(ms(until.saturating_duration_since(now))), None),
             State::Errored { reason } => (None, None, Some(reason.clone())),
             _ => (None, None, None),
         };
         let reload = match (&self.state, self.draining) {
-            (State::Reloading { pid, new_pid, .. }, _) => Some(ReloadInfo {
-                old_pid: *pid,
-                new_pid: *new_pid,
-                phase: "starting-new".into(),
-            }),
-            (State::Online { pid, .. }, Some(old)) => Some(ReloadInfo {
-                old_pid: old,
-                new_pid: *pid,
-                phase: "draining-old".into(),
-            }),
+            (State::Reloading { pid, new_pid, .. }, _) => {
+                Some(ReloadInfo { old_pid: *pid, new_pid: *new_pid, phase: "starting-new".into() })
+            }
+            (State::Online { pid, .. }, Some(old)) => {
+                Some(ReloadInfo { old_pid: old, new_pid: *pid, phase: "draining-old".into() })
+            }
             _ => None,
         };
-        let status = if reload.is_some() {
-            AppStatus::Reloading
-        } else {
-            self.state.status()
-        };
+        let status = if reload.is_some() { AppStatus::Reloading } else { self.state.status() };
         AppInfo {
             name: self.config.name.clone(),
             status,

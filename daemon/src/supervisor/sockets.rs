@@ -65,9 +65,8 @@ fn bind(addr: &ListenAddr) -> Result<OwnedFd, String> {
                 if std::os::unix::net::UnixStream::connect(path).is_ok() {
                     return Err(format!("cannot bind {addr}: a live process listens on it"));
                 }
-                std::fs::remove_file(path).map_err(|e| {
-                    format!("cannot remove the stale socket {}: {e}", path.display())
-                })?;
+                std::fs::remove_file(path)
+                    .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))?;
             }
             std::os::unix::net::UnixListener::bind(path)
                 .map(OwnedFd::from)

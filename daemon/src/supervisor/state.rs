@@ -3,6 +3,8 @@
 //! No I/O and no clock of its own: the caller passes `now`, performs the returned actions,
 //! and feeds their results back as events. Tested by tables in `state_tests.rs`.
 
+pub use super::restart::Counters;
+use mcpd_core::config::RestartConfig;
 use mcpd_core::model::AppStatus;
 use std::time::{Duration, Instant};
 
@@ -12,27 +14,13 @@ pub enum State {
     /// Not running, by the user's wish (or never started).
     Stopped,
     /// Spawned; waiting for its readiness until `deadline`.
-    Starting {
-        pid: u32,
-        since: Instant,
-        deadline: Instant,
-        attempt: Attempt,
-    },
+    Starting { pid: u32, since: Instant, deadline: Instant, attempt: Attempt },
     /// Running and ready; `since` is when this generation was spawned.
     Online { pid: u32, since: Instant },
     /// `pid` serves while `new_pid` (the next generation) gets ready until `deadline`.
-    Reloading {
-        pid: u32,
-        since: Instant,
-        new_pid: u32,
-        deadline: Instant,
-    },
+    Reloading { pid: u32, since: Instant, new_pid: u32, deadline: Instant },
     /// Stop requested; SIGKILL at `deadline` (None once SIGKILL was sent).
-    Stopping {
-        pid: u32,
-        deadline: Option<Instant>,
-        then: Then,
-    },
+    Stopping { pid: u32, deadline: Option<Instant>, then: Then },
     /// Exited unexpectedly; the next generation is spawned at `until`.
     WaitingRestart { until: Instant },
     /// Not running and not restarted until the user acts.
@@ -54,8 +42,8 @@ pub enum Attempt {
 pub enum Then {
     /// Stay stopped.
     Stop,
-    /// Start a new generation (a restart).
-    Start,
+    /// Start a new generation (a restart, by the user or automatic).
+    Start(Attempt),
     /// Forget the app (delete, or daemon shutdown).
     Remove,
     /// It failed to get ready: become errored (user start) or restart (automatic start).
@@ -71,6 +59,8 @@ pub enum Event {
     Stop,
     /// The user asked to restart it.
     Restart,
+    /// mcpd restarts it (memory limit, watchdog, health check): counters are kept.
+    Recycle,
     /// The user asked for a graceful reload.
     Reload,
     /// The user deleted it, or the daemon is shutting down.
@@ -86,7 +76,7 @@ pub enum Event {
     /// A generation said it is ready.
     Ready { pid: u32 },
     /// A generation's leader exited and its group is gone; `how` is "exit code 3" or similar.
-    Exited { pid: u32, how: String },
+    Exited { pid: u32, how: String, code: Option<i32> },
     /// The state's deadline passed.
     Deadline,
 }
@@ -121,13 +111,17 @@ pub enum Note {
     Busy(&'static str),
     /// A reload failed; the old generation keeps serving.
     ReloadFailed(String),
+    /// An exit that the restart policy does not restart, and why.
+    Stayed(String),
 }
 
-/// The timing an app's config sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The timing and restart policy an app's config sets.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    /// Pause before restarting after a crash.
+    /// Fixed pause before restarting after a crash (without backoff).
     pub restart_delay: Duration,
+    /// Restart policy, backoff, crash-loop cutoff.
+    pub restarts: RestartConfig,
     /// Drain time between the stop request and SIGKILL.
     pub kill_timeout: Duration,
     /// Time a new generation has to become ready.

@@ -15,11 +15,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Polls `probe` until it returns `Ok`, or fails after `timeout` saying what it waited for
 /// and what it saw last.
-pub fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl FnMut() -> Result<T, String>,
-) -> T {
+pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         match probe() {
@@ -35,10 +31,7 @@ pub fn wait_for<T>(
 /// Whether a pid names a live (non-zombie) process.
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|s| s.trim_start().starts_with('Z')),
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -62,10 +55,7 @@ pub struct Home {
 impl Home {
     /// A fresh home in a temporary directory.
     pub fn new() -> Home {
-        let dir = tempfile::Builder::new()
-            .prefix("mcpd-e2e")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("mcpd-e2e").tempdir().expect("tempdir");
         Home { dir }
     }
 
@@ -89,10 +79,7 @@ impl Home {
     /// A `mcpd` command in this home, run from the scratch directory.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(MCPD);
-        command
-            .args(args)
-            .env("MCPD_HOME", self.path())
-            .current_dir(self.dir.path());
+        command.args(args).env("MCPD_HOME", self.path()).current_dir(self.dir.path());
         command
     }
 
@@ -114,10 +101,7 @@ impl Home {
             Ok(output) => output.expect("wait for mcpd"),
             Err(_) => {
                 signal(pid, libc::SIGKILL);
-                panic!(
-                    "`mcpd {}` did not finish within {COMMAND_TIMEOUT:?}",
-                    args.join(" ")
-                );
+                panic!("`mcpd {}` did not finish within {COMMAND_TIMEOUT:?}", args.join(" "));
             }
         }
     }
@@ -151,8 +135,7 @@ impl Home {
     /// `mcpd list --json`.
     pub fn list(&self) -> Vec<Value> {
         let text = self.ok(&["list", "--json"]);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("list --json is not JSON ({e}): {text}"))
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("list --json is not JSON ({e}): {text}"))
     }
 
     /// One app's row from `list --json`, if defined.
@@ -162,51 +145,36 @@ impl Home {
 
     /// Waits until the app's row satisfies `check`; returns that row.
     pub fn wait_app(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        wait_for(
-            &format!("{name}: {what}"),
-            Duration::from_secs(15),
-            || match self.app(name) {
-                Some(row) if check(&row) => Ok(row),
-                other => Err(format!("{other:?}")),
-            },
-        )
+        wait_for(&format!("{name}: {what}"), Duration::from_secs(15), || match self.app(name) {
+            Some(row) if check(&row) => Ok(row),
+            other => Err(format!("{other:?}")),
+        })
     }
 
     /// `mcpd describe NAME --json`.
     pub fn describe(&self, name: &str) -> Value {
         let text = self.ok(&["describe", name, "--json"]);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("describe --json is not JSON ({e}): {text}"))
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("describe --json is not JSON ({e}): {text}"))
     }
 
     /// The pid of the app's running generation.
     pub fn pid(&self, name: &str) -> u32 {
         let row = self.app(name).unwrap_or_else(|| panic!("no app {name}"));
-        row["pid"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{name} has no pid: {row}")) as u32
+        row["pid"].as_u64().unwrap_or_else(|| panic!("{name} has no pid: {row}")) as u32
     }
 
     /// The daemon's pid, as written in its lock file.
     pub fn daemon_pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.path().join("daemon.lock"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        std::fs::read_to_string(self.path().join("daemon.lock")).ok()?.trim().parse().ok()
     }
 
     /// Waits for a pid that an app writes to a scratch file.
     pub fn read_pid_file(&self, name: &str) -> u32 {
         let path = self.file(name);
-        wait_for(
-            &format!("a pid in {}", path.display()),
-            Duration::from_secs(10),
-            || {
-                let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-                text.trim().parse::<u32>().map_err(|_| format!("{text:?}"))
-            },
-        )
+        wait_for(&format!("a pid in {}", path.display()), Duration::from_secs(10), || {
+            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+            text.trim().parse::<u32>().map_err(|_| format!("{text:?}"))
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use super::process::{self, Generation};
 use super::ready::Report;
 use super::snapshot::Snapshot;
 use super::sockets::Listeners;
-use super::state::{next, Action, Event, Note, Policy, State, Then};
+use super::state::{next, Action, Counters, Event, Note, Policy, State};
 use super::Ctx;
 use mcpd_core::config::{AppConfig, Ready};
 use mcpd_core::protocol::AppOutcome;
@@ -18,29 +18,23 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod checks;
+mod commands;
+mod exits;
+
+use checks::Checks;
+
 type Reply = oneshot::Sender<AppOutcome>;
 
 /// A request to an app task; each carries where to send its outcome.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Start {
-        config: Option<Box<AppConfig>>,
-        wait: bool,
-        reply: Reply,
-    },
-    Stop {
-        reply: Reply,
-    },
-    Restart {
-        reply: Reply,
-    },
-    Reload {
-        config: Option<Box<AppConfig>>,
-        reply: Reply,
-    },
-    Remove {
-        reply: Reply,
-    },
+    Start { config: Option<Box<AppConfig>>, wait: bool, reply: Reply },
+    Stop { reply: Reply },
+    Restart { reply: Reply },
+    Reload { config: Option<Box<AppConfig>>, reply: Reply },
+    Remove { reply: Reply },
+    Reset { reply: Reply },
 }
 
 /// The registry's handle on an app task.
@@ -82,7 +76,11 @@ pub(crate) fn spawn(
     let (publish, snapshot) = watch::channel(snap.clone());
     let (reports_tx, reports) = mpsc::unbounded_channel();
     let (drained_tx, drained) = mpsc::unbounded_channel();
+    let samples = ctx.samples_tick.subscribe();
     let task = AppTask {
+        counters: Counters::default(),
+        recycle_reason: None,
+        checks: Checks::default(),
         ctx,
         tracker: tracker.clone(),
         snap,
@@ -97,7 +95,7 @@ pub(crate) fn spawn(
         reload_waiters: Vec::new(),
         removed: false,
     };
-    tracker.spawn(task.run(rx, reports, drained, shutdown));
+    tracker.spawn(task.run(rx, reports, drained, samples, shutdown));
     AppHandle { id, tx, snapshot }
 }
 
@@ -111,6 +109,12 @@ enum Goal {
 
 struct AppTask {
     ctx: Arc<Ctx>,
+    /// Restart history the restart policy reads.
+    counters: Counters,
+    /// Why mcpd is replacing the serving generation (memory limit, watchdog, health).
+    recycle_reason: Option<String>,
+    /// Memory, watchdog and health checks of the serving generation.
+    checks: Checks,
     tracker: TaskTracker,
     snap: Snapshot,
     /// The serving (or starting, or stopping) generation.
@@ -128,9 +132,7 @@ struct AppTask {
     removed: bool,
 }
 
-async fn leader_exit(
-    generation: &mut Option<Generation>,
-) -> std::io::Result<std::process::ExitStatus> {
+async fn leader_exit(generation: &mut Option<Generation>) -> std::io::Result<std::process::ExitStatus> {
     match generation {
         Some(g) => g.wait().await,
         None => std::future::pending().await,
@@ -150,6 +152,7 @@ impl AppTask {
         mut rx: mpsc::UnboundedReceiver<Command>,
         mut reports: mpsc::UnboundedReceiver<Report>,
         mut drained: mpsc::UnboundedReceiver<Drained>,
+        mut samples: watch::Receiver<u64>,
         shutdown: CancellationToken,
     ) {
         let mut shutting_down = false;
@@ -165,6 +168,9 @@ impl AppTask {
                     None => drop(self.step(Event::Remove)),
                 },
                 _ = until(deadline) => drop(self.step(Event::Deadline)),
+                _ = until(self.checks.watchdog_due) => self.watchdog_expired(),
+                _ = until(self.checks.health_due) => self.health_tick(),
+                Ok(()) = samples.changed() => self.memory_check(),
                 _ = shutdown.cancelled(), if !shutting_down => {
                     shutting_down = true;
                     self.step(Event::Remove);
@@ -178,103 +184,19 @@ impl AppTask {
             | Command::Stop { reply }
             | Command::Restart { reply }
             | Command::Reload { reply, .. }
-            | Command::Remove { reply }) = command;
+            | Command::Remove { reply }
+            | Command::Reset { reply }) = command;
             let _ = reply.send(self.outcome(false, "the app was deleted".into()));
         }
-    }
-
-    fn command(&mut self, command: Command) {
-        let (event, goal, reply) = match command {
-            Command::Start {
-                config,
-                wait,
-                reply,
-            } => {
-                if let Some(config) = config {
-                    if self.current.is_none() {
-                        self.snap.config = Arc::new(*config);
-                    } else if *config != *self.snap.config {
-                        let pid = self.snap.state.pid().unwrap_or_default();
-                        let msg = format!("already running (pid {pid}) with a different config; nothing changed: run `mcpd reload {}` to apply it", self.snap.config.name);
-                        return drop(reply.send(self.outcome(true, msg)));
-                    }
-                }
-                if !wait {
-                    let note = self.step(Event::Start);
-                    let message = match (note, self.snap.state.pid()) {
-                        (Some(Note::AlreadyOnline), Some(pid)) => {
-                            format!("already online (pid {pid}), unchanged")
-                        }
-                        (_, Some(pid)) => format!("started (pid {pid}), not waiting for readiness"),
-                        _ => format!("{}", self.snap.state.status()),
-                    };
-                    let ok = !matches!(self.snap.state, State::Errored { .. });
-                    return drop(reply.send(self.outcome(ok, message)));
-                }
-                (Event::Start, Goal::Online, reply)
-            }
-            Command::Stop { reply } => (Event::Stop, Goal::Stopped, reply),
-            Command::Restart { reply } => (Event::Restart, Goal::Online, reply),
-            Command::Remove { reply } => (Event::Remove, Goal::Removed, reply),
-            Command::Reload { config, reply } => return self.reload(config, reply),
-        };
-        match self.step(event) {
-            Some(Note::AlreadyOnline) => {
-                let pid = self.snap.state.pid().unwrap_or_default();
-                let _ = reply
-                    .send(self.outcome(true, format!("already online (pid {pid}), unchanged")));
-            }
-            Some(Note::AlreadyStopped) => {
-                let _ =
-                    reply.send(self.outcome(true, format!("already {}", self.snap.state.status())));
-            }
-            Some(Note::Busy(why)) => {
-                let _ = reply.send(
-                    self.outcome(false, format!("not now: {why}; try again when it is done")),
-                );
-            }
-            Some(Note::ReloadFailed(_)) | None => self.waiters.push((goal, reply)),
-        }
-    }
-
-    fn reload(&mut self, config: Option<Box<AppConfig>>, reply: Reply) {
-        if !self.reload_waiters.is_empty() || self.snap.draining.is_some() {
-            let msg = "a reload is already running; wait for it to finish (`mcpd list` shows it as reloading)";
-            return drop(reply.send(self.outcome(false, msg.into())));
-        }
-        let config = config
-            .map(|c| Arc::new(*c))
-            .unwrap_or_else(|| self.snap.config.clone());
-        if !matches!(self.snap.state, State::Online { .. }) {
-            // Not serving: a reload is a start with the new config.
-            if self.current.is_none() {
-                self.snap.config = config;
-            }
-            return match self.step(Event::Reload) {
-                Some(Note::Busy(why)) => drop(reply.send(
-                    self.outcome(false, format!("not now: {why}; try again when it is done")),
-                )),
-                _ => self.waiters.push((Goal::Online, reply)),
-            };
-        }
-        if !self.listeners.matches(&config.listen) {
-            let msg = "its listen addresses changed; a reload hands over the same sockets, so stop and start it to apply";
-            return drop(reply.send(self.outcome(false, msg.into())));
-        }
-        self.pending = Some(config);
-        self.reload_waiters.push(reply);
-        self.step(Event::Reload);
     }
 
     fn policy(&self) -> Policy {
         let c = &self.snap.config;
         // A reload's new generation gets ready under its own (new) config's timeout.
-        let ready_timeout = self
-            .pending
-            .as_ref()
-            .map_or(c.ready_timeout, |p| p.ready_timeout);
+        let ready_timeout = self.pending.as_ref().map_or(c.ready_timeout, |p| p.ready_timeout);
         Policy {
             restart_delay: c.restart_delay,
+            restarts: c.restarts.clone(),
             kill_timeout: c.kill_timeout,
             ready_timeout,
         }
@@ -287,7 +209,7 @@ impl AppTask {
         let mut first = true;
         while let Some(event) = queue.pop_front() {
             let policy = self.policy();
-            let t = next(&self.snap.state, event, Instant::now(), &policy);
+            let t = next(&self.snap.state, &mut self.counters, event, Instant::now(), &policy);
             if let Some(Note::ReloadFailed(reason)) = &t.note {
                 self.reload_failed(reason.clone());
             }
@@ -330,10 +252,7 @@ impl AppTask {
                 }
             }
             Action::SpawnNext => {
-                let config = self
-                    .pending
-                    .clone()
-                    .unwrap_or_else(|| self.snap.config.clone());
+                let config = self.pending.clone().unwrap_or_else(|| self.snap.config.clone());
                 let ready_at_spawn = config.ready == Ready::None;
                 match self.spawn(config) {
                     Ok(generation) => {
@@ -368,20 +287,18 @@ impl AppTask {
             }
             Action::PromoteNext => {
                 let old = std::mem::replace(&mut self.current, self.next.take());
-                let new_config = self
-                    .pending
-                    .take()
-                    .unwrap_or_else(|| self.snap.config.clone());
+                let new_config = self.pending.take().unwrap_or_else(|| self.snap.config.clone());
                 let old_config = std::mem::replace(&mut self.snap.config, new_config);
                 self.snap.restarts += 1;
                 self.snap.status_text = None;
                 if let Some(old) = old {
                     tracing::info!(app = %name, pid = old.pid, "reload: new generation ready, draining the old one");
                     self.snap.draining = Some(old.pid);
+                    let reason = self.recycle_reason.take().unwrap_or_else(|| "user reload".into());
                     let done = self.drained_tx.clone();
                     let ctx = self.ctx.clone();
                     self.tracker.spawn(async move {
-                        let _ = done.send(drain::drain(old, old_config, ctx).await);
+                        let _ = done.send(drain::drain(old, old_config, ctx, reason).await);
                     });
                 }
             }
@@ -394,12 +311,7 @@ impl AppTask {
 
     fn spawn(&mut self, config: Arc<AppConfig>) -> Result<Generation, String> {
         self.listeners.ensure(&config.listen)?;
-        process::spawn(
-            &config,
-            &self.ctx,
-            &self.listeners.fds(),
-            self.reports_tx.clone(),
-        )
+        process::spawn(&config, &self.ctx, &self.listeners.fds(), self.reports_tx.clone())
     }
 
     fn report(&mut self, report: Report) {
@@ -413,139 +325,33 @@ impl AppTask {
                     let _ = self.publish.send_replace(self.snap.clone());
                 }
             }
-        }
-    }
-
-    /// The serving generation's leader exited: end the rest of its group, record, step.
-    async fn current_exited(&mut self, status: std::io::Result<std::process::ExitStatus>) {
-        let Some(generation) = self.current.take() else {
-            return;
-        };
-        let pid = generation.pid;
-        let config = self.snap.config.clone();
-        let (reason, first, deadline) = match &self.snap.state {
-            State::Stopping { deadline, then, .. } => {
-                let reason = match then {
-                    Then::Stop => "stopped",
-                    Then::Start => "restart",
-                    Then::Remove => "removed",
-                    Then::Fail { .. } => "not ready",
-                };
-                (reason, None, deadline.unwrap_or_else(Instant::now))
-            }
-            State::Starting { .. } => (
-                "exited before ready",
-                Some(config.kill_signal),
-                Instant::now() + config.kill_timeout,
-            ),
-            _ => (
-                "crash",
-                Some(config.kill_signal),
-                Instant::now() + config.kill_timeout,
-            ),
-        };
-        drop(generation);
-        let (record, end) = drain::finish(&self.ctx, pid, status, first, deadline, reason).await;
-        let how = record.describe();
-        tracing::info!(app = %config.name, pid, exit = %how, reason, group = ?end, "exited");
-        self.snap.record_exit(record);
-        self.step(Event::Exited { pid, how });
-    }
-
-    /// A reload's new generation exited before it was ready (or after KillNext).
-    async fn next_exited(&mut self, status: std::io::Result<std::process::ExitStatus>) {
-        let Some(generation) = self.next.take() else {
-            return;
-        };
-        let pid = generation.pid;
-        drop(generation);
-        let (record, _) = drain::finish(
-            &self.ctx,
-            pid,
-            status,
-            Some(Signal::KILL),
-            Instant::now(),
-            "reload failed",
-        )
-        .await;
-        let how = record.describe();
-        tracing::warn!(app = %self.snap.config.name, pid, exit = %how, "reload: the new generation ended before it was ready");
-        self.snap.record_exit(record);
-        self.step(Event::Exited { pid, how });
-    }
-
-    fn drained(&mut self, done: Drained) {
-        let old = done.record.pid;
-        let how = if done.killed {
-            format!(
-                "SIGKILLed after kill_timeout ({})",
-                humantime::format_duration(self.snap.config.kill_timeout)
-            )
-        } else {
-            format!(
-                "drained in {} ms ({})",
-                ms(done.took),
-                done.record.describe()
-            )
-        };
-        tracing::info!(app = %self.snap.config.name, pid = old, %how, "reload: old generation gone");
-        self.snap.record_exit(done.record);
-        self.snap.draining = None;
-        let _ = self.publish.send_replace(self.snap.clone());
-        let new = self
-            .snap
-            .state
-            .pid()
-            .map_or_else(|| "-".to_string(), |p| p.to_string());
-        let message = format!("reloaded: pid {new} serving; old pid {old} {how}");
-        for reply in std::mem::take(&mut self.reload_waiters) {
-            let _ = reply.send(self.outcome(true, message.clone()));
-        }
-    }
-
-    fn reload_failed(&mut self, reason: String) {
-        self.pending = None;
-        tracing::warn!(app = %self.snap.config.name, %reason, "reload failed");
-        for reply in std::mem::take(&mut self.reload_waiters) {
-            let _ = reply.send(self.outcome(false, format!("reload failed: {reason}")));
+            Report::Watchdog { pid } => self.watchdog_ping(pid),
+            Report::Health { pid, result } => self.health_result(pid, result),
         }
     }
 
     /// Answers every waiter whose goal is reached or can no longer be.
     fn settle(&mut self) {
+        self.arm_checks();
         let state = self.snap.state.clone();
-        if !self.reload_waiters.is_empty()
-            && !matches!(state, State::Reloading { .. } | State::Online { .. })
-        {
+        if !self.reload_waiters.is_empty() && !matches!(state, State::Reloading { .. } | State::Online { .. }) {
             self.reload_failed(format!("interrupted: the app is now {}", state.status()));
         }
         for (goal, reply) in std::mem::take(&mut self.waiters) {
             let done = match (goal, &state) {
                 _ if self.removed => Some((
                     goal == Goal::Removed,
-                    if goal == Goal::Removed {
-                        "deleted"
-                    } else {
-                        "the app was deleted"
-                    }
-                    .to_string(),
+                    if goal == Goal::Removed { "deleted" } else { "the app was deleted" }.to_string(),
                 )),
-                (Goal::Online, State::Online { pid, since }) => Some((
-                    true,
-                    format!("online (pid {pid}, ready after {} ms)", ms(since.elapsed())),
-                )),
-                (Goal::Online, State::Errored { reason }) => {
-                    Some((false, format!("errored: {reason}")))
+                (Goal::Online, State::Online { pid, since }) => {
+                    Some((true, format!("online (pid {pid}, ready after {} ms)", ms(since.elapsed()))))
                 }
+                (Goal::Online, State::Errored { reason }) => Some((false, format!("errored: {reason}"))),
                 (Goal::Online, State::WaitingRestart { .. }) => {
                     Some((false, "exited before it was ready; restarting".to_string()))
                 }
-                (Goal::Online, State::Stopped) => {
-                    Some((false, "stopped before it came online".to_string()))
-                }
-                (Goal::Stopped, State::Stopped | State::Errored { .. }) => {
-                    Some((true, "stopped".to_string()))
-                }
+                (Goal::Online, State::Stopped) => Some((false, "stopped before it came online".to_string())),
+                (Goal::Stopped, State::Stopped | State::Errored { .. }) => Some((true, "stopped".to_string())),
                 _ => None,
             };
             match done {

@@ -1,0 +1,123 @@
+//! The checks that make mcpd replace a serving generation: its process group's memory, the
+//! sd_notify watchdog, and the liveness probe.
+
+use super::AppTask;
+use crate::supervisor::ready::{self, Report};
+use crate::supervisor::state::{Event, State};
+use mcpd_core::config::{format_size, Ready};
+use std::time::Instant;
+
+/// The checks' schedule for the serving generation.
+#[derive(Debug, Default)]
+pub(super) struct Checks {
+    /// The generation the checks are armed for.
+    pid: Option<u32>,
+    /// When the watchdog fires unless `WATCHDOG=1` comes first.
+    pub watchdog_due: Option<Instant>,
+    /// When the next health probe is due.
+    pub health_due: Option<Instant>,
+    /// Health probes failed in a row.
+    failures: u32,
+    /// A probe is running.
+    probing: bool,
+}
+
+impl AppTask {
+    /// Arms the checks when a generation comes online; disarms them otherwise (starting,
+    /// reloading, draining, stopped).
+    pub(super) fn arm_checks(&mut self) {
+        let serving = match self.snap.state {
+            State::Online { pid, .. } if self.snap.draining.is_none() => Some(pid),
+            _ => None,
+        };
+        if serving == self.checks.pid {
+            return;
+        }
+        let limits = &self.snap.config.limits;
+        let now = Instant::now();
+        self.checks = Checks {
+            pid: serving,
+            watchdog_due: serving.and(limits.watchdog).map(|w| now + w),
+            health_due: serving.and(limits.health.as_ref()).map(|h| now + h.interval),
+            failures: 0,
+            probing: false,
+        };
+    }
+
+    /// Replaces the serving generation for `reason`: a graceful reload when the app has a
+    /// readiness handshake (no request is refused), else a restart.
+    fn recycle(&mut self, reason: String) {
+        tracing::warn!(app = %self.snap.config.name, %reason, "replacing the serving generation");
+        self.recycle_reason = Some(reason);
+        self.checks = Checks::default();
+        if self.snap.config.ready != Ready::None && self.reload_waiters.is_empty() {
+            self.pending = None;
+            self.step(Event::Reload);
+        } else {
+            self.step(Event::Recycle);
+        }
+    }
+
+    /// After each resource sample: over the memory limit → recycle.
+    pub(super) fn memory_check(&mut self) {
+        let (Some(limit), Some(pid)) = (self.snap.config.limits.max_memory_restart, self.checks.pid) else { return };
+        let rss = self.ctx.samples.lock().expect("samples lock").get(&pid).map_or(0, |s| s.rss_bytes);
+        if rss > limit {
+            self.recycle(format!("memory limit {} exceeded: RSS {}", format_size(limit), format_size(rss)));
+        }
+    }
+
+    /// `WATCHDOG=1` from the serving generation.
+    pub(super) fn watchdog_ping(&mut self, pid: u32) {
+        if self.checks.pid == Some(pid) {
+            self.checks.watchdog_due = self.snap.config.limits.watchdog.map(|w| Instant::now() + w);
+        }
+    }
+
+    pub(super) fn watchdog_expired(&mut self) {
+        self.checks.watchdog_due = None;
+        if let Some(w) = self.snap.config.limits.watchdog {
+            self.recycle(format!("watchdog: no WATCHDOG=1 for {}", humantime::format_duration(w)));
+        }
+    }
+
+    /// Starts a health probe (unless one runs) and schedules the next.
+    pub(super) fn health_tick(&mut self) {
+        let (Some(health), Some(pid)) = (self.snap.config.limits.health.clone(), self.checks.pid) else {
+            self.checks.health_due = None;
+            return;
+        };
+        self.checks.health_due = Some(Instant::now() + health.interval);
+        if self.checks.probing {
+            return;
+        }
+        self.checks.probing = true;
+        let tx = self.reports_tx.clone();
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(health.timeout, ready::probe_once(&health.probe)).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("no answer within {}", humantime::format_duration(health.timeout))),
+            };
+            let _ = tx.send(Report::Health { pid, result });
+        });
+    }
+
+    pub(super) fn health_result(&mut self, pid: u32, result: Result<(), String>) {
+        if self.checks.pid != Some(pid) {
+            return;
+        }
+        self.checks.probing = false;
+        let Some(health) = &self.snap.config.limits.health else { return };
+        match result {
+            Ok(()) => self.checks.failures = 0,
+            Err(e) => {
+                self.checks.failures += 1;
+                tracing::warn!(app = %self.snap.config.name, failures = self.checks.failures, error = %e, "health check failed");
+                if self.checks.failures >= health.failures {
+                    let n = self.checks.failures;
+                    self.recycle(format!("health check failed {n} times in a row: {e}"));
+                }
+            }
+        }
+    }
+}

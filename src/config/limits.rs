@@ -1,0 +1,194 @@
+//! Restart policy, memory limit, watchdog and health check settings.
+
+use super::duration_ms;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// When an exited app is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    /// After any exit (but codes in `stop_exit_codes`).
+    Always,
+    /// After a non-zero exit code or a signal.
+    OnFailure,
+    /// Never.
+    Never,
+}
+
+impl RestartMode {
+    /// Parses `always`, `on-failure`, `never`.
+    pub fn parse(text: &str) -> Result<RestartMode, String> {
+        match text {
+            "always" => Ok(RestartMode::Always),
+            "on-failure" => Ok(RestartMode::OnFailure),
+            "never" => Ok(RestartMode::Never),
+            other => Err(format!("unknown restart policy {other:?}; use \"always\", \"on-failure\" or \"never\"")),
+        }
+    }
+}
+
+impl fmt::Display for RestartMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RestartMode::Always => "always",
+            RestartMode::OnFailure => "on-failure",
+            RestartMode::Never => "never",
+        })
+    }
+}
+
+/// Restart policy: mode, delays, exponential backoff and the crash-loop cutoff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestartConfig {
+    /// When to restart.
+    pub restart: RestartMode,
+    /// Exit codes that mean "done": never restarted.
+    pub stop_exit_codes: Vec<i32>,
+    /// First delay of the exponential backoff; `None` uses the fixed `restart_delay`.
+    #[serde(with = "duration_ms_opt")]
+    pub exp_backoff_restart_delay: Option<Duration>,
+    /// Each next backoff delay is the previous one times this.
+    pub exp_backoff_factor: f64,
+    /// The largest backoff delay.
+    #[serde(with = "duration_ms")]
+    pub exp_backoff_max: Duration,
+    /// Uptime after which the backoff starts over.
+    #[serde(with = "duration_ms")]
+    pub exp_backoff_reset: Duration,
+    /// An exit sooner than this after start is an unstable restart.
+    #[serde(with = "duration_ms")]
+    pub min_uptime: Duration,
+    /// Unstable restarts in a row before the app is `errored`.
+    pub max_restarts: u32,
+}
+
+impl Default for RestartConfig {
+    fn default() -> RestartConfig {
+        RestartConfig {
+            restart: RestartMode::Always,
+            stop_exit_codes: Vec::new(),
+            exp_backoff_restart_delay: None,
+            exp_backoff_factor: 1.5,
+            exp_backoff_max: Duration::from_secs(15),
+            exp_backoff_reset: Duration::from_secs(30),
+            min_uptime: Duration::from_secs(1),
+            max_restarts: 16,
+        }
+    }
+}
+
+/// A liveness probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// GET answers 2xx.
+    Http {
+        /// `http://host:port/path`.
+        url: String,
+    },
+    /// Connect succeeds.
+    Tcp {
+        /// `host:port`.
+        addr: String,
+    },
+}
+
+/// `health = { http = URL, interval, timeout, failures }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// What to probe.
+    pub probe: Probe,
+    /// Time between probes.
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    /// How long one probe may take.
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    /// Failures in a row that cause a restart.
+    pub failures: u32,
+}
+
+/// What makes mcpd restart a running app: memory, watchdog, health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Limits {
+    /// RSS of the whole process group, in bytes, above which the app is reloaded/restarted.
+    pub max_memory_restart: Option<u64>,
+    /// How often memory is sampled.
+    #[serde(with = "duration_ms")]
+    pub memory_check_interval: Duration,
+    /// With `ready = "notify"`: restart if no `WATCHDOG=1` comes for this long.
+    #[serde(with = "duration_ms_opt")]
+    pub watchdog: Option<Duration>,
+    /// A liveness probe.
+    pub health: Option<HealthCheck>,
+}
+
+/// Default memory sampling interval.
+pub const DEFAULT_MEMORY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Parses a size: `"512M"`, `"1G"`, `"300K"` are binary (KiB, MiB, GiB) as in PM2;
+/// `"512MB"`, `"512MiB"`, `"1.5 GB"` are read by `bytesize`; a bare integer is bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let binary = [('K', 1u64 << 10), ('M', 1 << 20), ('G', 1 << 30)];
+    for (suffix, unit) in binary {
+        if let Some(number) = t.strip_suffix(suffix).or_else(|| t.strip_suffix(suffix.to_ascii_lowercase())) {
+            if let Ok(n) = number.trim().parse::<f64>() {
+                if n >= 0.0 {
+                    return Ok((n * unit as f64) as u64);
+                }
+            }
+        }
+    }
+    t.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| format!("invalid size {text:?}: write e.g. \"512M\", \"1G\", \"300MB\" or a number of bytes"))
+}
+
+/// Formats a size as PM2 users write it.
+pub fn format_size(bytes: u64) -> String {
+    bytesize::ByteSize::b(bytes).display().iec_short().to_string()
+}
+
+/// Serde for `Option<Duration>` as milliseconds.
+pub mod duration_ms_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Writes milliseconds or null.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads milliseconds or null.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        let cases: [(&str, Option<u64>); 8] = [
+            ("512M", Some(512 << 20)),
+            ("1G", Some(1 << 30)),
+            ("150m", Some(150 << 20)),
+            ("300K", Some(300 << 10)),
+            ("512MB", Some(512_000_000)),
+            ("512MiB", Some(512 << 20)),
+            ("1024", Some(1024)),
+            ("lots", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_size(text).ok(), want, "{text}");
+        }
+    }
+}

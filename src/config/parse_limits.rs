@@ -1,0 +1,152 @@
+//! The keys of the restart policy, memory limit, watchdog and health check.
+
+use super::{type_name, Walker};
+use crate::config::{parse_size, AppConfig, HealthCheck, Probe, Ready, RestartMode};
+use std::ops::Range;
+use std::time::Duration;
+use toml_edit::Item;
+
+impl Walker<'_> {
+    /// Parses `key` into `cfg` if it is one of these keys; false if it is not.
+    pub(super) fn limit_key(
+        &mut self,
+        key: &str,
+        value: &Item,
+        kpath: &str,
+        span: Range<usize>,
+        cfg: &mut AppConfig,
+    ) -> bool {
+        let r = &mut cfg.restarts;
+        match key {
+            "restart" => {
+                if let Some(text) = self.string(value, kpath, span.clone()) {
+                    match RestartMode::parse(&text) {
+                        Ok(mode) => r.restart = mode,
+                        Err(e) => self.error(span, kpath, e),
+                    }
+                }
+            }
+            "stop_exit_codes" => r.stop_exit_codes = self.exit_codes(value, kpath, span),
+            "exp_backoff_restart_delay" => r.exp_backoff_restart_delay = self.duration(value, kpath, span),
+            "exp_backoff_factor" => {
+                let factor = value.as_float().or_else(|| value.as_integer().map(|i| i as f64));
+                match factor {
+                    Some(f) if (1.0..=10.0).contains(&f) => r.exp_backoff_factor = f,
+                    _ => self.error(span, kpath, "expected a number from 1 to 10, e.g. 1.5".into()),
+                }
+            }
+            "exp_backoff_max" => r.exp_backoff_max = self.duration(value, kpath, span).unwrap_or(r.exp_backoff_max),
+            "exp_backoff_reset" => {
+                r.exp_backoff_reset = self.duration(value, kpath, span).unwrap_or(r.exp_backoff_reset)
+            }
+            "min_uptime" => r.min_uptime = self.duration(value, kpath, span).unwrap_or(r.min_uptime),
+            "max_restarts" => match value.as_integer().and_then(|i| u32::try_from(i).ok()) {
+                Some(n) => r.max_restarts = n,
+                None => {
+                    self.error(span, kpath, format!("expected a whole number of restarts, found {}", type_name(value)))
+                }
+            },
+            "max_memory_restart" => {
+                let size = match value.as_integer() {
+                    Some(bytes) => u64::try_from(bytes).map_err(|_| "a size must not be negative".to_string()),
+                    None => match value.as_str() {
+                        Some(text) => parse_size(text),
+                        None => Err(format!("expected a size like \"512M\", found {}", type_name(value))),
+                    },
+                };
+                match size {
+                    Ok(0) => self.error(span, kpath, "must be above 0".into()),
+                    Ok(bytes) => cfg.limits.max_memory_restart = Some(bytes),
+                    Err(e) => self.error(span, kpath, e),
+                }
+            }
+            "memory_check_interval" => match self.duration(value, kpath, span.clone()) {
+                Some(d) if d >= Duration::from_millis(100) => cfg.limits.memory_check_interval = d,
+                Some(_) => self.error(span, kpath, "must be at least 100ms".into()),
+                None => {}
+            },
+            "watchdog" => match self.duration(value, kpath, span.clone()) {
+                Some(d) if d >= Duration::from_millis(100) => cfg.limits.watchdog = Some(d),
+                Some(_) => self.error(span, kpath, "must be at least 100ms".into()),
+                None => {}
+            },
+            "health" => cfg.limits.health = self.health(value, kpath, span),
+            _ => return false,
+        }
+        true
+    }
+
+    fn exit_codes(&mut self, item: &Item, key: &str, span: Range<usize>) -> Vec<i32> {
+        let Some(array) = item.as_array() else {
+            self.error(span, key, format!("expected an array of exit codes like [0, 3], found {}", type_name(item)));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, v) in array.iter().enumerate() {
+            match v.as_integer().and_then(|c| u8::try_from(c).ok()) {
+                Some(code) => out.push(i32::from(code)),
+                None => self.error(
+                    v.span().unwrap_or(span.clone()),
+                    &format!("{key}[{i}]"),
+                    "expected an exit code from 0 to 255".into(),
+                ),
+            }
+        }
+        out
+    }
+
+    fn health(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<HealthCheck> {
+        let Some(table) = item.as_table_like() else {
+            self.error(
+                span,
+                key,
+                "expected a table like { http = \"http://127.0.0.1:3000/health\", interval = \"10s\" }".into(),
+            );
+            return None;
+        };
+        let mut check = HealthCheck {
+            probe: Probe::Tcp { addr: String::new() },
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            failures: 3,
+        };
+        let mut probe = None;
+        for (k, v) in table.iter() {
+            let kpath = format!("{key}.{k}");
+            let vspan = v.span().unwrap_or(span.clone());
+            match k {
+                "http" | "tcp" => {
+                    let Some(text) = self.string(v, &kpath, vspan.clone()) else { continue };
+                    let parsed = if k == "http" { Ready::http(&text) } else { Ready::tcp(&text) };
+                    match parsed {
+                        Ok(Ready::Http { url }) if probe.is_none() => probe = Some(Probe::Http { url }),
+                        Ok(Ready::Tcp { addr }) if probe.is_none() => probe = Some(Probe::Tcp { addr }),
+                        Ok(_) => self.error(vspan, &kpath, "give only one of http or tcp".into()),
+                        Err(e) => self.error(vspan, &kpath, e),
+                    }
+                }
+                "interval" => check.interval = self.duration(v, &kpath, vspan).unwrap_or(check.interval),
+                "timeout" => check.timeout = self.duration(v, &kpath, vspan).unwrap_or(check.timeout),
+                "failures" => match v.as_integer().and_then(|n| u32::try_from(n).ok()).filter(|n| *n >= 1) {
+                    Some(n) => check.failures = n,
+                    None => self.error(vspan, &kpath, "expected a whole number of at least 1".into()),
+                },
+                other => self.error(
+                    vspan,
+                    &kpath,
+                    format!("unknown key {other:?}; use http or tcp, interval, timeout, failures"),
+                ),
+            }
+        }
+        match probe {
+            Some(p) => {
+                check.probe = p;
+                Some(check)
+            }
+            None => {
+                self.error(span, key, "needs http = URL or tcp = ADDR".into());
+                None
+            }
+        }
+    }
+}
