@@ -147,9 +147,18 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("invalid size {text:?}: write e.g. \"512M\", \"1G\", \"300MB\" or a number of bytes"))
 }
 
-/// Formats a size as PM2 users write it.
+/// Formats a size as PM2 users write it: `80M`, `99.2M`, `1G`, `512K`, `100B`.
 pub fn format_size(bytes: u64) -> String {
-    bytesize::ByteSize::b(bytes).display().iec_short().to_string()
+    for (suffix, unit) in [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+        if bytes >= unit {
+            return if bytes % unit == 0 {
+                format!("{}{suffix}", bytes / unit)
+            } else {
+                format!("{:.1}{suffix}", bytes as f64 / unit as f64)
+            };
+        }
+    }
+    format!("{bytes}B")
 }
 
 /// Serde for `Option<Duration>` as milliseconds.
@@ -189,6 +198,10 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(parse_size(text).ok(), want, "{text}");
+        }
+        let shown = [(80 << 20, "80M"), (104_018_739, "99.2M"), (1 << 30, "1G"), (512 << 10, "512K"), (100, "100B")];
+        for (bytes, want) in shown {
+            assert_eq!(format_size(bytes), want);
         }
     }
 }

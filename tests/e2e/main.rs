@@ -9,3 +9,4 @@ mod load;
 mod processes;
 mod readiness;
 mod reload;
+mod restarts;
