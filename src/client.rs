@@ -64,6 +64,14 @@ impl Client {
         }
     }
 
+    /// The next frame of a streaming answer (`logs --follow`); `None` when the daemon closed.
+    pub async fn next(&mut self) -> Result<Option<Response>, ClientError> {
+        match self.framed.next().await {
+            Some(frame) => Ok(Some(frame::decode(&frame?)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Sends one request and waits for its response.
     pub async fn call(&mut self, request: impl Into<Request>) -> Result<Response, ClientError> {
         self.framed.send(frame::encode(&request.into())).await?;

@@ -94,6 +94,39 @@ impl fmt::Display for AppStatus {
     }
 }
 
+/// Which output of an app a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    /// stdout.
+    Out,
+    /// stderr.
+    Err,
+}
+
+impl LogStream {
+    /// `out` or `err`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LogStream::Out => "out",
+            LogStream::Err => "err",
+        }
+    }
+}
+
+/// One captured line, as `mcpd logs` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// The app (`mcpd` for the daemon's own log).
+    pub app: String,
+    /// stdout or stderr.
+    pub stream: LogStream,
+    /// When mcpd read it, milliseconds since the Unix epoch (None when a file line had no stamp).
+    pub time_ms: Option<u64>,
+    /// The line without its newline or stamp.
+    pub message: String,
+}
+
 /// One row of `mcpd list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppInfo {
@@ -119,6 +152,9 @@ pub struct AppInfo {
     pub status_text: Option<String>,
     /// While reloading: the generations involved.
     pub reload: Option<ReloadInfo>,
+    /// Why the app's logs cannot be written, while they cannot.
+    #[serde(default)]
+    pub log_error: Option<String>,
 }
 
 /// The two generations of a reload, while they overlap.

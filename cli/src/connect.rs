@@ -8,6 +8,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Set for a daemon that a verb started in the background.
+pub const BACKGROUND_ENV: &str = "MCPD_DAEMON_BACKGROUND";
+
 /// How long a freshly started daemon may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,6 +38,7 @@ pub async fn connect_or_start(paths: &Paths) -> anyhow::Result<Client> {
     command
         .arg("daemon")
         .env(mcpd_core::paths::HOME_ENV, paths.home())
+        .env(BACKGROUND_ENV, "1")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

@@ -55,6 +55,14 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Print the last log lines, and with --follow new ones as they come.
+    Logs(commands::logs::LogsArgs),
+    /// Empty apps' log files (live and rotated).
+    Flush {
+        /// App names, or `all` (the default).
+        #[arg(value_name = "NAME|all")]
+        names: Vec<String>,
+    },
     /// Check that the daemon answers (starting it if needed).
     Ping,
     /// Stop every app, then the daemon.
@@ -106,6 +114,8 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::List { json } => commands::list::run(json).await,
         Verb::Describe { name, json } => commands::describe::run(&name, json).await,
         Verb::Ping => simple::ping().await,
+        Verb::Logs(args) => commands::logs::run(args).await,
+        Verb::Flush { names } => simple::flush(&names).await,
         Verb::Kill => simple::kill().await,
         Verb::Check { file } => commands::check::run(&file),
     }

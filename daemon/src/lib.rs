@@ -7,6 +7,7 @@
 
 pub mod guard;
 mod lock;
+pub mod logs;
 pub mod server;
 pub mod supervisor;
 

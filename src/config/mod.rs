@@ -7,6 +7,7 @@ mod duration;
 mod envfile;
 mod error;
 mod limits;
+mod logs;
 mod parse;
 mod ready;
 
@@ -17,6 +18,7 @@ pub use limits::{
     duration_ms_opt, format_size, parse_size, HealthCheck, Limits, Probe, RestartConfig, RestartMode,
     DEFAULT_MEMORY_CHECK_INTERVAL,
 };
+pub use logs::{parse_rotate_interval, LogConfig, LogFormat};
 pub use parse::{load, parse};
 pub use ready::{parse_http_url, HttpUrl, ListenAddr, Ready};
 
@@ -73,6 +75,9 @@ pub struct AppConfig {
     /// Memory limit, watchdog, health check.
     #[serde(flatten)]
     pub limits: Limits,
+    /// Log files, format and rotation.
+    #[serde(flatten)]
+    pub logs: LogConfig,
     /// The config file the app came from, re-read by `reload`.
     pub source: Option<PathBuf>,
 }
@@ -96,6 +101,7 @@ impl AppConfig {
             shutdown_with_message: false,
             restarts: RestartConfig::default(),
             limits: Limits { memory_check_interval: DEFAULT_MEMORY_CHECK_INTERVAL, ..Limits::default() },
+            logs: LogConfig::default(),
             source: None,
         }
     }
@@ -120,6 +126,7 @@ impl fmt::Debug for AppConfig {
             .field("shutdown_with_message", &self.shutdown_with_message)
             .field("restarts", &self.restarts)
             .field("limits", &self.limits)
+            .field("logs", &self.logs)
             .field("source", &self.source)
             .finish()
     }

@@ -34,7 +34,19 @@ const APP_KEYS: &[&str] = &[
     "memory_check_interval",
     "watchdog",
     "health",
+    "out_file",
+    "err_file",
+    "merge_logs",
+    "log_date_format",
+    "log_type",
+    "log_max_size",
+    "log_rotate_interval",
+    "log_retain",
+    "log_compress",
 ];
+
+#[path = "parse_logs.rs"]
+mod logs;
 
 #[path = "parse_limits.rs"]
 mod limits;
@@ -163,6 +175,7 @@ impl Walker<'_> {
                     Some(b) => cfg.shutdown_with_message = b,
                     None => self.error(span, &kpath, format!("expected true or false, found {}", type_name(value))),
                 },
+                _ if self.log_key(key, value, &kpath, span.clone(), base, &mut cfg) => {}
                 _ if self.limit_key(key, value, &kpath, span.clone(), &mut cfg) => {}
                 _ => {
                     let kspan = table.key(key).and_then(|k| k.span()).unwrap_or(span);
@@ -231,7 +244,7 @@ impl Walker<'_> {
         Some(out)
     }
 
-    fn path(&mut self, item: &Item, key: &str, span: Range<usize>, base: &Path) -> Option<PathBuf> {
+    pub(super) fn path(&mut self, item: &Item, key: &str, span: Range<usize>, base: &Path) -> Option<PathBuf> {
         let s = self.string(item, key, span)?;
         let p = PathBuf::from(s);
         Some(if p.is_absolute() { p } else { base.join(p) })

@@ -10,7 +10,7 @@ pub mod frame;
 pub use error::{ErrorKind, ProtoError};
 
 use crate::config::AppConfig;
-use crate::model::{AppDetail, AppInfo, AppName};
+use crate::model::{AppDetail, AppInfo, AppName, LogLine, LogStream};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape; client and daemon must agree.
@@ -47,6 +47,21 @@ pub enum HelloReply {
     },
     /// The connection is refused (version mismatch); it is closed after this frame.
     Refused(ProtoError),
+}
+
+/// `logs`: the last lines, then (with `follow`) new lines as they are written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// One app, or every app.
+    pub app: Option<AppName>,
+    /// How many past lines per stream.
+    pub lines: usize,
+    /// Keep streaming new lines until the client disconnects.
+    pub follow: bool,
+    /// Only this stream (None: both).
+    pub stream: Option<LogStream>,
+    /// The daemon's own log instead of the apps'.
+    pub daemon: bool,
 }
 
 /// Which apps a verb acts on.
@@ -109,6 +124,10 @@ pub enum Request {
     Reload(ReloadRequest),
     /// Clear apps' restart counters (the crash-loop count, the backoff, `restarts`).
     Reset(TargetRequest),
+    /// Past and (with `follow`) live log lines.
+    Logs(LogsRequest),
+    /// Empty apps' log files.
+    Flush(TargetRequest),
     /// Stop apps and forget them.
     Delete(TargetRequest),
     /// Every app's row.
@@ -173,6 +192,13 @@ pub enum Response {
     },
     /// Answer to `describe`.
     Describe(Box<AppDetail>),
+    /// Log lines; a following client gets one of these per batch until it disconnects.
+    Logs {
+        /// The lines, oldest first.
+        lines: Vec<LogLine>,
+        /// Lines a slow follower missed (they are in the files).
+        skipped: u64,
+    },
     /// The request failed as a whole; nothing was changed.
     Error(ProtoError),
 }

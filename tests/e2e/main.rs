@@ -6,6 +6,7 @@ mod control;
 mod examples;
 mod lifecycle;
 mod load;
+mod logs;
 mod processes;
 mod readiness;
 mod reload;

@@ -4,11 +4,6 @@ use std::process::ExitCode;
 
 /// Runs the daemon until SIGTERM, SIGINT or `mcpd kill`.
 pub fn run() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MCPD_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
     let paths = match mcpd_core::paths::Paths::from_env() {
         Ok(p) => p,
         Err(e) => {
@@ -16,6 +11,13 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Started in the background by another verb: the log file is enough. In the foreground
+    // (a terminal, systemd, a container) the log also goes to stderr.
+    let foreground = std::env::var_os(crate::connect::BACKGROUND_ENV).is_none();
+    if let Err(e) = mcpd_daemon::logs::init_daemon_log(&paths, foreground) {
+        eprintln!("mcpd: cannot open the daemon log in {}: {e}", paths.logs_dir().display());
+        return ExitCode::FAILURE;
+    }
     match mcpd_daemon::run(paths) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

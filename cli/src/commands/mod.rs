@@ -4,6 +4,7 @@ pub mod check;
 pub mod daemon;
 pub mod describe;
 pub mod list;
+pub mod logs;
 pub mod simple;
 pub mod start;
 

@@ -48,6 +48,16 @@ pub async fn reload(names: &[String], config: Option<&std::path::Path>) -> anyho
     }
 }
 
+/// `flush`: empties log files.
+pub async fn flush(names: &[String]) -> anyhow::Result<ExitCode> {
+    let all = vec!["all".to_string()];
+    let targets = super::targets(if names.is_empty() { &all } else { names })?;
+    match connect::call(Request::Flush(TargetRequest { targets })).await? {
+        Response::Done { outcomes } => Ok(super::report(&outcomes)),
+        other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
 /// `ping`: starts the daemon if needed and prints its pid.
 pub async fn ping() -> anyhow::Result<ExitCode> {
     match connect::call(Request::Ping).await? {

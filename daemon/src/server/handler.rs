@@ -19,6 +19,11 @@ pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
         Request::Delete(r) => sup.act(&r.targets, Verb::Delete).await,
         Request::Reload(r) => sup.reload(r).await,
         Request::Reset(r) => sup.act(&r.targets, Verb::Reset).await,
+        Request::Logs(r) => match sup.log_tail(&r) {
+            Ok(lines) => Response::Logs { lines, skipped: 0 },
+            Err(e) => Response::Error(e),
+        },
+        Request::Flush(r) => sup.flush_logs(&r.targets),
         Request::List => Response::List { apps: sup.list() },
         Request::Describe(r) => match sup.describe(&r.name) {
             Ok(detail) => Response::Describe(Box::new(detail)),

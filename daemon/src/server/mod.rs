@@ -9,12 +9,12 @@ use crate::{io_error, DaemonError};
 use futures_util::{SinkExt, StreamExt};
 use mcpd_core::paths::Paths;
 use mcpd_core::protocol::frame::{self, codec};
-use mcpd_core::protocol::{ErrorKind, Hello, HelloReply, ProtoError, Request, PROTOCOL_VERSION};
+use mcpd_core::protocol::{ErrorKind, Hello, HelloReply, LogsRequest, ProtoError, Request, Response, PROTOCOL_VERSION};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::{UnixListener, UnixStream};
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 /// What request handlers share.
@@ -54,6 +54,53 @@ pub async fn serve(paths: Paths, guard: Guard, shutdown: CancellationToken) -> R
     let _ = std::fs::remove_file(&socket);
     tracing::info!("every app stopped; daemon exiting");
     Ok(())
+}
+
+/// `logs --follow`: the last lines, then new ones in batches, until the client goes away.
+async fn follow(framed: &mut Framed<UnixStream, LengthDelimitedCodec>, request: &LogsRequest, daemon: &Daemon) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = crate::logs::hub().subscribe();
+    let first = match daemon.supervisor.log_tail(request) {
+        Ok(lines) => Response::Logs { lines, skipped: 0 },
+        Err(e) => Response::Error(e),
+    };
+    let failed = matches!(first, Response::Error(_));
+    if framed.send(frame::encode(&first)).await.is_err() || failed {
+        return;
+    }
+    loop {
+        let mut lines = Vec::new();
+        let mut skipped = 0;
+        tokio::select! {
+            received = rx.recv() => match received {
+                Ok(line) => {
+                    let mut next = Ok(line);
+                    // Take what is already queued too, so a flood goes out in few frames.
+                    while let Ok(line) = next {
+                        if Supervisor::log_matches(request, &line) {
+                            lines.push((*line).clone());
+                        }
+                        if lines.len() >= 1024 {
+                            break;
+                        }
+                        next = rx.try_recv();
+                    }
+                }
+                Err(RecvError::Lagged(n)) => skipped = n,
+                Err(RecvError::Closed) => return,
+            },
+            incoming = framed.next() => match incoming {
+                Some(Ok(_)) => continue,
+                _ => return,
+            },
+            _ = daemon.shutdown.cancelled() => return,
+        }
+        if (!lines.is_empty() || skipped > 0)
+            && framed.send(frame::encode(&Response::Logs { lines, skipped })).await.is_err()
+        {
+            return;
+        }
+    }
 }
 
 fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
@@ -109,6 +156,11 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
                 Ok(request) => request,
                 Err(e) => return tracing::warn!(error = %e, "closing a connection that sent a bad request"),
             };
+        if let Request::Logs(logs) = &request {
+            if logs.follow {
+                return follow(&mut framed, logs, &daemon).await;
+            }
+        }
         let kill = matches!(request, Request::Kill);
         let response = handler::handle(request, &daemon).await;
         let sent = framed.send(frame::encode(&response)).await;

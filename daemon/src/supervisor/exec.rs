@@ -24,6 +24,8 @@ const NOT_INHERITED: &[&str] = &[
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
     "MCPD_HOME",
+    "MCPD_DAEMON_BACKGROUND",
+    "MCPD_LOG",
 ];
 
 const PID_DIGITS: usize = 10;

@@ -17,9 +17,12 @@ pub mod state;
 use crate::guard::Guard;
 use app::{AppHandle, Command};
 use mcpd_core::config::AppConfig;
+use mcpd_core::model::LogLine;
 use mcpd_core::model::{AppDetail, AppInfo, AppName};
 use mcpd_core::paths::Paths;
-use mcpd_core::protocol::{AppOutcome, ErrorKind, ProtoError, ReloadRequest, Response, StartRequest, Targets};
+use mcpd_core::protocol::{
+    AppOutcome, ErrorKind, LogsRequest, ProtoError, ReloadRequest, Response, StartRequest, Targets,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -235,6 +238,60 @@ impl Supervisor {
                 outcomes.append(&mut one);
             }
         }
+        Response::Done { outcomes }
+    }
+
+    /// The last lines of the requested logs.
+    pub fn log_tail(&self, request: &LogsRequest) -> Result<Vec<LogLine>, ProtoError> {
+        if request.daemon {
+            return Ok(crate::logs::daemon_tail(&self.ctx.paths, request.lines));
+        }
+        let apps = self.apps.lock().expect("apps lock");
+        let handles: Vec<&AppHandle> = match &request.app {
+            Some(name) => vec![apps.get(name).ok_or_else(|| unknown_app_error(name))?],
+            None => apps.values().collect(),
+        };
+        Ok(handles.iter().flat_map(|h| crate::logs::tail(&h.snapshot().logs, request.lines, request.stream)).collect())
+    }
+
+    /// Whether a followed line belongs to the request.
+    pub fn log_matches(request: &LogsRequest, line: &LogLine) -> bool {
+        if request.daemon {
+            return line.app == "mcpd";
+        }
+        let app_ok = match &request.app {
+            Some(name) => line.app == name.as_str(),
+            None => line.app != "mcpd",
+        };
+        app_ok && request.stream.is_none_or(|s| s == line.stream)
+    }
+
+    /// Empties the targets' log files (live and rotated).
+    pub fn flush_logs(&self, targets: &Targets) -> Response {
+        let apps = self.apps.lock().expect("apps lock");
+        let names: Vec<AppName> = match targets {
+            Targets::All => apps.keys().cloned().collect(),
+            Targets::Names(names) => {
+                if let Some(name) = names.iter().find(|n| !apps.contains_key(*n)) {
+                    return unknown_app(name);
+                }
+                names.clone()
+            }
+        };
+        let samples = self.ctx.samples.lock().expect("samples lock");
+        let outcomes = names
+            .into_iter()
+            .map(|name| {
+                let snap = apps[&name].snapshot();
+                let result: std::io::Result<()> =
+                    snap.logs.sinks().iter().try_for_each(|s| s.lock().expect("sink lock").flush());
+                let (ok, message) = match result {
+                    Ok(()) => (true, "logs flushed".to_string()),
+                    Err(e) => (false, format!("cannot flush its logs: {e}")),
+                };
+                AppOutcome { name, ok, message, info: Some(snap.info(&samples)) }
+            })
+            .collect();
         Response::Done { outcomes }
     }
 

@@ -5,17 +5,20 @@ use super::exec::{self, ExecPlan, Handover};
 use super::group::signal_group;
 use super::ready::{self, Report};
 use super::Ctx;
+use crate::logs::{capture, AppLogs};
 use mcpd_core::config::{read_env_file, AppConfig, Ready};
+use mcpd_core::model::LogStream;
 use mcpd_core::signal::Signal;
 use nix::sys::socket::{setsockopt, socketpair, sockopt::PassCred, AddressFamily, SockFlag, SockType};
 use process_wrap::tokio::{ChildWrapper, CommandWrap, ProcessGroup};
-use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::task::TaskTracker;
 
 /// A running generation. Its leader's pid is also its process group id.
 #[derive(Debug)]
@@ -50,6 +53,8 @@ pub(crate) fn spawn(
     ctx: &Ctx,
     listen: &[RawFd],
     reports: UnboundedSender<Report>,
+    logs: &Arc<AppLogs>,
+    tracker: &TaskTracker,
 ) -> Result<Generation, String> {
     let mut configured = match &config.env_file {
         Some(file) => read_env_file(file)?,
@@ -59,7 +64,6 @@ pub(crate) fn spawn(
     if !config.cwd.is_dir() {
         return Err(format!("cwd {} is not a directory", config.cwd.display()));
     }
-    let (out, err) = log_files(config, ctx)?;
     let notify = match config.ready {
         Ready::Notify => Some(notify_socket(config, ctx)?),
         _ => None,
@@ -79,7 +83,7 @@ pub(crate) fn spawn(
     let program = exec::resolve_program(&config.command, &config.cwd, &env)?;
     let mut plan = ExecPlan::new(&program, &config.args, &env, &handover)?;
     let mut command = CommandWrap::with_new(&program, |c| {
-        c.current_dir(&config.cwd).stdin(Stdio::null()).stdout(out).stderr(err);
+        c.current_dir(&config.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: ExecPlan::exec only calls async-signal-safe functions (fcntl, dup2, getpid,
         // execve) and writes into memory it owns.
         unsafe {
@@ -89,11 +93,18 @@ pub(crate) fn spawn(
     command.wrap(ProcessGroup::leader());
     // Held across fork and registration, so the orphan reaper never takes a leader's exit.
     let mut leaders = ctx.leaders.lock().expect("leaders lock");
-    let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
     let pid = child.id().ok_or("the new process exited before its pid was read")?;
     leaders.insert(pid);
     drop(leaders);
     ctx.guard.watch(pid);
+    // Tracked, so a shutdown waits until every line the app wrote is in its files.
+    if let Some(out) = child.stdout().take() {
+        tracker.spawn(capture(out, LogStream::Out, logs.clone()));
+    }
+    if let Some(err) = child.stderr().take() {
+        tracker.spawn(capture(err, LogStream::Err, logs.clone()));
+    }
     // The child has its own copies of the handed-over fds now; `theirs` is closed here.
     let (ipc_read, ipc_write) = match ipc {
         Some((ours, _theirs)) => {
@@ -130,19 +141,6 @@ fn ipc_pair() -> Result<IpcPair, String> {
     let ours = std::os::unix::net::UnixStream::from(ours);
     ours.set_nonblocking(true).map_err(|e| e.to_string())?;
     Ok((ours, theirs))
-}
-
-fn log_files(config: &AppConfig, ctx: &Ctx) -> Result<(std::fs::File, std::fs::File), String> {
-    let logs = ctx.paths.logs_dir();
-    let open = |suffix: &str| {
-        let path = logs.join(format!("{}.{suffix}.log", config.name));
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))
-    };
-    Ok((open("out")?, open("err")?))
 }
 
 impl Generation {

@@ -3,6 +3,7 @@
 use super::drain::ms;
 use super::sampler::Sample;
 use super::state::State;
+use crate::logs::AppLogs;
 use mcpd_core::config::AppConfig;
 use mcpd_core::model::{AppDetail, AppInfo, AppStatus, ExitRecord, ReloadInfo};
 use std::collections::{HashMap, VecDeque};
@@ -23,11 +24,13 @@ pub(crate) struct Snapshot {
     pub status_text: Option<String>,
     /// An old generation still draining after a reload.
     pub draining: Option<u32>,
+    /// The app's log files.
+    pub logs: Arc<AppLogs>,
 }
 
 impl Snapshot {
     /// A stopped app.
-    pub fn new(config: AppConfig) -> Snapshot {
+    pub fn new(config: AppConfig, logs: Arc<AppLogs>) -> Snapshot {
         Snapshot {
             config: Arc::new(config),
             state: State::Stopped,
@@ -35,6 +38,7 @@ impl Snapshot {
             exits: VecDeque::new(),
             status_text: None,
             draining: None,
+            logs,
         }
     }
 
@@ -81,6 +85,7 @@ impl Snapshot {
             next_start_in_ms,
             status_text: self.status_text.clone(),
             reload,
+            log_error: self.logs.error(),
         }
     }
 

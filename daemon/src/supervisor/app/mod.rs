@@ -8,6 +8,7 @@ use super::snapshot::Snapshot;
 use super::sockets::Listeners;
 use super::state::{next, Action, Counters, Event, Note, Policy, State};
 use super::Ctx;
+use crate::logs::AppLogs;
 use mcpd_core::config::{AppConfig, Ready};
 use mcpd_core::protocol::AppOutcome;
 use mcpd_core::signal::Signal;
@@ -72,7 +73,8 @@ pub(crate) fn spawn(
     shutdown: CancellationToken,
 ) -> AppHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let snap = Snapshot::new(config);
+    let logs = Arc::new(AppLogs::new(config.name.as_str(), &config.logs, &ctx.paths));
+    let snap = Snapshot::new(config, logs);
     let (publish, snapshot) = watch::channel(snap.clone());
     let (reports_tx, reports) = mpsc::unbounded_channel();
     let (drained_tx, drained) = mpsc::unbounded_channel();
@@ -311,7 +313,17 @@ impl AppTask {
 
     fn spawn(&mut self, config: Arc<AppConfig>) -> Result<Generation, String> {
         self.listeners.ensure(&config.listen)?;
-        process::spawn(&config, &self.ctx, &self.listeners.fds(), self.reports_tx.clone())
+        if self.snap.logs.config != config.logs {
+            self.snap.logs = Arc::new(AppLogs::new(config.name.as_str(), &config.logs, &self.ctx.paths));
+        }
+        process::spawn(
+            &config,
+            &self.ctx,
+            &self.listeners.fds(),
+            self.reports_tx.clone(),
+            &self.snap.logs,
+            &self.tracker,
+        )
     }
 
     fn report(&mut self, report: Report) {

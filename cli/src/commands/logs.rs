@@ -1,0 +1,103 @@
+//! `logs`: the last lines, then (`--follow`) new lines as the daemon writes them.
+
+use crate::connect;
+use mcpd_core::model::{AppName, LogLine, LogStream};
+use mcpd_core::protocol::{LogsRequest, Request, Response};
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Arguments of `logs`.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// One app, or `all` (the default).
+    #[arg(value_name = "NAME|all")]
+    name: Option<String>,
+    /// How many past lines per file.
+    #[arg(long, short = 'n', default_value_t = 15)]
+    lines: usize,
+    /// Keep printing new lines until interrupted.
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Only stderr.
+    #[arg(long, conflicts_with = "out")]
+    err: bool,
+    /// Only stdout.
+    #[arg(long)]
+    out: bool,
+    /// One JSON object per line: time, app, stream, message.
+    #[arg(long)]
+    json: bool,
+    /// Prefix each line with its time.
+    #[arg(long)]
+    timestamp: bool,
+    /// The daemon's own log instead.
+    #[arg(long, conflicts_with_all = ["name", "err", "out"])]
+    daemon: bool,
+}
+
+/// Runs `logs`.
+pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let app = match args.name.as_deref() {
+        None | Some("all") => None,
+        Some(name) => Some(AppName::new(name).map_err(anyhow::Error::msg)?),
+    };
+    let stream = if args.err {
+        Some(LogStream::Err)
+    } else if args.out {
+        Some(LogStream::Out)
+    } else {
+        None
+    };
+    let request = LogsRequest { app, lines: args.lines, follow: args.follow, stream, daemon: args.daemon };
+    let paths = connect::paths()?;
+    let mut client = connect::connect_or_start(&paths).await?;
+    let mut response = client.call(Request::Logs(request)).await?;
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        match response {
+            Response::Logs { lines, skipped } => {
+                if skipped > 0 {
+                    eprintln!(
+                        "[mcpd: {skipped} lines skipped while this terminal was slow; they are in {}]",
+                        paths.logs_dir().display()
+                    );
+                }
+                for line in &lines {
+                    print_line(&mut stdout, line, &args)?;
+                }
+                stdout.flush()?;
+            }
+            Response::Error(e) => return Err(e.into()),
+            other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
+        }
+        if !args.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        response = match client.next().await? {
+            Some(next) => next,
+            None => {
+                eprintln!("[mcpd: the daemon closed the log stream]");
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
+    }
+}
+
+fn print_line(out: &mut impl Write, line: &LogLine, args: &LogsArgs) -> std::io::Result<()> {
+    let time = || {
+        line.time_ms.map(|ms| {
+            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+        })
+    };
+    if args.json {
+        let record = serde_json::json!({ "time": time(), "app": line.app, "stream": line.stream.as_str(), "message": line.message });
+        return writeln!(out, "{record}");
+    }
+    if args.timestamp {
+        write!(out, "{} ", time().unwrap_or_else(|| "-".into()))?;
+    }
+    match line.stream {
+        LogStream::Out => writeln!(out, "{} | {}", line.app, line.message),
+        LogStream::Err => writeln!(out, "{} err | {}", line.app, line.message),
+    }
+}

@@ -1,0 +1,27 @@
+//! Log capture: the daemon reads each generation's stdout and stderr through pipes, stamps
+//! each line, and appends it to the app's files, rotating them by size and time without
+//! losing or splitting a line. Followers (`mcpd logs --follow`) get the same lines live.
+
+mod capture;
+mod daemon_log;
+mod rotate;
+mod sink;
+mod tail;
+
+pub(crate) use capture::capture;
+pub use daemon_log::init_daemon_log;
+pub(crate) use sink::AppLogs;
+pub(crate) use tail::{daemon_tail, tail};
+
+use mcpd_core::model::LogLine;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::broadcast;
+
+/// How many lines a follower may fall behind before it is told it skipped some.
+const HUB_CAPACITY: usize = 4096;
+
+/// Every captured line (and the daemon's own log lines) for followers.
+pub(crate) fn hub() -> &'static broadcast::Sender<Arc<LogLine>> {
+    static HUB: OnceLock<broadcast::Sender<Arc<LogLine>>> = OnceLock::new();
+    HUB.get_or_init(|| broadcast::channel(HUB_CAPACITY).0)
+}

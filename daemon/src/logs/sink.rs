@@ -1,0 +1,167 @@
+//! One log file being written: opened lazily, rotated between batches of whole lines, and
+//! kept working when the disk says no (the error is shown, writing resumes when it can).
+
+use super::rotate;
+use mcpd_core::config::{LogConfig, LogFormat};
+use mcpd_core::paths::Paths;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long to wait before trying an unwritable file again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A log file and its rotation state.
+#[derive(Debug)]
+pub(crate) struct Sink {
+    pub path: PathBuf,
+    file: Option<File>,
+    size: u64,
+    opened: Instant,
+    config: LogConfig,
+    /// Why the file cannot be written, while it cannot.
+    pub error: Option<String>,
+    /// Lines that could not be written since the error began.
+    pub lost: u64,
+    retry_at: Option<Instant>,
+}
+
+impl Sink {
+    fn new(path: PathBuf, config: &LogConfig) -> Sink {
+        Sink {
+            path,
+            file: None,
+            size: 0,
+            opened: Instant::now(),
+            config: config.clone(),
+            error: None,
+            lost: 0,
+            retry_at: None,
+        }
+    }
+
+    fn open(&mut self) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = file.metadata()?.len();
+        self.opened = Instant::now();
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn fail(&mut self, what: &str, e: std::io::Error, lines: u64) {
+        if self.error.is_none() {
+            tracing::error!(file = %self.path.display(), error = %e, "cannot {what} a log file; the app keeps running, lines are counted as lost until it works again");
+        }
+        self.error = Some(format!("cannot {what} {}: {e}", self.path.display()));
+        self.file = None;
+        self.lost += lines;
+        self.retry_at = Some(Instant::now() + RETRY_AFTER);
+    }
+
+    /// Appends a batch of whole lines, rotating first if it is due.
+    pub fn write(&mut self, batch: &[u8], lines: u64) {
+        if batch.is_empty() {
+            return;
+        }
+        if self.file.is_none() {
+            if self.retry_at.is_some_and(|at| Instant::now() < at) {
+                self.lost += lines;
+                return;
+            }
+            if let Err(e) = self.open() {
+                return self.fail("open", e, lines);
+            }
+        }
+        let too_big = self.size > 0 && self.size + batch.len() as u64 > self.config.log_max_size;
+        let too_old = self.config.log_rotate_interval.is_some_and(|every| self.opened.elapsed() >= every);
+        if (too_big || too_old) && self.size > 0 {
+            self.rotate();
+        }
+        let Some(file) = self.file.as_mut() else {
+            self.lost += lines;
+            return;
+        };
+        match file.write_all(batch) {
+            Ok(()) => {
+                self.size += batch.len() as u64;
+                if self.error.take().is_some() {
+                    tracing::warn!(file = %self.path.display(), lost = self.lost, "log file writable again");
+                    self.lost = 0;
+                }
+            }
+            Err(e) => self.fail("write", e, lines),
+        }
+    }
+
+    /// Renames the live file aside and opens a fresh one (never copy-then-truncate).
+    fn rotate(&mut self) {
+        self.file = None;
+        match rotate::rotate(&self.path, &self.config) {
+            Ok(()) => {
+                if let Err(e) = self.open() {
+                    self.fail("open", e, 0);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(file = %self.path.display(), error = %e, "cannot rotate a log file; writing on");
+                let _ = self.open();
+            }
+        }
+    }
+
+    /// Empties the live file and removes the rotated ones.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.path.exists() {
+            OpenOptions::new().write(true).open(&self.path)?.set_len(0)?;
+        }
+        self.size = 0;
+        rotate::remove_rotated(&self.path)
+    }
+}
+
+/// The log files of one app: stdout and stderr (the same sink when merged).
+#[derive(Debug)]
+pub(crate) struct AppLogs {
+    pub app: String,
+    /// The settings these sinks were made with.
+    pub config: LogConfig,
+    pub format: LogFormat,
+    pub out: Arc<Mutex<Sink>>,
+    pub err: Arc<Mutex<Sink>>,
+}
+
+impl AppLogs {
+    /// The sinks of `app` with `config`.
+    pub fn new(app: &str, config: &LogConfig, paths: &Paths) -> AppLogs {
+        let default = |stream: &str| paths.logs_dir().join(format!("{app}.{stream}.log"));
+        let out = Arc::new(Mutex::new(Sink::new(config.out_file.clone().unwrap_or_else(|| default("out")), config)));
+        let err = if config.merge_logs {
+            out.clone()
+        } else {
+            Arc::new(Mutex::new(Sink::new(config.err_file.clone().unwrap_or_else(|| default("err")), config)))
+        };
+        AppLogs { app: app.to_string(), config: config.clone(), format: config.log_format, out, err }
+    }
+
+    /// The files, stdout first (one when merged).
+    pub fn sinks(&self) -> Vec<Arc<Mutex<Sink>>> {
+        if Arc::ptr_eq(&self.out, &self.err) {
+            vec![self.out.clone()]
+        } else {
+            vec![self.out.clone(), self.err.clone()]
+        }
+    }
+
+    /// Why the logs cannot be written, if they cannot.
+    pub fn error(&self) -> Option<String> {
+        self.sinks().iter().find_map(|s| {
+            let s = s.lock().expect("sink lock");
+            s.error.as_ref().map(|e| format!("{e} ({} lines lost so far)", s.lost))
+        })
+    }
+}

@@ -1,0 +1,222 @@
+//! Log capture end to end: files and stamps, rotation without loss, `logs`, `--follow`, and an
+//! unwritable log directory.
+
+use crate::common::{alive, signal, wait_for, Home};
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::time::Duration;
+
+fn log_dir(home: &Home) -> std::path::PathBuf {
+    home.path().join("logs")
+}
+
+#[test]
+fn stdout_and_stderr_land_in_their_files_with_timestamps() {
+    let home = Home::new();
+    home.ok(&[
+        "start",
+        "--name",
+        "talk",
+        "--",
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2; printf no-newline; exec sleep 1000",
+    ]);
+    let out = wait_for("the out file", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(log_dir(&home).join("talk.out.log")).map_err(|e| e.to_string())?;
+        if text.lines().count() >= 1 {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    });
+    let first = out.lines().next().unwrap();
+    let (stamp, message) = first.split_once(' ').unwrap();
+    assert!(humantime::parse_rfc3339(stamp).is_ok() && stamp.len() == 24, "RFC 3339 with milliseconds: {first}");
+    assert_eq!(message, "to-out");
+    let err = wait_for("the err file", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(log_dir(&home).join("talk.err.log")).map_err(|e| e.to_string())?;
+        if text.ends_with('\n') {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    });
+    assert!(err.trim_end().ends_with(" to-err") && !err.contains("to-out"), "{err}");
+    home.ok(&["stop", "talk"]);
+    let out = std::fs::read_to_string(log_dir(&home).join("talk.out.log")).unwrap();
+    assert!(out.lines().last().unwrap().ends_with(" no-newline"), "a partial last line is still written: {out}");
+}
+
+#[test]
+fn rotation_under_a_fast_writer_loses_and_splits_no_line() {
+    const LINES: usize = 60_000;
+    let home = Home::new();
+    let config = home.write(
+        "rot.toml",
+        &format!(
+            "[apps.flood]\ncommand = \"python3\"\nargs = [\"-c\", \"import sys\\nfor i in range({LINES}): sys.stdout.write(f'line {{i:06}} ' + 'x' * 40 + '\\\\n')\\n\"]\n\
+             restart = \"never\"\nlog_max_size = \"64K\"\nlog_retain = 1000\nlog_compress = true\n"
+        ),
+    );
+    home.ok(&["start", "--no-wait", config.to_str().unwrap()]);
+    home.wait_app("flood", "stopped after writing everything", |r| r["status"] == "stopped");
+    // Compression runs off the write path: wait until every rotated file is gzipped.
+    let files = wait_for("every rotated file to be compressed", Duration::from_secs(20), || {
+        let names: Vec<String> = std::fs::read_dir(log_dir(&home))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("flood.out.log"))
+            .collect();
+        if names.iter().any(|n| n != "flood.out.log" && !n.ends_with(".gz")) {
+            Err(format!("{names:?}"))
+        } else {
+            Ok(names)
+        }
+    });
+    assert!(files.len() > 10, "rotation happened: {files:?}");
+    let mut seen = BTreeSet::new();
+    for name in &files {
+        let path = log_dir(&home).join(name);
+        let mut text = String::new();
+        if name.ends_with(".gz") {
+            flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap()).read_to_string(&mut text).unwrap();
+        } else {
+            text = std::fs::read_to_string(&path).unwrap();
+        }
+        for line in text.lines() {
+            let (_, message) = line.split_once(' ').unwrap_or_else(|| panic!("unstamped line in {name}: {line:?}"));
+            let number: usize = message
+                .strip_prefix("line ")
+                .and_then(|m| m.get(..6))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("split line in {name}: {line:?}"));
+            assert_eq!(message.len(), 12 + 40, "line {number} intact in {name}");
+            assert!(seen.insert(number), "line {number} twice");
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        LINES,
+        "every line is in exactly one file; missing e.g. {:?}",
+        (0..LINES).find(|i| !seen.contains(i))
+    );
+}
+
+#[test]
+fn logs_prints_the_last_lines_and_follows_across_rotation_and_restart() {
+    let home = Home::new();
+    let config = home.write(
+        "tick.toml",
+        "[apps.tick]\ncommand = \"sh\"\nargs = [\"-c\", \"for i in $(seq 1 30); do echo early-$i; done; i=0; while :; do i=$((i+1)); echo \\\"tick $$ $i\\\"; sleep 0.01; done\"]\nlog_max_size = \"4K\"\nlog_retain = 100\n",
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    wait_for("30 early lines", Duration::from_secs(10), || {
+        let out = home.ok(&["logs", "tick", "--lines", "200", "--out"]);
+        if out.contains("early-30") {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    let five = home.ok(&["logs", "tick", "--lines", "5", "--out"]);
+    assert_eq!(five.lines().count(), 5, "{five}");
+    assert!(five.lines().all(|l| l.starts_with("tick | ")), "{five}");
+
+    let follower = home
+        .command(&["logs", "tick", "--follow", "--lines", "0", "--out"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first_pid = home.pid("tick");
+    // Rotation happens every few hundred lines (4K); let the follower see some, then restart.
+    let out_path = log_dir(&home).join("tick.out.log");
+    wait_for("a few rotations", Duration::from_secs(20), || {
+        let rotated = std::fs::read_dir(log_dir(&home))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("tick.out.log."))
+            .count();
+        if rotated >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{rotated} rotated"))
+        }
+    });
+    home.ok(&["restart", "tick"]);
+    let second_pid = home.pid("tick");
+    wait_for("the new generation to write", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if text.contains(&format!("tick {second_pid} 20")) {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    });
+    signal(follower.id(), libc::SIGINT);
+    let output = follower.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let numbers = |pid: u32| -> Vec<u64> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(&format!("tick | tick {pid} ")))
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    };
+    let (old, new) = (numbers(first_pid), numbers(second_pid));
+    assert!(old.len() > 100, "the follower saw the first generation across rotations: {} lines", old.len());
+    assert!(new.len() >= 20, "the follower kept following after the restart: {} lines", new.len());
+    for seq in [&old, &new] {
+        assert!(
+            seq.windows(2).all(|w| w[1] == w[0] + 1),
+            "no line skipped while following: {:?}",
+            seq.windows(2).find(|w| w[1] != w[0] + 1)
+        );
+    }
+}
+
+#[test]
+fn an_unwritable_log_path_leaves_the_app_running_and_says_so() {
+    let home = Home::new();
+    let blocker = home.write("blocker", "a file where the log directory should be");
+    let config = home.write(
+        "w.toml",
+        &format!("[apps.w]\ncommand = \"sh\"\nargs = [\"-c\", \"while :; do echo alive; sleep 0.05; done\"]\nout_file = \"{}/w.log\"\n", blocker.display()),
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let row = home.wait_app("w", "the log error shown", |r| r["log_error"].is_string());
+    assert_eq!(row["status"], "online");
+    assert!(row["log_error"].as_str().unwrap().contains("cannot open"), "{row}");
+    let pid = home.pid("w");
+    assert!(alive(pid));
+    std::fs::remove_file(&blocker).unwrap();
+    home.wait_app("w", "the error cleared once the path works", |r| r["log_error"].is_null());
+    let text = wait_for("lines in the log once writable", Duration::from_secs(10), || {
+        std::fs::read_to_string(blocker.join("w.log")).map_err(|e| e.to_string()).and_then(|t| {
+            if t.contains("alive") {
+                Ok(t)
+            } else {
+                Err(t)
+            }
+        })
+    });
+    assert!(text.contains(" alive"));
+    assert_eq!(home.pid("w"), pid, "the app was never restarted");
+}
+
+#[test]
+fn flush_empties_the_logs() {
+    let home = Home::new();
+    home.ok(&["start", "--name", "f", "--", "sh", "-c", "echo hello; exec sleep 1000"]);
+    wait_for("a line", Duration::from_secs(10), || {
+        let out = home.ok(&["logs", "f"]);
+        if out.contains("hello") {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    home.ok(&["flush", "f"]);
+    assert_eq!(std::fs::metadata(log_dir(&home).join("f.out.log")).unwrap().len(), 0);
+    assert!(home.ok(&["logs", "f"]).is_empty());
+}
