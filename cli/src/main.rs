@@ -4,6 +4,7 @@
 mod commands;
 mod connect;
 mod format;
+mod tui;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -67,6 +68,9 @@ enum Verb {
     Ping,
     /// Stop every app, then the daemon.
     Kill,
+    /// A terminal UI to watch and control every app.
+    #[command(alias = "tui")]
+    Monit,
     /// Validate a config file without touching the daemon.
     Check {
         /// The config file.
@@ -114,6 +118,7 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::List { json } => commands::list::run(json).await,
         Verb::Describe { name, json } => commands::describe::run(&name, json).await,
         Verb::Ping => simple::ping().await,
+        Verb::Monit => tui::run().await,
         Verb::Logs(args) => commands::logs::run(args).await,
         Verb::Flush { names } => simple::flush(&names).await,
         Verb::Kill => simple::kill().await,

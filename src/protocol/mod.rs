@@ -128,6 +128,9 @@ pub enum Request {
     Logs(LogsRequest),
     /// Empty apps' log files.
     Flush(TargetRequest),
+    /// Every app's row now, then again after each change and each 1 s sample, until the
+    /// client disconnects (`mcpd monit`).
+    Watch,
     /// Stop apps and forget them.
     Delete(TargetRequest),
     /// Every app's row.

@@ -24,7 +24,7 @@ pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
             Err(e) => Response::Error(e),
         },
         Request::Flush(r) => sup.flush_logs(&r.targets),
-        Request::List => Response::List { apps: sup.list() },
+        Request::List | Request::Watch => Response::List { apps: sup.list() },
         Request::Describe(r) => match sup.describe(&r.name) {
             Ok(detail) => Response::Describe(Box::new(detail)),
             Err(e) => Response::Error(e),

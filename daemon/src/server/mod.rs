@@ -56,6 +56,32 @@ pub async fn serve(paths: Paths, guard: Guard, shutdown: CancellationToken) -> R
     Ok(())
 }
 
+/// Coalesces a burst of changes into one update.
+const WATCH_COALESCE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// `Watch`: the app list now, then after each change or sample, until the client goes away.
+async fn watch(framed: &mut Framed<UnixStream, LengthDelimitedCodec>, daemon: &Daemon) {
+    let (mut changes, mut samples) = daemon.supervisor.subscribe();
+    loop {
+        changes.borrow_and_update();
+        samples.borrow_and_update();
+        let list = Response::List { apps: daemon.supervisor.list() };
+        if framed.send(frame::encode(&list)).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            Ok(()) = changes.changed() => {}
+            Ok(()) = samples.changed() => {}
+            incoming = framed.next() => match incoming {
+                Some(Ok(_)) => continue,
+                _ => return,
+            },
+            _ = daemon.shutdown.cancelled() => return,
+        }
+        tokio::time::sleep(WATCH_COALESCE).await;
+    }
+}
+
 /// `logs --follow`: the last lines, then new ones in batches, until the client goes away.
 async fn follow(framed: &mut Framed<UnixStream, LengthDelimitedCodec>, request: &LogsRequest, daemon: &Daemon) {
     use tokio::sync::broadcast::error::RecvError;
@@ -156,6 +182,9 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
                 Ok(request) => request,
                 Err(e) => return tracing::warn!(error = %e, "closing a connection that sent a bad request"),
             };
+        if let Request::Watch = request {
+            return watch(&mut framed, &daemon).await;
+        }
         if let Request::Logs(logs) = &request {
             if logs.follow {
                 return follow(&mut framed, logs, &daemon).await;

@@ -41,6 +41,8 @@ pub(crate) struct Ctx {
     pub samples: Mutex<HashMap<u32, sampler::Sample>>,
     /// Bumped after every sample, so app tasks with a memory limit check it.
     pub samples_tick: tokio::sync::watch::Sender<u64>,
+    /// Bumped whenever any app's snapshot changes.
+    pub changes: tokio::sync::watch::Sender<u64>,
     /// The sampling interval: the smallest `memory_check_interval` of any app (1 s default).
     pub sample_every_ms: AtomicU64,
 }
@@ -78,6 +80,7 @@ impl Supervisor {
             guard,
             samples: Mutex::default(),
             samples_tick: tokio::sync::watch::Sender::new(0),
+            changes: tokio::sync::watch::Sender::new(0),
             sample_every_ms: AtomicU64::new(sampler::SAMPLE_INTERVAL.as_millis() as u64),
         });
         let apps_token = shutdown.child_token();
@@ -293,6 +296,11 @@ impl Supervisor {
             })
             .collect();
         Response::Done { outcomes }
+    }
+
+    /// Receivers that change when any app changes, and after each resource sample.
+    pub fn subscribe(&self) -> (tokio::sync::watch::Receiver<u64>, tokio::sync::watch::Receiver<u64>) {
+        (self.ctx.changes.subscribe(), self.ctx.samples_tick.subscribe())
     }
 
     /// Every app's row, sorted by name.

@@ -38,7 +38,7 @@ impl AppTask {
             Command::Reset { reply } => {
                 self.counters = Default::default();
                 self.snap.restarts = 0;
-                let _ = self.publish.send_replace(self.snap.clone());
+                self.publish_snapshot();
                 return drop(reply.send(self.outcome(true, "restart counters reset".into())));
             }
             Command::Reload { config, reply } => return self.reload(config, reply),

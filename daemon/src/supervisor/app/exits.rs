@@ -51,7 +51,7 @@ impl AppTask {
         if let Some(last) = self.snap.exits.back_mut() {
             last.outcome = Some(outcome);
         }
-        let _ = self.publish.send_replace(self.snap.clone());
+        self.publish_snapshot();
     }
 
     /// A reload's new generation exited before it was ready (or after KillNext).
@@ -79,7 +79,7 @@ impl AppTask {
         tracing::info!(app = %self.snap.config.name, pid = old, %how, "reload: old generation gone");
         self.snap.record_exit(done.record);
         self.snap.draining = None;
-        let _ = self.publish.send_replace(self.snap.clone());
+        self.publish_snapshot();
         let new = self.snap.state.pid().map_or_else(|| "-".to_string(), |p| p.to_string());
         let message = format!("reloaded: pid {new} serving; old pid {old} {how}");
         for reply in std::mem::take(&mut self.reload_waiters) {

@@ -192,6 +192,12 @@ impl AppTask {
         }
     }
 
+    /// Publishes the snapshot for readers and tells watchers (`mcpd monit`) something changed.
+    fn publish_snapshot(&self) {
+        let _ = self.publish.send_replace(self.snap.clone());
+        self.ctx.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     fn policy(&self) -> Policy {
         let c = &self.snap.config;
         // A reload's new generation gets ready under its own (new) config's timeout.
@@ -224,7 +230,7 @@ impl AppTask {
                 self.act(action, &mut queue);
             }
         }
-        let _ = self.publish.send_replace(self.snap.clone());
+        self.publish_snapshot();
         first_note
     }
 
@@ -334,7 +340,7 @@ impl AppTask {
             Report::Status { pid, text } => {
                 if self.snap.state.pid() == Some(pid) {
                     self.snap.status_text = Some(text);
-                    let _ = self.publish.send_replace(self.snap.clone());
+                    self.publish_snapshot();
                 }
             }
             Report::Watchdog { pid } => self.watchdog_ping(pid),
