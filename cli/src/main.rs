@@ -13,7 +13,7 @@ use std::process::ExitCode;
 /// A process supervisor for MCP servers and other long-lived network servers.
 #[derive(Debug, Parser)]
 #[command(name = "mcpd", version, about, long_about = None)]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Verb,
 }
@@ -68,6 +68,29 @@ enum Verb {
     Ping,
     /// Stop every app, then the daemon.
     Kill,
+    /// Write the app list to $MCPD_HOME/dump.json; the daemon restores it when it starts.
+    Save,
+    /// Define the saved apps and start those that were running.
+    Resurrect,
+    /// Print (or install and enable) a service unit that runs the daemon at boot.
+    Startup {
+        /// The init system.
+        #[arg(value_enum)]
+        system: InitSystem,
+        /// A user unit (`systemctl --user`) instead of a system one.
+        #[arg(long)]
+        user: bool,
+        /// Write the unit, reload systemd, and enable and start it.
+        #[arg(long)]
+        install: bool,
+    },
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
     /// A terminal UI to watch and control every app.
     #[command(alias = "tui")]
     Monit,
@@ -76,6 +99,12 @@ enum Verb {
         /// The config file.
         file: PathBuf,
     },
+}
+
+/// Init systems `startup` knows.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum InitSystem {
+    Systemd,
 }
 
 /// App names, or `all`.
@@ -119,6 +148,22 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Describe { name, json } => commands::describe::run(&name, json).await,
         Verb::Ping => simple::ping().await,
         Verb::Monit => tui::run().await,
+        Verb::Save => simple::message(mcpd_core::protocol::Request::Save).await,
+        Verb::Resurrect => simple::message(mcpd_core::protocol::Request::Resurrect).await,
+        Verb::Startup { system: InitSystem::Systemd, user, install } => commands::startup::run(user, install).await,
+        Verb::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "mcpd",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Verb::Logs(args) => commands::logs::run(args).await,
         Verb::Flush { names } => simple::flush(&names).await,
         Verb::Kill => simple::kill().await,

@@ -8,8 +8,10 @@
 pub mod guard;
 mod lock;
 pub mod logs;
+pub mod persist;
 pub mod server;
 pub mod supervisor;
+mod systemd;
 
 pub use lock::LockError;
 
@@ -68,5 +70,6 @@ async fn stop_on_signals(shutdown: CancellationToken) {
         _ = term.recv() => tracing::info!("SIGTERM: draining every app, then exiting"),
         _ = int.recv() => tracing::info!("SIGINT: draining every app, then exiting"),
     }
+    systemd::stopping();
     shutdown.cancel();
 }

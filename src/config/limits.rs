@@ -41,6 +41,7 @@ impl fmt::Display for RestartMode {
 
 /// Restart policy: mode, delays, exponential backoff and the crash-loop cutoff.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RestartConfig {
     /// When to restart.
     pub restart: RestartMode,
@@ -111,7 +112,8 @@ pub struct HealthCheck {
 }
 
 /// What makes mcpd restart a running app: memory, watchdog, health.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     /// RSS of the whole process group, in bytes, above which the app is reloaded/restarted.
     pub max_memory_restart: Option<u64>,
@@ -127,6 +129,17 @@ pub struct Limits {
 
 /// Default memory sampling interval.
 pub const DEFAULT_MEMORY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_memory_restart: None,
+            memory_check_interval: DEFAULT_MEMORY_CHECK_INTERVAL,
+            watchdog: None,
+            health: None,
+        }
+    }
+}
 
 /// Parses a size: `"512M"`, `"1G"`, `"300K"` are binary (KiB, MiB, GiB) as in PM2;
 /// `"512MB"`, `"512MiB"`, `"1.5 GB"` are read by `bytesize`; a bare integer is bytes.

@@ -19,6 +19,7 @@ pub enum LogFormat {
 
 /// Log settings of one app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LogConfig {
     /// The stdout file (default `$MCPD_HOME/logs/NAME.out.log`).
     pub out_file: Option<PathBuf>,

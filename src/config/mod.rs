@@ -45,29 +45,36 @@ pub struct AppConfig {
     /// The program: a path (relative ones are taken from `cwd`) or a name looked up in PATH.
     pub command: String,
     /// Arguments passed to the program.
+    #[serde(default)]
     pub args: Vec<String>,
     /// The working directory.
     pub cwd: PathBuf,
     /// Variables set for the app on top of the daemon's environment and `env_file`.
+    #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// A dotenv file read at every start, before `env`.
+    #[serde(default)]
     pub env_file: Option<PathBuf>,
     /// The signal that asks the app to drain and exit.
+    #[serde(default = "defaults::kill_signal")]
     pub kill_signal: Signal,
     /// How long the app may drain after `kill_signal` before its group is SIGKILLed.
-    #[serde(with = "duration_ms")]
+    #[serde(with = "duration_ms", default = "defaults::kill_timeout")]
     pub kill_timeout: Duration,
     /// Pause before a crashed app is started again.
-    #[serde(with = "duration_ms")]
+    #[serde(with = "duration_ms", default = "defaults::restart_delay")]
     pub restart_delay: Duration,
     /// How a new generation says it is ready.
+    #[serde(default)]
     pub ready: Ready,
     /// How long a new generation has to become ready.
-    #[serde(with = "duration_ms")]
+    #[serde(with = "duration_ms", default = "defaults::ready_timeout")]
     pub ready_timeout: Duration,
     /// Sockets bound by mcpd and handed to every generation (fds 3, 4, ...).
+    #[serde(default)]
     pub listen: Vec<ListenAddr>,
     /// With `ready = "ipc"`: ask the app to stop with a `'shutdown'` message, not a signal.
+    #[serde(default)]
     pub shutdown_with_message: bool,
     /// Restart policy, backoff and crash-loop cutoff.
     #[serde(flatten)]
@@ -79,7 +86,25 @@ pub struct AppConfig {
     #[serde(flatten)]
     pub logs: LogConfig,
     /// The config file the app came from, re-read by `reload`.
+    #[serde(default)]
     pub source: Option<PathBuf>,
+}
+
+/// Defaults for fields that saved files from earlier versions may lack.
+mod defaults {
+    use super::*;
+    pub fn kill_signal() -> Signal {
+        Signal::TERM
+    }
+    pub fn kill_timeout() -> Duration {
+        DEFAULT_KILL_TIMEOUT
+    }
+    pub fn restart_delay() -> Duration {
+        DEFAULT_RESTART_DELAY
+    }
+    pub fn ready_timeout() -> Duration {
+        DEFAULT_READY_TIMEOUT
+    }
 }
 
 impl AppConfig {
@@ -100,7 +125,7 @@ impl AppConfig {
             listen: Vec::new(),
             shutdown_with_message: false,
             restarts: RestartConfig::default(),
-            limits: Limits { memory_check_interval: DEFAULT_MEMORY_CHECK_INTERVAL, ..Limits::default() },
+            limits: Limits::default(),
             logs: LogConfig::default(),
             source: None,
         }

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// How mcpd learns that a new generation is ready to serve.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Ready {
     /// Ready once spawned.
+    #[default]
     None,
     /// systemd's notify protocol: `READY=1` on `$NOTIFY_SOCKET`.
     Notify,

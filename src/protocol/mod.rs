@@ -131,6 +131,10 @@ pub enum Request {
     /// Every app's row now, then again after each change and each 1 s sample, until the
     /// client disconnects (`mcpd monit`).
     Watch,
+    /// Write the app list to `$MCPD_HOME/dump.json`.
+    Save,
+    /// Define the saved apps and start those that were running.
+    Resurrect,
     /// Stop apps and forget them.
     Delete(TargetRequest),
     /// Every app's row.
@@ -204,4 +208,9 @@ pub enum Response {
     },
     /// The request failed as a whole; nothing was changed.
     Error(ProtoError),
+    /// A plain confirmation (`save`).
+    Message {
+        /// For the user.
+        text: String,
+    },
 }

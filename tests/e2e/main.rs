@@ -12,3 +12,4 @@ mod processes;
 mod readiness;
 mod reload;
 mod restarts;
+mod service;

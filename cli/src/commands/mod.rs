@@ -7,6 +7,7 @@ pub mod list;
 pub mod logs;
 pub mod simple;
 pub mod start;
+pub mod startup;
 
 use mcpd_core::model::AppName;
 use mcpd_core::protocol::{AppOutcome, Targets};

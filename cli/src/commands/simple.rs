@@ -58,6 +58,18 @@ pub async fn flush(names: &[String]) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `save`, `resurrect`: a request answered by a message or per-app outcomes.
+pub async fn message(request: Request) -> anyhow::Result<ExitCode> {
+    match connect::call(request).await? {
+        Response::Message { text } => {
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Response::Done { outcomes } => Ok(super::report(&outcomes)),
+        other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
 /// `ping`: starts the daemon if needed and prints its pid.
 pub async fn ping() -> anyhow::Result<ExitCode> {
     match connect::call(Request::Ping).await? {

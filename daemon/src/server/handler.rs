@@ -24,6 +24,25 @@ pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
             Err(e) => Response::Error(e),
         },
         Request::Flush(r) => sup.flush_logs(&r.targets),
+        Request::Save => {
+            let apps = sup.saved_apps();
+            let count = apps.len();
+            match crate::persist::save(&daemon.paths, apps) {
+                Ok(path) => Response::Message { text: format!("saved {count} apps to {}", path.display()) },
+                Err(e) => Response::Error(mcpd_core::protocol::ProtoError::new(
+                    mcpd_core::protocol::ErrorKind::Internal,
+                    format!("cannot save the app list in {}: {e}", daemon.paths.home().display()),
+                )),
+            }
+        }
+        Request::Resurrect => match sup.resurrect().await {
+            Ok(Some(outcomes)) => Response::Done { outcomes },
+            Ok(None) => Response::Message { text: "nothing was saved (run `mcpd save` first)".into() },
+            Err(e) => Response::Error(mcpd_core::protocol::ProtoError::new(
+                mcpd_core::protocol::ErrorKind::InvalidRequest,
+                e.to_string(),
+            )),
+        },
         Request::List | Request::Watch => Response::List { apps: sup.list() },
         Request::Describe(r) => match sup.describe(&r.name) {
             Ok(detail) => Response::Describe(Box::new(detail)),

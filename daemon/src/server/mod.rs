@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug)]
 pub(crate) struct Daemon {
     pub supervisor: Arc<Supervisor>,
+    pub paths: Paths,
     pub shutdown: CancellationToken,
     pub started: Instant,
 }
@@ -35,9 +36,12 @@ pub async fn serve(paths: Paths, guard: Guard, shutdown: CancellationToken) -> R
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "mcpd daemon listening");
     let daemon = Arc::new(Daemon {
         supervisor: Supervisor::new(paths.clone(), guard, &shutdown),
+        paths: paths.clone(),
         shutdown: shutdown.clone(),
         started: Instant::now(),
     });
+    tokio::spawn(resurrect_then_ready(daemon.clone()));
+    tokio::spawn(crate::systemd::watchdog(shutdown.clone()));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -127,6 +131,23 @@ async fn follow(framed: &mut Framed<UnixStream, LengthDelimitedCodec>, request: 
             return;
         }
     }
+}
+
+/// Starts the saved apps and waits until they are ready (or failed), then tells the service
+/// manager the daemon is ready and keeps its status current.
+async fn resurrect_then_ready(daemon: Arc<Daemon>) {
+    match daemon.supervisor.resurrect().await {
+        Ok(Some(outcomes)) => {
+            for o in outcomes.iter().filter(|o| !o.ok) {
+                tracing::warn!(app = %o.name, reason = %o.message, "a saved app did not come back");
+            }
+            tracing::info!(apps = outcomes.len(), "resurrected the saved apps");
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!("{e}"),
+    }
+    crate::systemd::ready(&crate::systemd::summary(&daemon.supervisor));
+    crate::systemd::keep_status(daemon.supervisor.clone(), daemon.shutdown.clone()).await;
 }
 
 fn peer_allowed(stream: &UnixStream) -> Result<(), String> {

@@ -303,6 +303,40 @@ impl Supervisor {
         (self.ctx.changes.subscribe(), self.ctx.samples_tick.subscribe())
     }
 
+    /// What `mcpd save` writes: every app's config and whether it runs.
+    pub fn saved_apps(&self) -> Vec<crate::persist::SavedApp> {
+        let apps = self.apps.lock().expect("apps lock");
+        apps.values()
+            .map(|h| {
+                let snap = h.snapshot();
+                let running = !matches!(snap.state, state::State::Stopped | state::State::Errored { .. });
+                crate::persist::SavedApp { config: (*snap.config).clone(), running }
+            })
+            .collect()
+    }
+
+    /// Defines the saved apps and starts those that were running; `None` if nothing was saved.
+    pub async fn resurrect(&self) -> Result<Option<Vec<AppOutcome>>, crate::persist::LoadError> {
+        let Some(saved) = crate::persist::load(&self.ctx.paths)? else { return Ok(None) };
+        let mut running = Vec::new();
+        {
+            let mut apps = self.apps.lock().expect("apps lock");
+            for app in saved.apps {
+                if app.running {
+                    running.push(app.config);
+                } else if !apps.contains_key(&app.config.name) {
+                    let name = app.config.name.clone();
+                    let handle = self.spawn_app(app.config);
+                    apps.insert(name, handle);
+                }
+            }
+        }
+        match self.start(StartRequest { apps: running, names: Vec::new(), wait: true }).await {
+            Response::Done { outcomes } => Ok(Some(outcomes)),
+            _ => Ok(Some(Vec::new())),
+        }
+    }
+
     /// Every app's row, sorted by name.
     pub fn list(&self) -> Vec<AppInfo> {
         let apps = self.apps.lock().expect("apps lock");
