@@ -21,7 +21,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Verb {
     /// Run the daemon in the foreground (other verbs start it in the background).
-    Daemon,
+    Daemon {
+        /// Also start the apps of this config once the saved ones are back (containers).
+        #[arg(long, value_name = "FILE")]
+        start: Option<PathBuf>,
+    },
     /// Start apps from a config file, known apps by name, or a command with --name.
     Start(commands::start::StartArgs),
     /// Stop apps gracefully (their kill_signal, then SIGKILL after kill_timeout).
@@ -117,8 +121,8 @@ struct Targets {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Verb::Daemon = cli.command {
-        return commands::daemon::run();
+    if let Verb::Daemon { start } = cli.command {
+        return commands::daemon::run(start.as_deref());
     }
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -137,7 +141,7 @@ fn main() -> ExitCode {
 async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
     use commands::{simple, start};
     match verb {
-        Verb::Daemon => unreachable!("handled in main"),
+        Verb::Daemon { .. } => unreachable!("handled in main"),
         Verb::Start(args) => start::run(args).await,
         Verb::Stop(t) => simple::act(simple::Act::Stop, &t.names).await,
         Verb::Restart(t) => simple::act(simple::Act::Restart, &t.names).await,

@@ -39,9 +39,10 @@ pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -
     move |source| DaemonError::Io { what, source }
 }
 
-/// Runs the daemon in this process until shutdown. Must be called before any other thread
-/// exists (it forks the guard), so from `main` directly.
-pub fn run(paths: Paths) -> Result<(), DaemonError> {
+/// Runs the daemon in this process until shutdown, starting `boot` apps (from `mcpd daemon
+/// --start FILE`) after the saved ones. Must be called before any other thread exists (it
+/// forks the guard), so from `main` directly.
+pub fn run(paths: Paths, boot: Vec<mcpd_core::config::AppConfig>) -> Result<(), DaemonError> {
     paths.create_dirs().map_err(io_error(format!("cannot create {}", paths.home().display())))?;
     let guard = guard::Guard::start().map_err(io_error("cannot start the guard process"))?;
     let lock = lock::DaemonLock::acquire(&paths)?;
@@ -53,7 +54,7 @@ pub fn run(paths: Paths) -> Result<(), DaemonError> {
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signals(shutdown.clone()));
-        server::serve(paths.clone(), guard, shutdown).await
+        server::serve(paths.clone(), guard, boot, shutdown).await
     });
     drop(lock);
     result

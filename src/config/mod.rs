@@ -76,6 +76,12 @@ pub struct AppConfig {
     /// With `ready = "ipc"`: ask the app to stop with a `'shutdown'` message, not a signal.
     #[serde(default)]
     pub shutdown_with_message: bool,
+    /// Run as this user (name or uid); needs the daemon to run as root.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Run with this group (name or gid; default: the user's group).
+    #[serde(default)]
+    pub group: Option<String>,
     /// Restart policy, backoff and crash-loop cutoff.
     #[serde(flatten)]
     pub restarts: RestartConfig,
@@ -124,6 +130,8 @@ impl AppConfig {
             ready_timeout: DEFAULT_READY_TIMEOUT,
             listen: Vec::new(),
             shutdown_with_message: false,
+            user: None,
+            group: None,
             restarts: RestartConfig::default(),
             limits: Limits::default(),
             logs: LogConfig::default(),
@@ -149,6 +157,8 @@ impl fmt::Debug for AppConfig {
             .field("ready_timeout", &self.ready_timeout)
             .field("listen", &self.listen)
             .field("shutdown_with_message", &self.shutdown_with_message)
+            .field("user", &self.user)
+            .field("group", &self.group)
             .field("restarts", &self.restarts)
             .field("limits", &self.limits)
             .field("logs", &self.logs)

@@ -43,6 +43,8 @@ const APP_KEYS: &[&str] = &[
     "log_rotate_interval",
     "log_retain",
     "log_compress",
+    "user",
+    "group",
 ];
 
 #[path = "parse_logs.rs"]
@@ -171,6 +173,8 @@ impl Walker<'_> {
                 "ready" => cfg.ready = self.ready(value, &kpath, span).unwrap_or(cfg.ready),
                 "ready_timeout" => cfg.ready_timeout = self.duration(value, &kpath, span).unwrap_or(cfg.ready_timeout),
                 "listen" => cfg.listen = self.listen(value, &kpath, span, base),
+                "user" => cfg.user = self.string(value, &kpath, span).filter(|u| self.non_empty(u, &kpath, value)),
+                "group" => cfg.group = self.string(value, &kpath, span).filter(|g| self.non_empty(g, &kpath, value)),
                 "shutdown_with_message" => match value.as_bool() {
                     Some(b) => cfg.shutdown_with_message = b,
                     None => self.error(span, &kpath, format!("expected true or false, found {}", type_name(value))),

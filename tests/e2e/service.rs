@@ -250,3 +250,51 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     let man = home.ok(&["man"]);
     assert!(man.contains(".TH mcpd") && man.contains("reload"), "{}", &man[..man.len().min(300)]);
 }
+
+#[test]
+fn apps_can_drop_to_another_user_when_the_daemon_is_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root; skipping");
+        return;
+    }
+    let home = Home::new();
+    let config = home.write(
+        "u.toml",
+        "[apps.low]\ncommand = \"sh\"\nargs = [\"-c\", \"echo uid=$(id -u) gid=$(id -g) home=$HOME; exec sleep infinity\"]\nuser = \"nobody\"\n",
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let line = wait_for("the app's id line", Duration::from_secs(10), || {
+        let out = home.ok(&["logs", "low", "--out"]);
+        out.lines().find(|l| l.contains("uid=")).map(str::to_string).ok_or(out)
+    });
+    assert!(line.contains("uid=65534") && line.contains("home=/nonexistent"), "{line}");
+    let bad = home.write("bad.toml", "[apps.ghost]\ncommand = \"true\"\nuser = \"no-such-user-here\"\n");
+    let err = home.fails(&["start", bad.to_str().unwrap()]);
+    assert!(err.contains("no user \"no-such-user-here\""), "{err}");
+}
+
+#[test]
+fn daemon_start_runs_a_config_at_boot_and_refuses_a_bad_one() {
+    let home = Home::new();
+    let config = home.write("boot.toml", "[apps.boot]\ncommand = \"sleep\"\nargs = [\"infinity\"]\n");
+    let mut daemon = home
+        .command(&["daemon", "--start", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    home.wait_app("boot", "online from --start", |r| r["status"] == "online");
+    let pid = home.pid("boot");
+    signal(daemon.id(), libc::SIGTERM);
+    assert!(daemon.wait().unwrap().success());
+    assert!(!exists(pid), "the app was drained with the daemon");
+    let bad = home.write("bad.toml", "[apps.x]\ncommand = 5\n");
+    let out = home.command(&["daemon", "--start", bad.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.toml:2:11: apps.x.command"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -3,7 +3,14 @@
 use std::process::ExitCode;
 
 /// Runs the daemon until SIGTERM, SIGINT or `mcpd kill`.
-pub fn run() -> ExitCode {
+pub fn run(start: Option<&std::path::Path>) -> ExitCode {
+    let boot = match start.map(mcpd_core::config::load).transpose() {
+        Ok(config) => config.map(|c| c.apps).unwrap_or_default(),
+        Err(e) => {
+            eprintln!("{e}\nmcpd: {} error(s); the daemon did not start", e.0.len());
+            return ExitCode::FAILURE;
+        }
+    };
     let paths = match mcpd_core::paths::Paths::from_env() {
         Ok(p) => p,
         Err(e) => {
@@ -18,7 +25,7 @@ pub fn run() -> ExitCode {
         eprintln!("mcpd: cannot open the daemon log in {}: {e}", paths.logs_dir().display());
         return ExitCode::FAILURE;
     }
-    match mcpd_daemon::run(paths) {
+    match mcpd_daemon::run(paths, boot) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

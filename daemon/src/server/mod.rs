@@ -28,7 +28,12 @@ pub(crate) struct Daemon {
 
 /// Binds the socket (0600) and serves until `shutdown`; then drains every app and removes
 /// the socket. The caller holds the home's lock.
-pub async fn serve(paths: Paths, guard: Guard, shutdown: CancellationToken) -> Result<(), DaemonError> {
+pub async fn serve(
+    paths: Paths,
+    guard: Guard,
+    boot: Vec<mcpd_core::config::AppConfig>,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     let socket = paths.socket();
     let listener = UnixListener::bind(&socket).map_err(io_error(format!("cannot listen on {}", socket.display())))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
@@ -40,7 +45,7 @@ pub async fn serve(paths: Paths, guard: Guard, shutdown: CancellationToken) -> R
         shutdown: shutdown.clone(),
         started: Instant::now(),
     });
-    tokio::spawn(resurrect_then_ready(daemon.clone()));
+    tokio::spawn(resurrect_then_ready(daemon.clone(), boot));
     tokio::spawn(crate::systemd::watchdog(shutdown.clone()));
     loop {
         tokio::select! {
@@ -135,7 +140,7 @@ async fn follow(framed: &mut Framed<UnixStream, LengthDelimitedCodec>, request: 
 
 /// Starts the saved apps and waits until they are ready (or failed), then tells the service
 /// manager the daemon is ready and keeps its status current.
-async fn resurrect_then_ready(daemon: Arc<Daemon>) {
+async fn resurrect_then_ready(daemon: Arc<Daemon>, boot: Vec<mcpd_core::config::AppConfig>) {
     match daemon.supervisor.resurrect().await {
         Ok(Some(outcomes)) => {
             for o in outcomes.iter().filter(|o| !o.ok) {
@@ -145,6 +150,14 @@ async fn resurrect_then_ready(daemon: Arc<Daemon>) {
         }
         Ok(None) => {}
         Err(e) => tracing::error!("{e}"),
+    }
+    if !boot.is_empty() {
+        let request = mcpd_core::protocol::StartRequest { apps: boot, names: Vec::new(), wait: true };
+        if let mcpd_core::protocol::Response::Done { outcomes } = daemon.supervisor.start(request).await {
+            for o in &outcomes {
+                tracing::info!(app = %o.name, ok = o.ok, "{}", o.message);
+            }
+        }
     }
     crate::systemd::ready(&crate::systemd::summary(&daemon.supervisor));
     crate::systemd::keep_status(daemon.supervisor.clone(), daemon.shutdown.clone()).await;

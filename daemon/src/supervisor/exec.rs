@@ -43,6 +43,7 @@ pub(crate) struct ExecPlan {
     /// (source fd in the daemon, target fd in the child)
     fds: Vec<(RawFd, RawFd)>,
     temps: Vec<RawFd>,
+    ids: Option<Ids>,
 }
 
 // SAFETY: the raw pointers point into buffers owned by the plan itself, which is moved into
@@ -63,6 +64,60 @@ pub(crate) struct Handover {
     pub notify_socket: Option<PathBuf>,
     /// The watchdog interval (`WATCHDOG_USEC`).
     pub watchdog: Option<std::time::Duration>,
+    /// The identity to switch to (root only).
+    pub ids: Option<Ids>,
+}
+
+/// A user to run as: uid, primary gid, supplementary groups, and its home for `HOME`.
+#[derive(Debug, Clone)]
+pub(crate) struct Ids {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+    pub name: String,
+    pub home: PathBuf,
+}
+
+/// Resolves `user`/`group` (names or numbers); an error says what to fix.
+pub(crate) fn resolve_ids(user: Option<&str>, group: Option<&str>) -> Result<Option<Ids>, String> {
+    use nix::unistd::{Gid, Group, Uid, User};
+    if user.is_none() && group.is_none() {
+        return Ok(None);
+    }
+    if !Uid::effective().is_root() {
+        return Err("user/group need the daemon to run as root (it drops privileges per app)".into());
+    }
+    let found = match user {
+        Some(u) => match u.parse::<u32>() {
+            Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+            Err(_) => User::from_name(u),
+        }
+        .map_err(|e| format!("cannot look up user {u:?}: {e}"))?
+        .ok_or_else(|| format!("no user {u:?} on this system"))?,
+        None => User::from_uid(Uid::current()).ok().flatten().ok_or("cannot look up the daemon's own user")?,
+    };
+    let gid = match group {
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => Gid::from_raw(gid),
+            Err(_) => {
+                Group::from_name(g)
+                    .map_err(|e| format!("cannot look up group {g:?}: {e}"))?
+                    .ok_or_else(|| format!("no group {g:?} on this system"))?
+                    .gid
+            }
+        },
+        None => found.gid,
+    };
+    let name = std::ffi::CString::new(found.name.clone()).map_err(|_| "bad user name")?;
+    let groups =
+        nix::unistd::getgrouplist(&name, gid).map_err(|e| format!("cannot list the groups of {}: {e}", found.name))?;
+    Ok(Some(Ids {
+        uid: found.uid.as_raw(),
+        gid: gid.as_raw(),
+        groups: groups.iter().map(|g| g.as_raw()).collect(),
+        name: found.name,
+        home: found.dir,
+    }))
 }
 
 /// The child's environment: the daemon's (minus the manager's variables), then `env_file`,
@@ -83,6 +138,12 @@ pub(crate) fn environment(configured: BTreeMap<String, String>, handover: &Hando
     }
     if let Some(path) = &handover.notify_socket {
         env.insert("NOTIFY_SOCKET".into(), path.clone().into());
+    }
+    if let Some(ids) = &handover.ids {
+        for (key, value) in [("USER", ids.name.as_str()), ("LOGNAME", ids.name.as_str())] {
+            env.entry(key.into()).or_insert_with(|| value.into());
+        }
+        env.insert("HOME".into(), ids.home.clone().into());
     }
     if let Some(watchdog) = handover.watchdog {
         env.insert("WATCHDOG_USEC".into(), watchdog.as_micros().to_string().into());
@@ -169,6 +230,7 @@ impl ExecPlan {
             listen_pid,
             temps: vec![-1; fds.len()],
             fds,
+            ids: handover.ids.clone(),
         })
     }
 
@@ -187,6 +249,18 @@ impl ExecPlan {
             // SAFETY: dup2 between fds we own; the target loses FD_CLOEXEC, so it survives exec.
             if unsafe { libc::dup2(self.temps[i], target) } < 0 {
                 return std::io::Error::last_os_error();
+            }
+        }
+        if let Some(ids) = &self.ids {
+            // SAFETY: setgroups, setgid and setuid are async-signal-safe; the group list was
+            // built before fork. Groups first: after setuid we could no longer change them.
+            unsafe {
+                if libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) != 0
+                    || libc::setgid(ids.gid) != 0
+                    || libc::setuid(ids.uid) != 0
+                {
+                    return std::io::Error::last_os_error();
+                }
             }
         }
         if let Some(slot) = self.listen_pid {
@@ -229,6 +303,7 @@ mod tests {
             ipc: Some(12),
             notify_socket: Some("/run/n.sock".into()),
             watchdog: Some(std::time::Duration::from_secs(30)),
+            ids: None,
         };
         let env = environment(BTreeMap::from([("A".into(), "1".into())]), &handover);
         let get = |k: &str| env.get(OsStr::new(k)).map(|v| v.to_string_lossy().into_owned());

@@ -78,7 +78,13 @@ pub(crate) fn spawn(
         ipc: ipc.as_ref().map(|(_, theirs)| theirs.as_raw_fd()),
         notify_socket: notify.as_ref().map(|(path, _)| path.clone()),
         watchdog: config.limits.watchdog,
+        ids: exec::resolve_ids(config.user.as_deref(), config.group.as_deref())?,
     };
+    if let (Some(ids), Some((path, _))) = (&handover.ids, &notify) {
+        // The app must be able to write to its notify socket.
+        nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(ids.uid)), Some(nix::unistd::Gid::from_raw(ids.gid)))
+            .map_err(|e| format!("cannot hand the notify socket to the app's user: {e}"))?;
+    }
     let env = exec::environment(configured, &handover);
     let program = exec::resolve_program(&config.command, &config.cwd, &env)?;
     let mut plan = ExecPlan::new(&program, &config.args, &env, &handover)?;
