@@ -95,6 +95,8 @@ enum Verb {
     },
     /// Print the man page (roff).
     Man,
+    /// Probe an MCP endpoint (an app's, or a URL): revision, server, tools and their hash.
+    Probe(commands::probe::ProbeArgs),
     /// A terminal UI to watch and control every app.
     #[command(alias = "tui")]
     Monit,
@@ -152,6 +154,7 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Describe { name, json } => commands::describe::run(&name, json).await,
         Verb::Ping => simple::ping().await,
         Verb::Monit => tui::run().await,
+        Verb::Probe(args) => commands::probe::run(args).await,
         Verb::Save => simple::message(mcpd_core::protocol::Request::Save).await,
         Verb::Resurrect => simple::message(mcpd_core::protocol::Request::Resurrect).await,
         Verb::Startup { system: InitSystem::Systemd, user, install } => commands::startup::run(user, install).await,

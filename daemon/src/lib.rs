@@ -8,6 +8,7 @@
 pub mod guard;
 mod lock;
 pub mod logs;
+pub mod mcp;
 pub mod persist;
 pub mod server;
 pub mod supervisor;

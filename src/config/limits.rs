@@ -94,6 +94,11 @@ pub enum Probe {
         /// `host:port`.
         addr: String,
     },
+    /// An MCP probe succeeds (handshake and `tools/list`).
+    Mcp {
+        /// The MCP endpoint.
+        url: String,
+    },
 }
 
 /// `health = { http = URL, interval, timeout, failures }`.

@@ -316,7 +316,8 @@ impl Walker<'_> {
         let parsed = match kind {
             "http" => Ready::http(&text),
             "tcp" => Ready::tcp(&text),
-            other => Err(format!("unknown probe {other:?}; use http = URL or tcp = ADDR")),
+            "mcp" => Ready::mcp(&text),
+            other => Err(format!("unknown probe {other:?}; use http = URL, tcp = ADDR or mcp = URL")),
         };
         parsed.map_err(|e| self.error(vspan, &format!("{key}.{kind}"), e)).ok()
     }

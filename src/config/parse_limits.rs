@@ -115,12 +115,17 @@ impl Walker<'_> {
             let kpath = format!("{key}.{k}");
             let vspan = v.span().unwrap_or(span.clone());
             match k {
-                "http" | "tcp" => {
+                "http" | "tcp" | "mcp" => {
                     let Some(text) = self.string(v, &kpath, vspan.clone()) else { continue };
-                    let parsed = if k == "http" { Ready::http(&text) } else { Ready::tcp(&text) };
+                    let parsed = match k {
+                        "http" => Ready::http(&text),
+                        "tcp" => Ready::tcp(&text),
+                        _ => Ready::mcp(&text),
+                    };
                     match parsed {
                         Ok(Ready::Http { url }) if probe.is_none() => probe = Some(Probe::Http { url }),
                         Ok(Ready::Tcp { addr }) if probe.is_none() => probe = Some(Probe::Tcp { addr }),
+                        Ok(Ready::Mcp { url }) if probe.is_none() => probe = Some(Probe::Mcp { url }),
                         Ok(_) => self.error(vspan, &kpath, "give only one of http or tcp".into()),
                         Err(e) => self.error(vspan, &kpath, e),
                     }

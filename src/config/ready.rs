@@ -26,6 +26,11 @@ pub enum Ready {
         /// `host:port`.
         addr: String,
     },
+    /// An MCP probe of this URL succeeds (the protocol handshake and `tools/list`).
+    Mcp {
+        /// The MCP endpoint, `http://host:port/mcp`.
+        url: String,
+    },
 }
 
 impl Ready {
@@ -36,7 +41,7 @@ impl Ready {
             "notify" => Ok(Ready::Notify),
             "ipc" => Ok(Ready::Ipc),
             other => Err(format!(
-                "unknown readiness {other:?}; use \"none\", \"notify\", \"ipc\", {{ http = \"http://127.0.0.1:3000/health\" }} or {{ tcp = \"127.0.0.1:3000\" }}"
+                "unknown readiness {other:?}; use \"none\", \"notify\", \"ipc\", {{ http = \"http://127.0.0.1:3000/health\" }}, {{ tcp = \"127.0.0.1:3000\" }} or {{ mcp = \"http://127.0.0.1:3000/mcp\" }}"
             )),
         }
     }
@@ -45,6 +50,12 @@ impl Ready {
     pub fn http(url: &str) -> Result<Ready, String> {
         parse_http_url(url)?;
         Ok(Ready::Http { url: url.to_string() })
+    }
+
+    /// Checks an MCP endpoint URL.
+    pub fn mcp(url: &str) -> Result<Ready, String> {
+        parse_http_url(url)?;
+        Ok(Ready::Mcp { url: url.to_string() })
     }
 
     /// Checks a TCP probe address.
@@ -62,6 +73,7 @@ impl fmt::Display for Ready {
             Ready::Ipc => f.write_str("ipc"),
             Ready::Http { url } => write!(f, "http {url}"),
             Ready::Tcp { addr } => write!(f, "tcp {addr}"),
+            Ready::Mcp { url } => write!(f, "mcp {url}"),
         }
     }
 }

@@ -7,6 +7,7 @@ mod examples;
 mod lifecycle;
 mod load;
 mod logs;
+mod mcp;
 mod monit;
 mod processes;
 mod readiness;

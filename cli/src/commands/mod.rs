@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod describe;
 pub mod list;
 pub mod logs;
+pub mod probe;
 pub mod simple;
 pub mod start;
 pub mod startup;

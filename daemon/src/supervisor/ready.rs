@@ -37,6 +37,7 @@ pub(crate) async fn probe_once(probe: &Probe) -> Result<(), String> {
         Probe::Tcp { addr } => {
             tokio::net::TcpStream::connect(addr).await.map(drop).map_err(|e| format!("connect to {addr}: {e}"))
         }
+        Probe::Mcp { url } => crate::mcp::probe(url, PROBE_TIMEOUT).await.map(drop).map_err(|e| e.to_string()),
     }
 }
 
@@ -66,6 +67,12 @@ pub(crate) async fn watch(
         Ready::Tcp { addr } => {
             while !matches!(tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await, Ok(Ok(_)))
             {
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
+            let _ = tx.send(Report::Ready { pid });
+        }
+        Ready::Mcp { url } => {
+            while crate::mcp::probe(&url, PROBE_TIMEOUT).await.is_err() {
                 tokio::time::sleep(PROBE_INTERVAL).await;
             }
             let _ = tx.send(Report::Ready { pid });

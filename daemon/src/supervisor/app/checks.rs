@@ -44,13 +44,16 @@ impl AppTask {
         };
     }
 
-    /// Replaces the serving generation for `reason`: a graceful reload when the app has a
-    /// readiness handshake (no request is refused), else a restart.
-    fn recycle(&mut self, reason: String) {
+    /// Replaces the serving generation for `reason`. A generation that still serves (over its
+    /// memory limit) is replaced by a graceful reload when the app has a readiness handshake;
+    /// one that no longer answers (watchdog, health) is restarted: it cannot help the new one
+    /// get ready, and a probe of a shared socket could reach it instead of the new one. With
+    /// socket handoff a restart refuses nothing either: connections wait in the socket's queue.
+    fn recycle(&mut self, reason: String, still_serving: bool) {
         tracing::warn!(app = %self.snap.config.name, %reason, "replacing the serving generation");
         self.recycle_reason = Some(reason);
         self.checks = Checks::default();
-        if self.snap.config.ready != Ready::None && self.reload_waiters.is_empty() {
+        if still_serving && self.snap.config.ready != Ready::None && self.reload_waiters.is_empty() {
             self.pending = None;
             self.step(Event::Reload);
         } else {
@@ -63,7 +66,7 @@ impl AppTask {
         let (Some(limit), Some(pid)) = (self.snap.config.limits.max_memory_restart, self.checks.pid) else { return };
         let rss = self.ctx.samples.lock().expect("samples lock").get(&pid).map_or(0, |s| s.rss_bytes);
         if rss > limit {
-            self.recycle(format!("memory limit {} exceeded: RSS {}", format_size(limit), format_size(rss)));
+            self.recycle(format!("memory limit {} exceeded: RSS {}", format_size(limit), format_size(rss)), true);
         }
     }
 
@@ -77,7 +80,7 @@ impl AppTask {
     pub(super) fn watchdog_expired(&mut self) {
         self.checks.watchdog_due = None;
         if let Some(w) = self.snap.config.limits.watchdog {
-            self.recycle(format!("watchdog: no WATCHDOG=1 for {}", humantime::format_duration(w)));
+            self.recycle(format!("watchdog: no WATCHDOG=1 for {}", humantime::format_duration(w)), false);
         }
     }
 
@@ -115,7 +118,7 @@ impl AppTask {
                 tracing::warn!(app = %self.snap.config.name, failures = self.checks.failures, error = %e, "health check failed");
                 if self.checks.failures >= health.failures {
                     let n = self.checks.failures;
-                    self.recycle(format!("health check failed {n} times in a row: {e}"));
+                    self.recycle(format!("health check failed {n} times in a row: {e}"), false);
                 }
             }
         }
