@@ -48,7 +48,7 @@ fn send_raw(home: &Home, bytes: &[u8]) -> Vec<u8> {
 #[test]
 fn garbage_closes_only_that_connection() {
     let home = Home::new();
-    home.ok(&["start", "--name", "keep", "--", "sleep", "1000"]);
+    home.ok(&["start", "--name", "keep", "--", "sleep", "infinity"]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let paths = Paths::new(home.path());
     let mut good = rt.block_on(Client::connect(&paths)).expect("a good client connects");

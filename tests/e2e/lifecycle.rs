@@ -11,7 +11,7 @@ kill_timeout = "2s"
 
 [apps.beta]
 command = "sh"
-args = ["-c", "echo \"$GREETING $FROM_FILE\" > env.txt; exec sleep 1000"]
+args = ["-c", "echo \"$GREETING $FROM_FILE\" > env.txt; exec sleep infinity"]
 env = { GREETING = "hello" }
 env_file = "beta.env"
 "#;
@@ -79,7 +79,7 @@ fn start_list_describe_stop_delete() {
 #[test]
 fn start_a_command_without_a_file_and_restart_it() {
     let home = Home::new();
-    let out = home.ok(&["start", "--name", "adhoc", "--", "sleep", "1000"]);
+    let out = home.ok(&["start", "--name", "adhoc", "--", "sleep", "infinity"]);
     assert!(out.contains("adhoc: online"), "{out}");
     let first = home.pid("adhoc");
     home.ok(&["restart", "adhoc"]);
@@ -125,7 +125,7 @@ fn a_bad_config_names_line_and_key_and_starts_nothing() {
     let home = Home::new();
     let config = home.write(
         "bad.toml",
-        "[apps.good]\ncommand = \"sleep\"\nargs = [\"1000\"]\n\n[apps.bad]\ncommand = \"sleep\"\nkill_timeout = \"5 parsecs\"\ncolour = \"blue\"\n",
+        "[apps.good]\ncommand = \"sleep\"\nargs = [\"infinity\"]\n\n[apps.bad]\ncommand = \"sleep\"\nkill_timeout = \"5 parsecs\"\ncolour = \"blue\"\n",
     );
     let err = home.fails(&["start", config.to_str().unwrap()]);
     assert!(err.contains("bad.toml:7:16: apps.bad.kill_timeout: invalid duration"), "stderr: {err}");
@@ -140,7 +140,7 @@ fn a_bad_config_names_line_and_key_and_starts_nothing() {
 #[test]
 fn unknown_apps_fail_with_one_line_and_change_nothing() {
     let home = Home::new();
-    home.ok(&["start", "--name", "real", "--", "sleep", "1000"]);
+    home.ok(&["start", "--name", "real", "--", "sleep", "infinity"]);
     let pid = home.pid("real");
     let err = home.fails(&["stop", "real", "ghost"]);
     assert!(err.contains("no app named \"ghost\""), "stderr: {err}");

@@ -88,7 +88,7 @@ impl Load {
         for _ in 0..shape.request_threads {
             let (stop, stats) = (stop.clone(), stats.clone());
             threads.push(std::thread::spawn(move || {
-                let mut next = Instant::now();
+                let mut deadline = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     let result = exchange(addr, "/");
                     let mut st = stats.lock().unwrap();
@@ -103,8 +103,9 @@ impl Load {
                         }
                     }
                     drop(st);
-                    next += period;
-                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    // Pacing is the load's shape: the next request is due one period later.
+                    deadline += period;
+                    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
                 }
             }));
         }

@@ -20,7 +20,7 @@ fn stdout_and_stderr_land_in_their_files_with_timestamps() {
         "--",
         "sh",
         "-c",
-        "echo to-out; echo to-err >&2; printf no-newline; exec sleep 1000",
+        "echo to-out; echo to-err >&2; printf no-newline; exec sleep infinity",
     ]);
     let out = wait_for("the out file", Duration::from_secs(10), || {
         let text = std::fs::read_to_string(log_dir(&home).join("talk.out.log")).map_err(|e| e.to_string())?;
@@ -207,7 +207,7 @@ fn an_unwritable_log_path_leaves_the_app_running_and_says_so() {
 #[test]
 fn flush_empties_the_logs() {
     let home = Home::new();
-    home.ok(&["start", "--name", "f", "--", "sh", "-c", "echo hello; exec sleep 1000"]);
+    home.ok(&["start", "--name", "f", "--", "sh", "-c", "echo hello; exec sleep infinity"]);
     wait_for("a line", Duration::from_secs(10), || {
         let out = home.ok(&["logs", "f"]);
         if out.contains("hello") {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 const GRANDCHILD: &str = r#"
 [apps.forky]
 command = "sh"
-args = ["-c", "(sh -c 'trap \"\" TERM; echo $$ > grandchild.pid; exec sleep 1000' &); exec sleep 1000"]
+args = ["-c", "(sh -c 'trap \"\" TERM; echo $$ > grandchild.pid; exec sleep infinity' &); exec sleep infinity"]
 kill_timeout = "500ms"
 "#;
 
@@ -35,7 +35,7 @@ fn a_grandchild_left_by_a_crashed_leader_is_ended_before_the_restart() {
     let home = Home::new();
     let config = home.write(
         "orphan.toml",
-        "[apps.orphan]\ncommand = \"sh\"\nargs = [\"-c\", \"sh -c 'echo $$ > gc.pid; exec sleep 1000' & while [ ! -s gc.pid ]; do sleep 0.01; done; exit 1\"]\nrestart_delay = \"10s\"\n",
+        "[apps.orphan]\ncommand = \"sh\"\nargs = [\"-c\", \"sh -c 'echo $$ > gc.pid; exec sleep infinity' & while [ ! -s gc.pid ]; do sleep 0.01; done; exit 1\"]\nrestart_delay = \"10s\"\n",
     );
     home.ok(&["start", config.to_str().unwrap()]);
     let grandchild = home.read_pid_file("gc.pid");
@@ -67,7 +67,7 @@ fn apps_do_not_outlive_a_killed_daemon_and_its_stale_socket_is_replaced() {
     let home = Home::new();
     let config = home.write(
         "app.toml",
-        "[apps.server]\ncommand = \"sh\"\nargs = [\"-c\", \"sh -c 'echo $$ > child.pid; exec sleep 1000' & exec sleep 1000\"]\n",
+        "[apps.server]\ncommand = \"sh\"\nargs = [\"-c\", \"sh -c 'echo $$ > child.pid; exec sleep infinity' & exec sleep infinity\"]\n",
     );
     home.ok(&["start", config.to_str().unwrap()]);
     let leader = home.pid("server");
@@ -92,8 +92,8 @@ fn apps_do_not_outlive_a_killed_daemon_and_its_stale_socket_is_replaced() {
 #[test]
 fn kill_stops_every_app_then_the_daemon() {
     let home = Home::new();
-    home.ok(&["start", "--name", "one", "--", "sleep", "1000"]);
-    home.ok(&["start", "--name", "two", "--", "sleep", "1000"]);
+    home.ok(&["start", "--name", "one", "--", "sleep", "infinity"]);
+    home.ok(&["start", "--name", "two", "--", "sleep", "infinity"]);
     let pids = [home.pid("one"), home.pid("two")];
     let daemon = home.daemon_pid().unwrap();
     let out = home.ok(&["kill"]);

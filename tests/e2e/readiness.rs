@@ -48,7 +48,7 @@ fn notify_from_outside_the_group_is_ignored_and_the_timeout_fails_the_start() {
     let home = Home::new();
     let config = home.write(
         "t.toml",
-        "[apps.silent]\ncommand = \"sh\"\nargs = [\"-c\", \"echo $NOTIFY_SOCKET > notify-path.txt; exec sleep 1000\"]\nready = \"notify\"\nready_timeout = \"1500ms\"\n",
+        "[apps.silent]\ncommand = \"sh\"\nargs = [\"-c\", \"echo $NOTIFY_SOCKET > notify-path.txt; exec sleep infinity\"]\nready = \"notify\"\nready_timeout = \"1500ms\"\n",
     );
     let mut start = home.command(&["start", config.to_str().unwrap()]);
     let child = start.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
@@ -82,7 +82,7 @@ fn notify_via_systemd_notify() {
     let home = Home::new();
     let config = home.write(
         "s.toml",
-        "[apps.sd]\ncommand = \"sh\"\nargs = [\"-c\", \"systemd-notify --ready --status='from systemd-notify' && exec sleep 1000\"]\nready = \"notify\"\nready_timeout = \"10s\"\n",
+        "[apps.sd]\ncommand = \"sh\"\nargs = [\"-c\", \"systemd-notify --ready --status='from systemd-notify' && exec sleep infinity\"]\nready = \"notify\"\nready_timeout = \"10s\"\n",
     );
     let out = home.ok(&["start", config.to_str().unwrap()]);
     assert!(out.contains("sd: online"), "{out}");

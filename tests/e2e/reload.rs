@@ -74,7 +74,7 @@ fn a_reload_whose_new_generation_never_gets_ready_or_crashes_keeps_the_old_one_s
     // A new config whose generation never says ready.
     let never = home.write(
         "never.toml",
-        &format!("[apps.web]\ncommand = \"sleep\"\nargs = [\"1000\"]\nlisten = [\"tcp://{addr}\"]\nready = \"ipc\"\nready_timeout = \"1s\"\n"),
+        &format!("[apps.web]\ncommand = \"sleep\"\nargs = [\"infinity\"]\nlisten = [\"tcp://{addr}\"]\nready = \"ipc\"\nready_timeout = \"1s\"\n"),
     );
     let err = home.fails(&["reload", "web", "--config", never.to_str().unwrap()]);
     assert!(err.contains("reload failed") && err.contains("not ready within 1s"), "stderr: {err}");
@@ -131,7 +131,7 @@ fn a_reload_shows_both_pids_refuses_a_second_reload_and_blocks_no_other_app() {
     let addr = free_addr();
     let config = node_app(&home, addr, "env = { READY_DELAY_MS = \"1500\" }\n");
     home.ok(&["start", config.to_str().unwrap()]);
-    home.ok(&["start", "--name", "other", "--", "sleep", "1000"]);
+    home.ok(&["start", "--name", "other", "--", "sleep", "infinity"]);
     let old = home.pid("web");
     let reload = home
         .command(&["reload", "web"])

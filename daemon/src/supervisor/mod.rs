@@ -141,14 +141,9 @@ impl Supervisor {
         let mut ids = Vec::new();
         {
             let apps = self.apps.lock().expect("apps lock");
-            let names: Vec<AppName> = match targets {
-                Targets::All => apps.keys().cloned().collect(),
-                Targets::Names(names) => {
-                    if let Some(name) = names.iter().find(|n| !apps.contains_key(*n)) {
-                        return unknown_app(name);
-                    }
-                    names.clone()
-                }
+            let names = match resolve(&apps, targets) {
+                Ok(names) => names,
+                Err(response) => return response,
             };
             for name in names {
                 let (reply, rx) = oneshot::channel();
@@ -182,14 +177,9 @@ impl Supervisor {
         let mut plan = Vec::new();
         {
             let apps = self.apps.lock().expect("apps lock");
-            let names: Vec<AppName> = match &request.targets {
-                Targets::All => apps.keys().cloned().collect(),
-                Targets::Names(names) => {
-                    if let Some(name) = names.iter().find(|n| !apps.contains_key(*n)) {
-                        return unknown_app(name);
-                    }
-                    names.clone()
-                }
+            let names = match resolve(&apps, &request.targets) {
+                Ok(names) => names,
+                Err(response) => return response,
             };
             let mut files: BTreeMap<std::path::PathBuf, Vec<AppConfig>> = BTreeMap::new();
             for name in names {
@@ -272,14 +262,9 @@ impl Supervisor {
     /// Empties the targets' log files (live and rotated).
     pub fn flush_logs(&self, targets: &Targets) -> Response {
         let apps = self.apps.lock().expect("apps lock");
-        let names: Vec<AppName> = match targets {
-            Targets::All => apps.keys().cloned().collect(),
-            Targets::Names(names) => {
-                if let Some(name) = names.iter().find(|n| !apps.contains_key(*n)) {
-                    return unknown_app(name);
-                }
-                names.clone()
-            }
+        let names = match resolve(&apps, targets) {
+            Ok(names) => names,
+            Err(response) => return response,
         };
         let samples = self.ctx.samples.lock().expect("samples lock");
         let outcomes = names
@@ -366,6 +351,17 @@ impl Supervisor {
         let every = u64::try_from(config.limits.memory_check_interval.as_millis()).unwrap_or(u64::MAX);
         self.ctx.sample_every_ms.fetch_min(every, Ordering::Relaxed);
         app::spawn(id, config, self.ctx.clone(), &self.tracker, self.apps_token.clone())
+    }
+}
+
+/// The names `targets` means; an unknown name is an error response (nothing is touched).
+fn resolve(apps: &BTreeMap<AppName, AppHandle>, targets: &Targets) -> Result<Vec<AppName>, Response> {
+    match targets {
+        Targets::All => Ok(apps.keys().cloned().collect()),
+        Targets::Names(names) => match names.iter().find(|n| !apps.contains_key(*n)) {
+            Some(name) => Err(unknown_app(name)),
+            None => Ok(names.clone()),
+        },
     }
 }
 

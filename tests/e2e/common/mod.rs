@@ -17,13 +17,14 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// and what it saw last.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + timeout;
+    let poll_interval = Duration::from_millis(20);
     loop {
         match probe() {
             Ok(value) => return value,
             Err(seen) if Instant::now() >= deadline => {
                 panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}")
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => std::thread::sleep(poll_interval),
         }
     }
 }
