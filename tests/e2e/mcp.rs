@@ -172,3 +172,35 @@ fn http_get(port: u16, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+#[test]
+fn the_rust_rmcp_example_speaks_the_stateless_revision() {
+    // Built by `cargo test --workspace` (it is an example of the root package).
+    let binary = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples/mcp-rust");
+    if !binary.exists() {
+        eprintln!("{} is not built (cargo build --example mcp-rust); skipping", binary.display());
+        return;
+    }
+    let home = Home::new();
+    let port = free_port();
+    let text = std::fs::read_to_string(examples().join("mcp-rust.toml"))
+        .unwrap()
+        .replace("3300", &port.to_string())
+        .replace("\"../target/debug/examples/mcp-rust\"", &format!("{:?}", binary.display().to_string()));
+    let config = home.write("mcp-rust.toml", &text);
+    home.ok(&["start", config.to_str().unwrap()]);
+    let report = probe_json(&home, "mcp-rust");
+    assert_eq!(
+        (report["revision"].as_str(), report["server_name"].as_str(), report["tool_count"].as_u64()),
+        (Some("2026-07-28"), Some("rmcp"), Some(2)),
+        "{report}"
+    );
+    let pid = home.pid("mcp-rust");
+    home.ok(&["stop", "mcp-rust"]);
+    let exit = home.describe("mcp-rust")["last_exits"][0].clone();
+    assert_eq!(
+        (exit["pid"].as_u64(), exit["code"].as_i64()),
+        (Some(u64::from(pid)), Some(0)),
+        "it drained and exited 0: {exit}"
+    );
+}

@@ -130,12 +130,13 @@ async fn stateless(url: &HttpUrl) -> Result<Found, ProbeError> {
     let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": { "_meta": meta } });
     let reply = http::post(url, &url.path, &headers("tools/list"), &list, Some(2)).await?;
     let tools = tools_of(&result_of(&expect_ok(&reply, "tools/list")?, 2)?)?;
-    Ok(Found {
-        revision: STATELESS.into(),
-        transport: "streamable-http",
-        server: result.get("serverInfo").cloned().unwrap_or_default(),
-        tools,
-    })
+    // The revision's servers put serverInfo in the result or in its `_meta`.
+    let server = result
+        .get("serverInfo")
+        .or_else(|| result.pointer("/_meta/io.modelcontextprotocol~1serverInfo"))
+        .cloned()
+        .unwrap_or_default();
+    Ok(Found { revision: STATELESS.into(), transport: "streamable-http", server, tools })
 }
 
 /// Up to 2025-11-25: `initialize`, `notifications/initialized`, `tools/list`, `ping`, `DELETE`.

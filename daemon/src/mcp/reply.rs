@@ -69,6 +69,9 @@ mod tests {
     const INIT_SSE: &str = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2025-03-26\",\"serverInfo\":{\"name\":\"py\",\"version\":\"1.0\"}}}\n\n";
     const TOOLS_SSE_CRLF: &str = "id: 7\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\r\n\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\r\ndata: \"result\":{\"tools\":[{\"name\":\"add\"}]}}\r\n\r\n";
     const DISCOVER_2026: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete","supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"serverInfo":{"name":"s","version":"2.0"}}}"#;
+    const DISCOVER_META_INFO: &str = r#"data: {"jsonrpc":"2.0","id":1,"result":{"resultType":"complete","supportedVersions":["2025-11-25","2026-07-28"],"capabilities":{"tools":{}},"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"rmcp","version":"3.11.0"}}}}
+
+"#;
     const METHOD_NOT_FOUND: &str = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}"#;
     const UNKNOWN_SESSION: &str =
         r#"{"jsonrpc":"2.0","error":{"code":-32001,"message":"Session not found"},"id":null}"#;
@@ -84,6 +87,11 @@ mod tests {
         assert_eq!(tools["tools"][0]["name"], "add", "multi-line data and notifications before the response");
         let discover = result_of(&messages("application/json", DISCOVER_2026.as_bytes()).unwrap(), 1).unwrap();
         assert_eq!(discover["supportedVersions"][0], "2026-07-28");
+        let meta = result_of(&messages("text/event-stream", DISCOVER_META_INFO.as_bytes()).unwrap(), 1).unwrap();
+        assert_eq!(
+            meta.pointer("/_meta/io.modelcontextprotocol~1serverInfo/name").and_then(Value::as_str),
+            Some("rmcp")
+        );
     }
 
     #[test]
