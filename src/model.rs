@@ -155,6 +155,18 @@ pub struct AppInfo {
     /// Why the app's logs cannot be written, while they cannot.
     #[serde(default)]
     pub log_error: Option<String>,
+    /// Behind a front: the MCP sessions each generation holds.
+    #[serde(default)]
+    pub sessions: Vec<GenerationSessions>,
+}
+
+/// How many MCP sessions one generation holds behind the front.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationSessions {
+    /// The generation's pid.
+    pub pid: u32,
+    /// Its sessions.
+    pub sessions: usize,
 }
 
 /// The two generations of a reload, while they overlap.

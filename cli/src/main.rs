@@ -40,6 +40,9 @@ enum Verb {
         /// Take the apps' new config from this file (default: the file each came from).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Behind a front: return only once the old generation is gone (its sessions drained).
+        #[arg(long)]
+        wait_drain: bool,
     },
     /// Stop apps and forget them.
     Delete(Targets),
@@ -149,7 +152,7 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Restart(t) => simple::act(simple::Act::Restart, &t.names).await,
         Verb::Delete(t) => simple::act(simple::Act::Delete, &t.names).await,
         Verb::Reset(t) => simple::act(simple::Act::Reset, &t.names).await,
-        Verb::Reload { names, config } => simple::reload(&names, config.as_deref()).await,
+        Verb::Reload { names, config, wait_drain } => simple::reload(&names, config.as_deref(), wait_drain).await,
         Verb::List { json } => commands::list::run(json).await,
         Verb::Describe { name, json } => commands::describe::run(&name, json).await,
         Verb::Ping => simple::ping().await,

@@ -5,6 +5,7 @@
 //! or the `kill` verb). Shutdown is a [`CancellationToken`]: every app is drained in
 //! parallel, then the socket is removed and `run` returns.
 
+mod front;
 pub mod guard;
 mod lock;
 pub mod logs;

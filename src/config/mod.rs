@@ -6,6 +6,7 @@
 mod duration;
 mod envfile;
 mod error;
+mod front;
 mod limits;
 mod logs;
 mod parse;
@@ -14,6 +15,7 @@ mod ready;
 pub use duration::{duration_ms, parse_duration};
 pub use envfile::{parse_env_file, read_env_file};
 pub use error::{ConfigError, ConfigErrors};
+pub use front::FrontConfig;
 pub use limits::{
     duration_ms_opt, format_size, parse_size, HealthCheck, Limits, Probe, RestartConfig, RestartMode,
     DEFAULT_MEMORY_CHECK_INTERVAL,
@@ -76,6 +78,10 @@ pub struct AppConfig {
     /// With `ready = "ipc"`: ask the app to stop with a `'shutdown'` message, not a signal.
     #[serde(default)]
     pub shutdown_with_message: bool,
+    /// mcpd's HTTP front: a public socket routing MCP sessions to their generation; each
+    /// generation then gets a private socket of its own (as fd 3, like `listen`).
+    #[serde(default)]
+    pub front: Option<FrontConfig>,
     /// Run as this user (name or uid); needs the daemon to run as root.
     #[serde(default)]
     pub user: Option<String>,
@@ -130,6 +136,7 @@ impl AppConfig {
             ready_timeout: DEFAULT_READY_TIMEOUT,
             listen: Vec::new(),
             shutdown_with_message: false,
+            front: None,
             user: None,
             group: None,
             restarts: RestartConfig::default(),
@@ -157,6 +164,7 @@ impl fmt::Debug for AppConfig {
             .field("ready_timeout", &self.ready_timeout)
             .field("listen", &self.listen)
             .field("shutdown_with_message", &self.shutdown_with_message)
+            .field("front", &self.front)
             .field("user", &self.user)
             .field("group", &self.group)
             .field("restarts", &self.restarts)

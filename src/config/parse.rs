@@ -45,6 +45,7 @@ const APP_KEYS: &[&str] = &[
     "log_compress",
     "user",
     "group",
+    "front",
 ];
 
 #[path = "parse_logs.rs"]
@@ -173,6 +174,7 @@ impl Walker<'_> {
                 "ready" => cfg.ready = self.ready(value, &kpath, span).unwrap_or(cfg.ready),
                 "ready_timeout" => cfg.ready_timeout = self.duration(value, &kpath, span).unwrap_or(cfg.ready_timeout),
                 "listen" => cfg.listen = self.listen(value, &kpath, span, base),
+                "front" => cfg.front = self.front(value, &kpath, span, base),
                 "user" => cfg.user = self.string(value, &kpath, span).filter(|u| self.non_empty(u, &kpath, value)),
                 "group" => cfg.group = self.string(value, &kpath, span).filter(|g| self.non_empty(g, &kpath, value)),
                 "shutdown_with_message" => match value.as_bool() {
@@ -201,6 +203,15 @@ impl Walker<'_> {
                 span,
                 &format!("{path}.watchdog"),
                 "needs ready = \"notify\" (WATCHDOG=1 comes over the notify socket)".into(),
+            );
+        }
+        if cfg.front.is_some() && !cfg.listen.is_empty() {
+            let span = table.key("front").and_then(|k| k.span()).unwrap_or(name_span.clone());
+            self.error(
+                span,
+                &format!("{path}.front"),
+                "a front gives each generation its own socket: remove `listen` (the app takes fd 3 the same way)"
+                    .into(),
             );
         }
         if command.is_none() && !table.contains_key("command") {

@@ -76,6 +76,54 @@ impl Walker<'_> {
         true
     }
 
+    pub(super) fn front(
+        &mut self,
+        item: &Item,
+        key: &str,
+        span: Range<usize>,
+        base: &std::path::Path,
+    ) -> Option<crate::config::FrontConfig> {
+        let Some(table) = item.as_table_like() else {
+            self.error(span, key, "expected a table like { listen = \"127.0.0.1:3000\" }".into());
+            return None;
+        };
+        let mut listen = None;
+        let (mut idle, mut deadline) = (None, None);
+        for (k, v) in table.iter() {
+            let kpath = format!("{key}.{k}");
+            let vspan = v.span().unwrap_or(span.clone());
+            match k {
+                "listen" => {
+                    let Some(text) = self.string(v, &kpath, vspan.clone()) else { continue };
+                    let text = if text.starts_with("tcp://") || text.starts_with("unix:") {
+                        text
+                    } else {
+                        format!("tcp://{text}")
+                    };
+                    match crate::config::ListenAddr::parse(&text, base) {
+                        Ok(addr) => listen = Some(addr),
+                        Err(e) => self.error(vspan, &kpath, e),
+                    }
+                }
+                "session_idle_timeout" => idle = self.duration(v, &kpath, vspan),
+                "drain_deadline" => deadline = self.duration(v, &kpath, vspan),
+                other => self.error(
+                    vspan,
+                    &kpath,
+                    format!("unknown key {other:?}; use listen, session_idle_timeout, drain_deadline"),
+                ),
+            }
+        }
+        let Some(listen) = listen else {
+            self.error(span, key, "needs listen = \"127.0.0.1:PORT\" (the public socket)".into());
+            return None;
+        };
+        let mut front = crate::config::FrontConfig::new(listen);
+        front.session_idle_timeout = idle.unwrap_or(front.session_idle_timeout);
+        front.drain_deadline = deadline.unwrap_or(front.drain_deadline);
+        Some(front)
+    }
+
     fn exit_codes(&mut self, item: &Item, key: &str, span: Range<usize>) -> Vec<i32> {
         let Some(array) = item.as_array() else {
             self.error(span, key, format!("expected an array of exit codes like [0, 3], found {}", type_name(item)));

@@ -92,6 +92,9 @@ pub struct ReloadRequest {
     pub targets: Targets,
     /// New configs (from `--config FILE`); apps not in it re-read the file they came from.
     pub apps: Vec<AppConfig>,
+    /// Behind a front: answer only once the old generation is gone (its sessions drained).
+    #[serde(default)]
+    pub wait_drain: bool,
 }
 
 /// `stop`, `restart`, `delete`: the apps to act on.

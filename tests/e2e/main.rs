@@ -4,6 +4,7 @@
 mod common;
 mod control;
 mod examples;
+mod front;
 mod lifecycle;
 mod load;
 mod logs;

@@ -30,7 +30,7 @@ pub async fn act(act: Act, names: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 /// `reload`: new generations, ready before the old ones drain; `--config` gives new configs.
-pub async fn reload(names: &[String], config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+pub async fn reload(names: &[String], config: Option<&std::path::Path>, wait_drain: bool) -> anyhow::Result<ExitCode> {
     let targets = super::targets(names)?;
     let apps = match config {
         Some(path) => {
@@ -42,7 +42,7 @@ pub async fn reload(names: &[String], config: Option<&std::path::Path>) -> anyho
         }
         None => Vec::new(),
     };
-    match connect::call(Request::Reload(mcpd_core::protocol::ReloadRequest { targets, apps })).await? {
+    match connect::call(Request::Reload(mcpd_core::protocol::ReloadRequest { targets, apps, wait_drain })).await? {
         Response::Done { outcomes } => Ok(super::report(&outcomes)),
         other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
     }

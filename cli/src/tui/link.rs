@@ -120,9 +120,11 @@ async fn act_on(paths: Paths, act: Act, app: AppName, tx: UnboundedSender<Incomi
         Act::Restart => Request::Restart(targets),
         Act::Stop => Request::Stop(targets),
         Act::Delete => Request::Delete(targets),
-        Act::Reload => {
-            Request::Reload(mcpd_core::protocol::ReloadRequest { targets: targets.targets, apps: Vec::new() })
-        }
+        Act::Reload => Request::Reload(mcpd_core::protocol::ReloadRequest {
+            targets: targets.targets,
+            apps: Vec::new(),
+            wait_drain: false,
+        }),
         Act::Start => {
             Request::Start(mcpd_core::protocol::StartRequest { apps: Vec::new(), names: vec![app.clone()], wait: true })
         }

@@ -23,6 +23,7 @@ fn info(name: &str, status: AppStatus, pid: Option<u32>) -> AppInfo {
         status_text: (name == "web").then(|| "serving 3 sessions".into()),
         reload: None,
         log_error: None,
+        sessions: Vec::new(),
     }
 }
 

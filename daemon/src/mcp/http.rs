@@ -18,27 +18,52 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
-async fn send(
-    url: &HttpUrl,
-    request: hyper::Request<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>,
-) -> Result<hyper::Response<Incoming>, ProbeError> {
-    let stream = tokio::net::TcpStream::connect(&url.authority)
-        .await
-        .map_err(|e| ProbeError::Unreachable(format!("connect to {}: {e}", url.authority)))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+/// Where requests go: the URL's host and port, or a Unix socket (a generation's private
+/// socket behind a front) with the URL's path and host header.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: HttpUrl,
+    pub unix: Option<std::path::PathBuf>,
+}
+
+type Request = hyper::Request<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>;
+
+async fn exchange<IO>(io: IO, request: Request, what: &str) -> Result<hyper::Response<Incoming>, ProbeError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
         .await
         .map_err(|e| ProbeError::Unreachable(e.to_string()))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    sender.send_request(request).await.map_err(|e| ProbeError::Unreachable(format!("{}: {e}", url.authority)))
+    sender.send_request(request).await.map_err(|e| ProbeError::Unreachable(format!("{what}: {e}")))
 }
 
-fn builder(method: &str, url: &HttpUrl, path: &str, headers: &[(&str, String)]) -> hyper::http::request::Builder {
+async fn send(target: &Target, request: Request) -> Result<hyper::Response<Incoming>, ProbeError> {
+    match &target.unix {
+        Some(path) => {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(|e| ProbeError::Unreachable(format!("connect to {}: {e}", path.display())))?;
+            exchange(stream, request, &path.display().to_string()).await
+        }
+        None => {
+            let authority = &target.url.authority;
+            let stream = tokio::net::TcpStream::connect(authority)
+                .await
+                .map_err(|e| ProbeError::Unreachable(format!("connect to {authority}: {e}")))?;
+            exchange(stream, request, authority).await
+        }
+    }
+}
+
+fn builder(method: &str, url: &Target, path: &str, headers: &[(&str, String)]) -> hyper::http::request::Builder {
     let mut b = hyper::Request::builder()
         .method(method)
         .uri(path)
-        .header(hyper::header::HOST, url.authority.as_str())
+        .header(hyper::header::HOST, url.url.authority.as_str())
         .header(hyper::header::USER_AGENT, concat!("mcpd-probe/", env!("CARGO_PKG_VERSION")));
     for (k, v) in headers {
         b = b.header(*k, v.as_str());
@@ -53,7 +78,7 @@ fn head(response: &hyper::Response<Incoming>) -> (u16, String, Option<String>) {
 
 /// POSTs a JSON-RPC message; for a request (`wait_for = Some(id)`) reads until its response.
 pub async fn post(
-    url: &HttpUrl,
+    url: &Target,
     path: &str,
     headers: &[(&str, String)],
     message: &Value,
@@ -85,15 +110,24 @@ pub async fn post(
     Ok(Reply { status, content_type, session, body })
 }
 
+/// The status of `GET url` (a readiness or health URL).
+pub async fn get_status(url: &Target) -> Result<u16, ProbeError> {
+    let request = builder("GET", url, &url.url.path, &[])
+        .body(Empty::new().boxed())
+        .map_err(|e| ProbeError::NotMcp(e.to_string()))?;
+    Ok(send(url, request).await?.status().as_u16())
+}
+
 /// DELETEs a session (best effort).
-pub async fn delete(url: &HttpUrl, headers: &[(&str, String)]) -> Result<u16, ProbeError> {
-    let request = builder("DELETE", url, &url.path, headers)
+pub async fn delete(url: &Target, headers: &[(&str, String)]) -> Result<u16, ProbeError> {
+    let request = builder("DELETE", url, &url.url.path, headers)
         .body(Empty::new().boxed())
         .map_err(|e| ProbeError::NotMcp(e.to_string()))?;
     Ok(send(url, request).await?.status().as_u16())
 }
 
 /// An open SSE stream (the deprecated HTTP+SSE transport's GET).
+#[derive(Debug)]
 pub struct EventStream {
     body: Incoming,
     buf: String,
@@ -101,7 +135,7 @@ pub struct EventStream {
 
 impl EventStream {
     /// Opens `GET path` as an event stream.
-    pub async fn open(url: &HttpUrl, path: &str) -> Result<EventStream, ProbeError> {
+    pub async fn open(url: &Target, path: &str) -> Result<EventStream, ProbeError> {
         let request = builder("GET", url, path, &[("accept", "text/event-stream".into())])
             .body(Empty::new().boxed())
             .map_err(|e| ProbeError::NotMcp(e.to_string()))?;

@@ -5,11 +5,12 @@
 //! `tools/list`, `ping`, then `DELETE` of the session so probes never leak sessions), then the
 //! deprecated HTTP+SSE transport (`GET /sse`, `event: endpoint`, POSTs answered on the stream).
 
-mod http;
+pub mod http;
 mod probe;
 pub mod reply;
 
-pub use probe::{probe, tools_hash, ProbeReport};
+pub use http::Target;
+pub use probe::{probe, probe_via, tools_hash, ProbeReport};
 
 /// Why a probe failed; `mcpd probe` exits with a different code for each.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,9 +1,9 @@
 //! The probe's three ways in, newest first.
 
-use super::http::{self, EventStream};
+use super::http::{self, EventStream, Target};
 use super::reply::{messages, result_of};
 use super::ProbeError;
-use mcpd_core::config::{parse_http_url, HttpUrl};
+use mcpd_core::config::parse_http_url;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -61,8 +61,18 @@ struct Found {
 
 /// Probes `url` within `timeout`.
 pub async fn probe(url: &str, timeout: Duration) -> Result<ProbeReport, ProbeError> {
+    probe_via(url, None, timeout).await
+}
+
+/// Probes `url`'s path through `unix` (a generation's private socket) when given.
+pub async fn probe_via(
+    url: &str,
+    unix: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<ProbeReport, ProbeError> {
     let started = Instant::now();
-    let target = parse_http_url(url).map_err(ProbeError::NotMcp)?;
+    let target =
+        Target { url: parse_http_url(url).map_err(ProbeError::NotMcp)?, unix: unix.map(std::path::Path::to_path_buf) };
     let found = tokio::time::timeout(timeout, find(&target)).await.map_err(|_| {
         ProbeError::Unreachable(format!("no complete answer within {}", humantime::format_duration(timeout)))
     })??;
@@ -79,7 +89,7 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<ProbeReport, ProbeErr
     })
 }
 
-async fn find(url: &HttpUrl) -> Result<Found, ProbeError> {
+async fn find(url: &Target) -> Result<Found, ProbeError> {
     match stateless(url).await {
         Ok(found) => return Ok(found),
         Err(e @ ProbeError::Unreachable(_)) => return Err(e),
@@ -108,7 +118,7 @@ fn expect_ok(reply: &http::Reply, what: &str) -> Result<Vec<Value>, ProbeError> 
 }
 
 /// 2026-07-28: `server/discover`, then `tools/list`, each self-describing.
-async fn stateless(url: &HttpUrl) -> Result<Found, ProbeError> {
+async fn stateless(url: &Target) -> Result<Found, ProbeError> {
     let meta = json!({
         "io.modelcontextprotocol/protocolVersion": STATELESS,
         "io.modelcontextprotocol/clientInfo": client_info(),
@@ -117,7 +127,7 @@ async fn stateless(url: &HttpUrl) -> Result<Found, ProbeError> {
     let headers =
         |method: &str| vec![("mcp-protocol-version", STATELESS.to_string()), ("mcp-method", method.to_string())];
     let discover = json!({ "jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": { "_meta": meta } });
-    let reply = http::post(url, &url.path, &headers("server/discover"), &discover, Some(1)).await?;
+    let reply = http::post(url, &url.url.path, &headers("server/discover"), &discover, Some(1)).await?;
     let result = result_of(&expect_ok(&reply, "server/discover")?, 1)?;
     let versions: Vec<&str> = result
         .get("supportedVersions")
@@ -128,7 +138,7 @@ async fn stateless(url: &HttpUrl) -> Result<Found, ProbeError> {
         return Err(ProbeError::NotMcp(format!("server/discover offers {versions:?}, not {STATELESS}")));
     }
     let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": { "_meta": meta } });
-    let reply = http::post(url, &url.path, &headers("tools/list"), &list, Some(2)).await?;
+    let reply = http::post(url, &url.url.path, &headers("tools/list"), &list, Some(2)).await?;
     let tools = tools_of(&result_of(&expect_ok(&reply, "tools/list")?, 2)?)?;
     // The revision's servers put serverInfo in the result or in its `_meta`.
     let server = result
@@ -140,10 +150,10 @@ async fn stateless(url: &HttpUrl) -> Result<Found, ProbeError> {
 }
 
 /// Up to 2025-11-25: `initialize`, `notifications/initialized`, `tools/list`, `ping`, `DELETE`.
-async fn handshake(url: &HttpUrl) -> Result<Found, ProbeError> {
+async fn handshake(url: &Target) -> Result<Found, ProbeError> {
     let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": HANDSHAKE, "capabilities": {}, "clientInfo": client_info() } });
-    let reply = http::post(url, &url.path, &[], &init, Some(1)).await?;
+    let reply = http::post(url, &url.url.path, &[], &init, Some(1)).await?;
     let result = result_of(&expect_ok(&reply, "initialize")?, 1)?;
     let revision = result.get("protocolVersion").and_then(Value::as_str).unwrap_or(HANDSHAKE).to_string();
     let mut headers = vec![("mcp-protocol-version", revision.clone())];
@@ -152,15 +162,15 @@ async fn handshake(url: &HttpUrl) -> Result<Found, ProbeError> {
     }
     let outcome = async {
         let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-        let ack = http::post(url, &url.path, &headers, &initialized, None).await?;
+        let ack = http::post(url, &url.url.path, &headers, &initialized, None).await?;
         if !(200..300).contains(&ack.status) {
             return Err(ProbeError::Protocol(format!("notifications/initialized answered HTTP {}", ack.status)));
         }
         let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {} });
-        let reply = http::post(url, &url.path, &headers, &list, Some(2)).await?;
+        let reply = http::post(url, &url.url.path, &headers, &list, Some(2)).await?;
         let tools = tools_of(&result_of(&expect_ok(&reply, "tools/list")?, 2)?)?;
         let ping = json!({ "jsonrpc": "2.0", "id": 3, "method": "ping" });
-        let reply = http::post(url, &url.path, &headers, &ping, Some(3)).await?;
+        let reply = http::post(url, &url.url.path, &headers, &ping, Some(3)).await?;
         result_of(&expect_ok(&reply, "ping")?, 3)?;
         Ok(tools)
     }
@@ -178,8 +188,9 @@ async fn handshake(url: &HttpUrl) -> Result<Found, ProbeError> {
 }
 
 /// The deprecated HTTP+SSE transport: `GET /sse` names a POST endpoint; answers come on the stream.
-async fn http_sse(url: &HttpUrl) -> Result<Found, ProbeError> {
-    let sse_path = if url.path.trim_end_matches('/').ends_with("/sse") { url.path.clone() } else { "/sse".to_string() };
+async fn http_sse(url: &Target) -> Result<Found, ProbeError> {
+    let sse_path =
+        if url.url.path.trim_end_matches('/').ends_with("/sse") { url.url.path.clone() } else { "/sse".to_string() };
     let mut stream = EventStream::open(url, &sse_path).await?;
     let endpoint = loop {
         let (event, data) = stream.next().await?;

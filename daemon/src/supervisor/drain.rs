@@ -12,6 +12,9 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// How often a draining generation's sessions are looked at (bounded by the drain deadline).
+const SESSION_POLL: Duration = Duration::from_millis(100);
+
 /// Milliseconds of a duration, saturating.
 pub(crate) fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -58,7 +61,21 @@ pub(crate) struct Drained {
 
 /// Asks `old` to stop, waits up to `kill_timeout` for its leader, then SIGKILLs whatever of
 /// its group is left.
-pub(crate) async fn drain(mut old: Generation, config: Arc<AppConfig>, ctx: Arc<Ctx>, reason: String) -> Drained {
+pub(crate) async fn drain(
+    mut old: Generation,
+    config: Arc<AppConfig>,
+    ctx: Arc<Ctx>,
+    reason: String,
+    front: Option<Arc<crate::front::Front>>,
+) -> Drained {
+    // Behind a front, the old generation first keeps serving its sessions until each is idle
+    // (or deleted), or the drain deadline comes; only then is it asked to stop.
+    if let (Some(front), Some(fc)) = (&front, &config.front) {
+        let deadline = Instant::now() + fc.drain_deadline;
+        while front.busy(old.pid, fc.session_idle_timeout) && Instant::now() < deadline {
+            tokio::time::sleep(SESSION_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+    }
     let started = Instant::now();
     let deadline = started + config.kill_timeout;
     old.request_stop(&config);
@@ -72,6 +89,9 @@ pub(crate) async fn drain(mut old: Generation, config: Arc<AppConfig>, ctx: Arc<
         }
     };
     let (mut record, end) = finish(&ctx, old.pid, status, None, deadline, &reason).await;
+    if let Some(front) = &front {
+        front.remove(old.pid);
+    }
     record.outcome = Some("replaced by a ready new generation".into());
     Drained { record, took: started.elapsed(), killed: killed || end == GroupEnd::Killed }
 }

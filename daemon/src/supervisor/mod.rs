@@ -223,7 +223,11 @@ impl Supervisor {
             {
                 let apps = self.apps.lock().expect("apps lock");
                 match apps.get(&name).filter(|h| h.id == id) {
-                    Some(handle) => handle.send(Command::Reload { config: Some(Box::new(config)), reply }),
+                    Some(handle) => handle.send(Command::Reload {
+                        config: Some(Box::new(config)),
+                        wait_drain: request.wait_drain,
+                        reply,
+                    }),
                     None => continue,
                 }
             }

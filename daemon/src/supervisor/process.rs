@@ -29,12 +29,14 @@ pub(crate) struct Generation {
     ipc: Option<OwnedWriteHalf>,
     watcher: tokio::task::AbortHandle,
     notify_path: Option<PathBuf>,
+    /// Its private socket behind a front.
+    pub upstream: Option<PathBuf>,
 }
 
 impl Drop for Generation {
     fn drop(&mut self) {
         self.watcher.abort();
-        if let Some(path) = &self.notify_path {
+        for path in self.notify_path.iter().chain(&self.upstream) {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -52,6 +54,7 @@ pub(crate) fn spawn(
     config: &AppConfig,
     ctx: &Ctx,
     listen: &[RawFd],
+    via: Option<PathBuf>,
     reports: UnboundedSender<Report>,
     logs: &Arc<AppLogs>,
     tracker: &TaskTracker,
@@ -126,8 +129,8 @@ pub(crate) fn spawn(
         None => (None, None),
     };
     let watcher =
-        tokio::spawn(ready::watch(pid, config.ready.clone(), notify_socket, ipc_read, reports)).abort_handle();
-    Ok(Generation { child, pid, ipc: ipc_write, watcher, notify_path })
+        tokio::spawn(ready::watch(pid, config.ready.clone(), via, notify_socket, ipc_read, reports)).abort_handle();
+    Ok(Generation { child, pid, ipc: ipc_write, watcher, notify_path, upstream: None })
 }
 
 fn notify_socket(config: &AppConfig, ctx: &Ctx) -> Result<NotifySocket, String> {

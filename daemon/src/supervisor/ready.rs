@@ -25,19 +25,25 @@ pub(crate) enum Report {
 }
 
 /// One liveness probe: a 2xx answer, or a connect.
-pub(crate) async fn probe_once(probe: &Probe) -> Result<(), String> {
+/// One probe: a 2xx answer, a connect, or an MCP handshake; through `via` (a generation's
+/// private socket behind a front) when given, else to the probe's own address.
+pub(crate) async fn probe_once(probe: &Probe, via: Option<&std::path::Path>) -> Result<(), String> {
     match probe {
         Probe::Http { url } => {
-            let url = parse_http_url(url)?;
-            match http_status(&url).await? {
+            let target = crate::mcp::Target { url: parse_http_url(url)?, unix: via.map(Into::into) };
+            match crate::mcp::http::get_status(&target).await.map_err(|e| e.to_string())? {
                 200..=299 => Ok(()),
-                status => Err(format!("GET {} answered {status}", url.path)),
+                status => Err(format!("GET {} answered {status}", target.url.path)),
             }
         }
-        Probe::Tcp { addr } => {
-            tokio::net::TcpStream::connect(addr).await.map(drop).map_err(|e| format!("connect to {addr}: {e}"))
-        }
-        Probe::Mcp { url } => crate::mcp::probe(url, PROBE_TIMEOUT).await.map(drop).map_err(|e| e.to_string()),
+        Probe::Tcp { addr } => match via {
+            Some(path) => tokio::net::UnixStream::connect(path)
+                .await
+                .map(drop)
+                .map_err(|e| format!("connect to {}: {e}", path.display())),
+            None => tokio::net::TcpStream::connect(addr).await.map(drop).map_err(|e| format!("connect to {addr}: {e}")),
+        },
+        Probe::Mcp { url } => crate::mcp::probe_via(url, via, PROBE_TIMEOUT).await.map(drop).map_err(|e| e.to_string()),
     }
 }
 
@@ -50,34 +56,26 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) async fn watch(
     pid: u32,
     ready: Ready,
+    via: Option<std::path::PathBuf>,
     notify: Option<UnixDatagram>,
     ipc: Option<OwnedReadHalf>,
     tx: UnboundedSender<Report>,
 ) {
+    let via = via.as_deref();
     match ready {
-        Ready::None => {}
-        Ready::Http { url } => {
-            if let Ok(url) = parse_http_url(&url) {
-                while !matches!(tokio::time::timeout(PROBE_TIMEOUT, http_status(&url)).await, Ok(Ok(200..=299))) {
-                    tokio::time::sleep(PROBE_INTERVAL).await;
-                }
-                let _ = tx.send(Report::Ready { pid });
-            }
-        }
-        Ready::Tcp { addr } => {
-            while !matches!(tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await, Ok(Ok(_)))
-            {
+        Ready::None | Ready::Notify | Ready::Ipc => {}
+        Ready::Http { .. } | Ready::Tcp { .. } | Ready::Mcp { .. } => {
+            let probe = match ready {
+                Ready::Http { url } => Probe::Http { url },
+                Ready::Tcp { addr } => Probe::Tcp { addr },
+                Ready::Mcp { url } => Probe::Mcp { url },
+                _ => unreachable!("matched above"),
+            };
+            while !matches!(tokio::time::timeout(PROBE_TIMEOUT, probe_once(&probe, via)).await, Ok(Ok(()))) {
                 tokio::time::sleep(PROBE_INTERVAL).await;
             }
             let _ = tx.send(Report::Ready { pid });
         }
-        Ready::Mcp { url } => {
-            while crate::mcp::probe(&url, PROBE_TIMEOUT).await.is_err() {
-                tokio::time::sleep(PROBE_INTERVAL).await;
-            }
-            let _ = tx.send(Report::Ready { pid });
-        }
-        Ready::Notify | Ready::Ipc => {}
     }
     // Notify and IPC channels stay open for the generation's life (STATUS= updates, messages).
     tokio::join!(
@@ -92,22 +90,6 @@ pub(crate) async fn watch(
             }
         }
     );
-}
-
-async fn http_status(url: &mcpd_core::config::HttpUrl) -> Result<u16, String> {
-    use http_body_util::Empty;
-    let stream = tokio::net::TcpStream::connect(&url.authority).await.map_err(|e| e.to_string())?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
-    let request = hyper::Request::get(url.path.as_str())
-        .header(hyper::header::HOST, url.authority.as_str())
-        .header(hyper::header::USER_AGENT, "mcpd-probe")
-        .body(Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let status = sender.send_request(request).await.map(|r| r.status().as_u16()).map_err(|e| e.to_string());
-    conn.abort();
-    status
 }
 
 /// Reads `NODE_CHANNEL_SERIALIZATION_MODE=json` messages: one JSON value per line.

@@ -5,7 +5,7 @@ use super::sampler::Sample;
 use super::state::State;
 use crate::logs::AppLogs;
 use mcpd_core::config::AppConfig;
-use mcpd_core::model::{AppDetail, AppInfo, AppStatus, ExitRecord, ReloadInfo};
+use mcpd_core::model::{AppDetail, AppInfo, AppStatus, ExitRecord, GenerationSessions, ReloadInfo};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,8 +22,10 @@ pub(crate) struct Snapshot {
     pub exits: VecDeque<ExitRecord>,
     /// The last `STATUS=` of the serving generation.
     pub status_text: Option<String>,
-    /// An old generation still draining after a reload.
-    pub draining: Option<u32>,
+    /// Old generations still draining after reloads (behind a front they keep their sessions).
+    pub draining: Vec<u32>,
+    /// The app's front, for sessions per generation.
+    pub front: Option<Arc<crate::front::Front>>,
     /// The app's log files.
     pub logs: Arc<AppLogs>,
 }
@@ -37,7 +39,8 @@ impl Snapshot {
             restarts: 0,
             exits: VecDeque::new(),
             status_text: None,
-            draining: None,
+            draining: Vec::new(),
+            front: None,
             logs,
         }
     }
@@ -63,7 +66,7 @@ impl Snapshot {
             State::Errored { reason } => (None, None, Some(reason.clone())),
             _ => (None, None, None),
         };
-        let reload = match (&self.state, self.draining) {
+        let reload = match (&self.state, self.draining.first().copied()) {
             (State::Reloading { pid, new_pid, .. }, _) => {
                 Some(ReloadInfo { old_pid: *pid, new_pid: *new_pid, phase: "starting-new".into() })
             }
@@ -86,6 +89,11 @@ impl Snapshot {
             status_text: self.status_text.clone(),
             reload,
             log_error: self.logs.error(),
+            sessions: self
+                .front
+                .as_ref()
+                .map(|f| f.sessions().into_iter().map(|(pid, sessions)| GenerationSessions { pid, sessions }).collect())
+                .unwrap_or_default(),
         }
     }
 

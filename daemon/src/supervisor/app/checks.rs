@@ -27,7 +27,7 @@ impl AppTask {
     /// reloading, draining, stopped).
     pub(super) fn arm_checks(&mut self) {
         let serving = match self.snap.state {
-            State::Online { pid, .. } if self.snap.draining.is_none() => Some(pid),
+            State::Online { pid, .. } => Some(pid),
             _ => None,
         };
         if serving == self.checks.pid {
@@ -96,11 +96,13 @@ impl AppTask {
         }
         self.checks.probing = true;
         let tx = self.reports_tx.clone();
+        let via = self.front().and_then(|f| f.socket_of(pid));
         tokio::spawn(async move {
-            let result = match tokio::time::timeout(health.timeout, ready::probe_once(&health.probe)).await {
-                Ok(result) => result,
-                Err(_) => Err(format!("no answer within {}", humantime::format_duration(health.timeout))),
-            };
+            let result =
+                match tokio::time::timeout(health.timeout, ready::probe_once(&health.probe, via.as_deref())).await {
+                    Ok(result) => result,
+                    Err(_) => Err(format!("no answer within {}", humantime::format_duration(health.timeout))),
+                };
             let _ = tx.send(Report::Health { pid, result });
         });
     }

@@ -41,7 +41,7 @@ impl AppTask {
                 self.publish_snapshot();
                 return drop(reply.send(self.outcome(true, "restart counters reset".into())));
             }
-            Command::Reload { config, reply } => return self.reload(config, reply),
+            Command::Reload { config, wait_drain, reply } => return self.reload(config, wait_drain, reply),
         };
         match self.step(event) {
             Some(Note::AlreadyOnline) => {
@@ -58,8 +58,11 @@ impl AppTask {
         }
     }
 
-    fn reload(&mut self, config: Option<Box<AppConfig>>, reply: Reply) {
-        if !self.reload_waiters.is_empty() || self.snap.draining.is_some() {
+    fn reload(&mut self, config: Option<Box<AppConfig>>, wait_drain: bool, reply: Reply) {
+        // Without a front the old generation drains within its kill_timeout: one reload at a
+        // time. Behind a front old generations may keep sessions for minutes, side by side.
+        let draining = !self.snap.draining.is_empty() && self.front.is_none();
+        if !self.reload_waiters.is_empty() || draining {
             let msg = "a reload is already running; wait for it to finish (`mcpd list` shows it as reloading)";
             return drop(reply.send(self.outcome(false, msg.into())));
         }
@@ -82,6 +85,7 @@ impl AppTask {
             return drop(reply.send(self.outcome(false, msg.into())));
         }
         self.pending = Some(config);
+        self.reload_wait_drain = wait_drain;
         self.reload_waiters.push(reply);
         self.step(Event::Reload);
     }

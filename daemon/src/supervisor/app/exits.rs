@@ -28,6 +28,9 @@ impl AppTask {
             _ => ("crash".to_string(), Some(config.kill_signal), Instant::now() + config.kill_timeout),
         };
         let (record, end) = drain::finish(&self.ctx, pid, status, first, deadline, &reason).await;
+        if let Some(front) = self.front() {
+            front.remove(pid);
+        }
         let how = record.describe();
         tracing::info!(app = %config.name, pid, exit = %how, %reason, group = ?end, "exited");
         let code = record.code;
@@ -61,6 +64,9 @@ impl AppTask {
         drop(generation);
         let (mut record, _) =
             drain::finish(&self.ctx, pid, status, Some(Signal::KILL), Instant::now(), "reload failed").await;
+        if let Some(front) = self.front() {
+            front.remove(pid);
+        }
         record.outcome = Some("the old generation kept serving".into());
         let how = record.describe();
         tracing::warn!(app = %self.snap.config.name, pid, exit = %how, "reload: the new generation ended before it was ready");
@@ -78,10 +84,15 @@ impl AppTask {
         };
         tracing::info!(app = %self.snap.config.name, pid = old, %how, "reload: old generation gone");
         self.snap.record_exit(done.record);
-        self.snap.draining = None;
+        self.snap.draining.retain(|pid| *pid != old);
         self.publish_snapshot();
         let new = self.snap.state.pid().map_or_else(|| "-".to_string(), |p| p.to_string());
-        let message = format!("reloaded: pid {new} serving; old pid {old} {how}");
+        self.answer_reload(format!("reloaded: pid {new} serving; old pid {old} {how}"));
+    }
+
+    /// Answers every caller of a reload that succeeded.
+    pub(super) fn answer_reload(&mut self, message: String) {
+        self.reload_wait_drain = false;
         for reply in std::mem::take(&mut self.reload_waiters) {
             let _ = reply.send(self.outcome(true, message.clone()));
         }

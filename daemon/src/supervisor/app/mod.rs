@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 mod checks;
 mod commands;
 mod exits;
+mod front;
 
 use checks::Checks;
 
@@ -33,7 +34,7 @@ pub(crate) enum Command {
     Start { config: Option<Box<AppConfig>>, wait: bool, reply: Reply },
     Stop { reply: Reply },
     Restart { reply: Reply },
-    Reload { config: Option<Box<AppConfig>>, reply: Reply },
+    Reload { config: Option<Box<AppConfig>>, wait_drain: bool, reply: Reply },
     Remove { reply: Reply },
     Reset { reply: Reply },
 }
@@ -83,6 +84,8 @@ pub(crate) fn spawn(
         counters: Counters::default(),
         recycle_reason: None,
         checks: Checks::default(),
+        front: None,
+        reload_wait_drain: false,
         ctx,
         tracker: tracker.clone(),
         snap,
@@ -117,6 +120,10 @@ struct AppTask {
     recycle_reason: Option<String>,
     /// Memory, watchdog and health checks of the serving generation.
     checks: Checks,
+    /// The MCP front, when the app has one.
+    front: Option<front::FrontRuntime>,
+    /// `reload --wait-drain`: answer reload waiters only once the old generation is gone.
+    reload_wait_drain: bool,
     tracker: TaskTracker,
     snap: Snapshot,
     /// The serving (or starting, or stopping) generation.
@@ -194,6 +201,7 @@ impl AppTask {
 
     /// Publishes the snapshot for readers and tells watchers (`mcpd monit`) something changed.
     fn publish_snapshot(&self) {
+        self.sync_front();
         let _ = self.publish.send_replace(self.snap.clone());
         self.ctx.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -301,35 +309,48 @@ impl AppTask {
                 self.snap.status_text = None;
                 if let Some(old) = old {
                     tracing::info!(app = %name, pid = old.pid, "reload: new generation ready, draining the old one");
-                    self.snap.draining = Some(old.pid);
+                    self.snap.draining.push(old.pid);
                     let reason = self.recycle_reason.take().unwrap_or_else(|| "user reload".into());
                     let done = self.drained_tx.clone();
-                    let ctx = self.ctx.clone();
+                    let (ctx, front) = (self.ctx.clone(), self.front());
+                    let old_pid = old.pid;
                     self.tracker.spawn(async move {
-                        let _ = done.send(drain::drain(old, old_config, ctx, reason).await);
+                        let _ = done.send(drain::drain(old, old_config, ctx, reason, front).await);
                     });
+                    if self.front.is_some() && !self.reload_wait_drain {
+                        self.sync_front();
+                        self.answer_reload(format!("reloaded: pid {} takes new sessions; old pid {old_pid} keeps its sessions until they are idle, then drains", self.snap.state.pid().unwrap_or_default()));
+                    }
                 }
             }
             Action::Remove => {
                 self.listeners.close();
+                self.front = None;
                 self.removed = true;
             }
         }
     }
 
     fn spawn(&mut self, config: Arc<AppConfig>) -> Result<Generation, String> {
-        self.listeners.ensure(&config.listen)?;
+        let handed = self.handed_sockets(&config)?;
         if self.snap.logs.config != config.logs {
             self.snap.logs = Arc::new(AppLogs::new(config.name.as_str(), &config.logs, &self.ctx.paths));
         }
-        process::spawn(
+        let via = handed.upstream.as_ref().map(|(path, _)| path.clone());
+        let mut generation = process::spawn(
             &config,
             &self.ctx,
-            &self.listeners.fds(),
+            &handed.fds,
+            via.clone(),
             self.reports_tx.clone(),
             &self.snap.logs,
             &self.tracker,
-        )
+        )?;
+        if let (Some(front), Some(path)) = (self.front(), via) {
+            front.add(generation.pid, path.clone());
+            generation.upstream = Some(path);
+        }
+        Ok(generation)
     }
 
     fn report(&mut self, report: Report) {

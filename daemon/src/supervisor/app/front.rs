@@ -1,0 +1,103 @@
+//! An app task's side of the MCP front: the public socket and its server, a private socket
+//! per generation, and which generation takes new sessions.
+
+use super::AppTask;
+use crate::front::{self, Front};
+use crate::supervisor::sockets::Listeners;
+use crate::supervisor::state::State;
+use mcpd_core::config::{AppConfig, FrontConfig, ListenAddr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Tells private sockets of one daemon apart.
+static UPSTREAM_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// The front of one app while it is defined.
+#[derive(Debug)]
+pub(super) struct FrontRuntime {
+    pub front: Arc<Front>,
+    public: Listeners,
+    stop: CancellationToken,
+}
+
+impl Drop for FrontRuntime {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// What a generation is given: the fds to hand over, and its private socket if it has one.
+pub(super) struct Handed {
+    pub fds: Vec<RawFd>,
+    pub upstream: Option<(PathBuf, OwnedFd)>,
+}
+
+impl AppTask {
+    /// The fds for a new generation of `config`: the shared `listen` sockets, or with a front a
+    /// private socket of its own (bound here; the front server is started on first use).
+    pub(super) fn handed_sockets(&mut self, config: &AppConfig) -> Result<Handed, String> {
+        let Some(fc) = &config.front else {
+            self.listeners.ensure(&config.listen)?;
+            return Ok(Handed { fds: self.listeners.fds(), upstream: None });
+        };
+        self.ensure_front(fc)?;
+        let seq = UPSTREAM_SEQ.fetch_add(1, Ordering::Relaxed);
+        let path = self.ctx.paths.run_dir().join(format!("{}.{seq}.upstream", config.name));
+        let _ = std::fs::remove_file(&path);
+        let socket = std::os::unix::net::UnixListener::bind(&path)
+            .map_err(|e| format!("cannot create the private socket {}: {e}", path.display()))?;
+        let fd = OwnedFd::from(socket);
+        Ok(Handed { fds: vec![fd.as_raw_fd()], upstream: Some((path, fd)) })
+    }
+
+    fn ensure_front(&mut self, config: &FrontConfig) -> Result<(), String> {
+        if self.front.as_mut().is_some_and(|f| f.public.matches(std::slice::from_ref(&config.listen))) {
+            return Ok(());
+        }
+        self.front = None;
+        let mut public = Listeners::default();
+        public.ensure(std::slice::from_ref(&config.listen))?;
+        let fd = public.fds()[0];
+        // SAFETY: `fd` is the listening socket `public` owns; it is duplicated, not taken.
+        let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().map_err(|e| e.to_string())?;
+        let listener = match config.listen {
+            ListenAddr::Tcp(_) => {
+                let l = std::net::TcpListener::from(dup);
+                l.set_nonblocking(true).map_err(|e| e.to_string())?;
+                front::PublicListener::Tcp(tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?)
+            }
+            ListenAddr::Unix(_) => {
+                let l = std::os::unix::net::UnixListener::from(dup);
+                l.set_nonblocking(true).map_err(|e| e.to_string())?;
+                front::PublicListener::Unix(tokio::net::UnixListener::from_std(l).map_err(|e| e.to_string())?)
+            }
+        };
+        let front = Arc::new(Front::default());
+        let stop = CancellationToken::new();
+        tokio::spawn(front::serve(listener, front.clone(), stop.clone()));
+        tracing::info!(app = %self.snap.config.name, listen = %config.listen, "front listening");
+        self.front = Some(FrontRuntime { front, public, stop });
+        self.snap.front = self.front.as_ref().map(|f| f.front.clone());
+        Ok(())
+    }
+
+    /// New sessions go to the generation that serves: online (or still serving while its
+    /// successor gets ready); none while starting or stopping (the front answers 503).
+    pub(super) fn sync_front(&self) {
+        if let Some(f) = &self.front {
+            let primary = match self.snap.state {
+                State::Online { pid, .. } | State::Reloading { pid, .. } => Some(pid),
+                _ => None,
+            };
+            f.front.set_primary(primary);
+        }
+    }
+
+    /// The front, for the generation drain and the health probe.
+    pub(super) fn front(&self) -> Option<Arc<Front>> {
+        self.front.as_ref().map(|f| f.front.clone())
+    }
+}
