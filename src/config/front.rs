@@ -5,6 +5,19 @@ use super::{duration_ms, ListenAddr};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// What a reload does when the new generation's tools differ from the old one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnToolsChange {
+    /// Go ahead.
+    #[default]
+    Allow,
+    /// Go ahead, and say so in the reload's answer and the log.
+    Warn,
+    /// Roll back: kill the new generation, keep the old one serving.
+    Refuse,
+}
+
 /// The front of an app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FrontConfig {

@@ -15,7 +15,7 @@ mod ready;
 pub use duration::{duration_ms, parse_duration};
 pub use envfile::{parse_env_file, read_env_file};
 pub use error::{ConfigError, ConfigErrors};
-pub use front::FrontConfig;
+pub use front::{FrontConfig, OnToolsChange};
 pub use limits::{
     duration_ms_opt, format_size, parse_size, HealthCheck, Limits, Probe, RestartConfig, RestartMode,
     DEFAULT_MEMORY_CHECK_INTERVAL,
@@ -82,6 +82,10 @@ pub struct AppConfig {
     /// generation then gets a private socket of its own (as fd 3, like `listen`).
     #[serde(default)]
     pub front: Option<FrontConfig>,
+    /// Compare the tools of the new and old generation before a reload stops the old one
+    /// (needs a front and an MCP URL in `ready` or `health`).
+    #[serde(default)]
+    pub on_tools_change: OnToolsChange,
     /// Run as this user (name or uid); needs the daemon to run as root.
     #[serde(default)]
     pub user: Option<String>,
@@ -120,6 +124,14 @@ mod defaults {
 }
 
 impl AppConfig {
+    /// The MCP endpoint named by `ready` or `health`, if any.
+    pub fn mcp_url(&self) -> Option<&str> {
+        match (&self.ready, self.limits.health.as_ref().map(|h| &h.probe)) {
+            (Ready::Mcp { url }, _) | (_, Some(Probe::Mcp { url })) => Some(url),
+            _ => None,
+        }
+    }
+
     /// An app with every option at its default, as `mcpd start --name N -- CMD` makes.
     pub fn new(name: AppName, command: String, args: Vec<String>, cwd: PathBuf) -> AppConfig {
         AppConfig {
@@ -137,6 +149,7 @@ impl AppConfig {
             listen: Vec::new(),
             shutdown_with_message: false,
             front: None,
+            on_tools_change: OnToolsChange::Allow,
             user: None,
             group: None,
             restarts: RestartConfig::default(),

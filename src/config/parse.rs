@@ -46,6 +46,7 @@ const APP_KEYS: &[&str] = &[
     "user",
     "group",
     "front",
+    "on_tools_change",
 ];
 
 #[path = "parse_logs.rs"]
@@ -175,6 +176,12 @@ impl Walker<'_> {
                 "ready_timeout" => cfg.ready_timeout = self.duration(value, &kpath, span).unwrap_or(cfg.ready_timeout),
                 "listen" => cfg.listen = self.listen(value, &kpath, span, base),
                 "front" => cfg.front = self.front(value, &kpath, span, base),
+                "on_tools_change" => match value.as_str() {
+                    Some("allow") => cfg.on_tools_change = super::OnToolsChange::Allow,
+                    Some("warn") => cfg.on_tools_change = super::OnToolsChange::Warn,
+                    Some("refuse") => cfg.on_tools_change = super::OnToolsChange::Refuse,
+                    _ => self.error(span, &kpath, "expected \"allow\", \"warn\" or \"refuse\"".into()),
+                },
                 "user" => cfg.user = self.string(value, &kpath, span).filter(|u| self.non_empty(u, &kpath, value)),
                 "group" => cfg.group = self.string(value, &kpath, span).filter(|g| self.non_empty(g, &kpath, value)),
                 "shutdown_with_message" => match value.as_bool() {
@@ -204,6 +211,10 @@ impl Walker<'_> {
                 &format!("{path}.watchdog"),
                 "needs ready = \"notify\" (WATCHDOG=1 comes over the notify socket)".into(),
             );
+        }
+        if cfg.on_tools_change != super::OnToolsChange::Allow && (cfg.front.is_none() || cfg.mcp_url().is_none()) {
+            let span = table.key("on_tools_change").and_then(|k| k.span()).unwrap_or(name_span.clone());
+            self.error(span, &format!("{path}.on_tools_change"), "needs a front and ready = { mcp = URL } (or an mcp health check), so each generation's tools can be probed on its own".into());
         }
         if cfg.front.is_some() && !cfg.listen.is_empty() {
             let span = table.key("front").and_then(|k| k.span()).unwrap_or(name_span.clone());

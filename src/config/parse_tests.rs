@@ -79,6 +79,13 @@ fn every_error_is_reported_with_line_and_key() {
         ),
         ("[apps.a]\ncommand = \"x\"\nshutdown_with_message = true\n", &[(3, "apps.a.shutdown_with_message")]),
         ("[apps.a]\ncommand = \"x\"\nrestart = \"sometimes\"\n", &[(3, "apps.a.restart")]),
+        ("[apps.a]\ncommand = \"x\"\non_tools_change = \"refuse\"\n", &[(3, "apps.a.on_tools_change")]),
+        ("[apps.a]\ncommand = \"x\"\non_tools_change = \"maybe\"\n", &[(3, "apps.a.on_tools_change")]),
+        (
+            "[apps.a]\ncommand = \"x\"\nfront = { listen = \"127.0.0.1:1\" }\nlisten = [\"tcp://127.0.0.1:2\"]\n",
+            &[(3, "apps.a.front")],
+        ),
+        ("[apps.a]\ncommand = \"x\"\nfront = { port = 1 }\n", &[(3, "apps.a.front"), (3, "apps.a.front.port")]),
         ("[apps.a]\ncommand = \"x\"\nstop_exit_codes = [0, 300]\n", &[(3, "apps.a.stop_exit_codes[1]")]),
         ("[apps.a]\ncommand = \"x\"\nexp_backoff_factor = 0.5\n", &[(3, "apps.a.exp_backoff_factor")]),
         ("[apps.a]\ncommand = \"x\"\nmax_restarts = -1\n", &[(3, "apps.a.max_restarts")]),

@@ -124,14 +124,24 @@ fn logs_prints_the_last_lines_and_follows_across_rotation_and_restart() {
     assert_eq!(five.lines().count(), 5, "{five}");
     assert!(five.lines().all(|l| l.starts_with("tick | ")), "{five}");
 
-    let follower = home
+    let mut follower = home
         .command(&["logs", "tick", "--follow", "--lines", "0", "--out"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Collect what the follower prints as it prints it.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let (seen, stdout) = (seen.clone(), follower.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                seen.lock().unwrap().push(line);
+            }
+        })
+    };
     let first_pid = home.pid("tick");
-    // Rotation happens every few hundred lines (4K); let the follower see some, then restart.
-    let out_path = log_dir(&home).join("tick.out.log");
+    // Rotation happens every few dozen lines (4K); let the follower see a few, then restart.
     wait_for("a few rotations", Duration::from_secs(20), || {
         let rotated = std::fs::read_dir(log_dir(&home))
             .unwrap()
@@ -146,19 +156,22 @@ fn logs_prints_the_last_lines_and_follows_across_rotation_and_restart() {
     });
     home.ok(&["restart", "tick"]);
     let second_pid = home.pid("tick");
-    wait_for("the new generation to write", Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
-        if text.contains(&format!("tick {second_pid} 20")) {
+    let wanted = format!("tick | tick {second_pid} 20");
+    wait_for("the follower to show the new generation's 20th line", Duration::from_secs(10), || {
+        let lines = seen.lock().unwrap();
+        if lines.iter().any(|l| l == &wanted) {
             Ok(())
         } else {
-            Err("not yet".into())
+            Err(format!("{} lines so far", lines.len()))
         }
     });
     signal(follower.id(), libc::SIGINT);
-    let output = follower.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
+    follower.wait().unwrap();
+    reader.join().unwrap();
+    let lines = seen.lock().unwrap().clone();
     let numbers = |pid: u32| -> Vec<u64> {
-        text.lines()
+        lines
+            .iter()
             .filter_map(|l| l.strip_prefix(&format!("tick | tick {pid} ")))
             .filter_map(|n| n.parse().ok())
             .collect()

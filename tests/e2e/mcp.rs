@@ -204,3 +204,39 @@ fn the_rust_rmcp_example_speaks_the_stateless_revision() {
         "it drained and exited 0: {exit}"
     );
 }
+
+#[test]
+fn a_reload_whose_tools_changed_is_rolled_back_with_refuse_and_reported_with_warn() {
+    if !node_ready() {
+        return;
+    }
+    let home = Home::new();
+    let port = free_port();
+    let config = |policy: &str, extra_tool: Option<&str>| {
+        let env = extra_tool.map_or(String::new(), |t| format!("env = {{ EXTRA_TOOL = \"{t}\" }}\n"));
+        format!(
+            "[apps.guarded]\ncommand = \"node\"\nargs = [\"server.js\"]\ncwd = {:?}\nfront = {{ listen = \"127.0.0.1:{port}\" }}\n\
+             ready = {{ mcp = \"http://127.0.0.1:{port}/mcp\" }}\non_tools_change = \"{policy}\"\n{env}",
+            examples().join("mcp-node")
+        )
+    };
+    let file = home.write("guarded.toml", &config("refuse", None));
+    home.ok(&["start", file.to_str().unwrap()]);
+    let old = home.pid("guarded");
+    let before = probe_json(&home, "guarded");
+    // Same tools: the reload goes ahead.
+    home.ok(&["reload", "guarded"]);
+    let serving = home.pid("guarded");
+    assert_ne!(serving, old);
+    // One tool more: refused, rolled back, the serving generation untouched.
+    let changed = home.write("changed.toml", &config("refuse", Some("bonus")));
+    let err = home.fails(&["reload", "guarded", "--config", changed.to_str().unwrap()]);
+    assert!(err.contains("tools differ") && err.contains("keeps serving"), "{err}");
+    assert_eq!(home.pid("guarded"), serving);
+    assert_eq!(probe_json(&home, "guarded")["tools_hash"], before["tools_hash"], "still the old tools");
+    // With warn it goes ahead and says so.
+    let warned = home.write("warned.toml", &config("warn", Some("bonus")));
+    let out = home.ok(&["reload", "guarded", "--config", warned.to_str().unwrap()]);
+    assert!(out.contains("warning: the new generation's tools differ"), "{out}");
+    assert_eq!(probe_json(&home, "guarded")["tool_count"], 3);
+}

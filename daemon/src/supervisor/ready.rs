@@ -22,6 +22,8 @@ pub(crate) enum Report {
     Watchdog { pid: u32 },
     /// A health probe's result.
     Health { pid: u32, result: Result<(), String> },
+    /// The tools hashes of the old and the new generation of a reload (or why they are unknown).
+    Tools { pid: u32, hashes: Result<(String, String), String> },
 }
 
 /// One liveness probe: a 2xx answer, or a connect.

@@ -73,6 +73,8 @@ pub enum Event {
     SpawnedNext { pid: u32 },
     /// The next generation could not be spawned.
     SpawnNextFailed { reason: String },
+    /// The next generation got ready but a reload guard refused it (its tools changed).
+    NextRefused { reason: String },
     /// A generation said it is ready.
     Ready { pid: u32 },
     /// A generation's leader exited and its group is gone; `how` is "exit code 3" or similar.

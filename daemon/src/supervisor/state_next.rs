@@ -62,6 +62,12 @@ pub fn next(state: &State, counters: &mut Counters, event: Event, now: Instant, 
             to(Reloading { pid: *pid, since: *since, new_pid, deadline: now + policy.ready_timeout }, &[])
         }
         (_, Event::SpawnNextFailed { reason }) => stay(state, Some(Note::ReloadFailed(reason))),
+        (Reloading { pid, since, .. }, Event::NextRefused { reason }) => Transition {
+            state: Online { pid: *pid, since: *since },
+            actions: vec![Action::KillNext],
+            note: Some(Note::ReloadFailed(reason)),
+        },
+        (_, Event::NextRefused { .. }) => stay(state, None),
         (_, Event::SpawnedNext { .. }) => stay(state, None),
 
         // Start.

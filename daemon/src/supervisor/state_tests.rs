@@ -165,6 +165,15 @@ fn reloads() {
         (online.clone(), Event::Reload, ms(500), online.clone(), vec![Action::SpawnNext], None),
         (online.clone(), Event::SpawnedNext { pid: 8 }, ms(500), reloading.clone(), vec![], None),
         (
+            reloading.clone(),
+            Event::NextRefused { reason: "tools changed".into() },
+            ms(600),
+            online.clone(),
+            vec![Action::KillNext],
+            failed("tools changed"),
+        ),
+        (online.clone(), Event::NextRefused { reason: "late".into() }, ms(600), online.clone(), vec![], None),
+        (
             online.clone(),
             Event::SpawnNextFailed { reason: "port taken".into() },
             ms(500),

@@ -93,6 +93,10 @@ impl AppTask {
     /// Answers every caller of a reload that succeeded.
     pub(super) fn answer_reload(&mut self, message: String) {
         self.reload_wait_drain = false;
+        let message = match self.tools_note.take() {
+            Some(note) => format!("{message}; warning: {note}"),
+            None => message,
+        };
         for reply in std::mem::take(&mut self.reload_waiters) {
             let _ = reply.send(self.outcome(true, message.clone()));
         }

@@ -5,12 +5,15 @@ use super::AppTask;
 use crate::front::{self, Front};
 use crate::supervisor::sockets::Listeners;
 use crate::supervisor::state::State;
-use mcpd_core::config::{AppConfig, FrontConfig, ListenAddr};
+use mcpd_core::config::{AppConfig, FrontConfig, ListenAddr, OnToolsChange};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+/// How long the reload guard may take to probe one generation.
+const TOOLS_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Tells private sockets of one daemon apart.
 static UPSTREAM_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -93,6 +96,68 @@ impl AppTask {
                 _ => None,
             };
             f.front.set_primary(primary);
+        }
+    }
+
+    /// With `on_tools_change` set, holds back the readiness of a reload's new generation until
+    /// its tools are compared with the old one's (each probed on its private socket). Returns
+    /// whether it did.
+    pub(super) fn guard_tools(&mut self, pid: u32) -> bool {
+        let State::Reloading { pid: old, new_pid, .. } = self.snap.state else { return false };
+        let config = self.pending.clone().unwrap_or_else(|| self.snap.config.clone());
+        let (Some(front), Some(url)) = (self.front(), config.mcp_url().map(str::to_string)) else { return false };
+        if new_pid != pid || config.on_tools_change == OnToolsChange::Allow {
+            return false;
+        }
+        let (old_socket, new_socket) = (front.socket_of(old), front.socket_of(pid));
+        let tx = self.reports_tx.clone();
+        tokio::spawn(async move {
+            let hash = |socket: Option<PathBuf>| {
+                let url = url.clone();
+                async move {
+                    let socket = socket.ok_or("the generation has no private socket")?;
+                    crate::mcp::probe_via(&url, Some(&socket), TOOLS_PROBE_TIMEOUT)
+                        .await
+                        .map(|r| r.tools_hash)
+                        .map_err(|e| e.to_string())
+                }
+            };
+            let hashes = match (hash(old_socket).await, hash(new_socket).await) {
+                (Ok(a), Ok(b)) => Ok((a, b)),
+                (Err(e), _) => Err(format!("cannot probe the old generation: {e}")),
+                (_, Err(e)) => Err(format!("cannot probe the new generation: {e}")),
+            };
+            let _ = tx.send(crate::supervisor::ready::Report::Tools { pid, hashes });
+        });
+        true
+    }
+
+    /// The guard's verdict: ready as usual, ready with a warning, or refused (rolled back).
+    pub(super) fn tools_compared(&mut self, pid: u32, hashes: Result<(String, String), String>) {
+        let State::Reloading { pid: old, new_pid, .. } = self.snap.state else { return };
+        if new_pid != pid {
+            return;
+        }
+        let policy = self.pending.as_ref().unwrap_or(&self.snap.config).on_tools_change;
+        let problem = match hashes {
+            Ok((a, b)) if a == b => None,
+            Ok((a, b)) => {
+                Some(format!("the new generation's tools differ from the old one's (tools_hash {b}, was {a})"))
+            }
+            Err(e) => Some(format!("the tools could not be compared: {e}")),
+        };
+        match (problem, policy) {
+            (Some(problem), OnToolsChange::Refuse) => {
+                let reason = format!("{problem}; on_tools_change = \"refuse\": the new generation was killed and pid {old} keeps serving");
+                self.step(crate::supervisor::state::Event::NextRefused { reason });
+            }
+            (problem, _) => {
+                if let Some(problem) = problem {
+                    tracing::warn!(app = %self.snap.config.name, "{problem}");
+                    self.tools_note = Some(problem);
+                }
+                self.step(crate::supervisor::state::Event::Ready { pid });
+            }
         }
     }
 

@@ -86,6 +86,7 @@ pub(crate) fn spawn(
         checks: Checks::default(),
         front: None,
         reload_wait_drain: false,
+        tools_note: None,
         ctx,
         tracker: tracker.clone(),
         snap,
@@ -124,6 +125,8 @@ struct AppTask {
     front: Option<front::FrontRuntime>,
     /// `reload --wait-drain`: answer reload waiters only once the old generation is gone.
     reload_wait_drain: bool,
+    /// What the tools guard said about the running reload (with on_tools_change = "warn").
+    tools_note: Option<String>,
     tracker: TaskTracker,
     snap: Snapshot,
     /// The serving (or starting, or stopping) generation.
@@ -356,8 +359,11 @@ impl AppTask {
     fn report(&mut self, report: Report) {
         match report {
             Report::Ready { pid } => {
-                self.step(Event::Ready { pid });
+                if !self.guard_tools(pid) {
+                    self.step(Event::Ready { pid });
+                }
             }
+            Report::Tools { pid, hashes } => self.tools_compared(pid, hashes),
             Report::Status { pid, text } => {
                 if self.snap.state.pid() == Some(pid) {
                     self.snap.status_text = Some(text);
