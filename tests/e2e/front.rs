@@ -108,3 +108,53 @@ fn a_front_without_a_ready_generation_answers_503() {
     });
     assert!(reply.starts_with("HTTP/1.1 503") && reply.to_ascii_lowercase().contains("retry-after: 1"), "{reply}");
 }
+
+/// POSTs a JSON-RPC message through the front; returns (status, session header, body).
+fn post(port: u16, session: Option<&str>, body: &str) -> (u16, Option<String>, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let sid =
+        session.map_or(String::new(), |id| format!("Mcp-Session-Id: {id}\r\nMcp-Protocol-Version: 2025-06-18\r\n"));
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{sid}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let header = text
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("mcp-session-id:").then(|| l[15..].trim().to_string()));
+    (status, header, text)
+}
+
+#[test]
+fn after_a_crash_its_sessions_get_404_and_new_sessions_work() {
+    if !mcp_node().join("node_modules/@modelcontextprotocol/sdk").exists() {
+        eprintln!("run `npm ci --prefix examples/mcp-node` first (CI does); skipping");
+        return;
+    }
+    let home = Home::new();
+    let port = free_port();
+    let config = home.write(
+        "crash.toml",
+        &format!(
+            "[apps.mcp]\ncommand = \"node\"\nargs = [\"server.js\"]\ncwd = {:?}\nfront = {{ listen = \"127.0.0.1:{port}\" }}\nready = {{ mcp = \"http://127.0.0.1:{port}/mcp\" }}\nrestart_delay = \"100ms\"\n",
+            mcp_node()
+        ),
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let (status, session, _) = post(port, None, init);
+    let session = session.unwrap_or_else(|| panic!("initialize through the front gave no session ({status})"));
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    assert_eq!(post(port, Some(&session), list).0, 200, "the session works");
+    let first = home.pid("mcp");
+    signal(first, libc::SIGKILL);
+    home.wait_app("mcp", "restarted", |r| r["status"] == "online" && r["pid"] != first);
+    let (status, _, text) = post(port, Some(&session), list);
+    assert_eq!(status, 404, "the crashed generation's session is gone: {text}");
+    let (status, fresh, _) = post(port, None, init);
+    assert!(status == 200 && fresh.is_some(), "a new session works on the new generation ({status})");
+}
