@@ -31,11 +31,24 @@ struct Routes {
     pins: HashMap<String, Pin>,
 }
 
-/// The routing table of one app's front.
-#[derive(Debug, Default)]
+/// The routing table of one app's front, and its idle upstream connections.
+#[derive(Default)]
 pub(crate) struct Front {
     routes: Mutex<Routes>,
+    idle: Mutex<HashMap<PathBuf, Vec<(proxy::Upstream, Instant)>>>,
 }
+
+impl std::fmt::Debug for Front {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Front").field("routes", &self.routes).finish_non_exhaustive()
+    }
+}
+
+/// A pooled connection idle longer than this is dropped rather than reused, well before the
+/// app's own keep-alive timeout could close it under a request.
+const IDLE_REUSE: Duration = Duration::from_secs(1);
+/// Idle connections kept per generation.
+const IDLE_MAX: usize = 64;
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +66,9 @@ impl Front {
     /// A generation is gone: its sessions are gone too.
     pub fn remove(&self, pid: u32) {
         let mut r = self.routes.lock().expect("routes");
-        r.upstreams.remove(&pid);
+        if let Some(socket) = r.upstreams.remove(&pid) {
+            self.idle.lock().expect("idle").remove(&socket);
+        }
         r.pins.retain(|_, p| p.pid != pid);
         if r.primary == Some(pid) {
             r.primary = None;
@@ -96,6 +111,30 @@ impl Front {
     /// The session was deleted.
     pub fn unpin(&self, session: &str) {
         self.routes.lock().expect("routes").pins.remove(session);
+    }
+
+    /// An idle connection to `socket` that is ready for a request, if one is pooled.
+    pub(crate) fn take_idle(&self, socket: &std::path::Path) -> Option<proxy::Upstream> {
+        let mut idle = self.idle.lock().expect("idle");
+        let list = idle.get_mut(socket)?;
+        while let Some((sender, since)) = list.pop() {
+            if since.elapsed() < IDLE_REUSE && sender.is_ready() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Pools a connection whose response was read to its end.
+    pub(crate) fn put_idle(&self, socket: PathBuf, sender: proxy::Upstream) {
+        if !self.routes.lock().expect("routes").upstreams.values().any(|s| *s == socket) {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("idle");
+        let list = idle.entry(socket).or_default();
+        if list.len() < IDLE_MAX {
+            list.push((sender, Instant::now()));
+        }
     }
 
     /// A generation's private socket.

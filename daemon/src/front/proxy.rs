@@ -116,7 +116,7 @@ async fn proxy(
         parts.uri = pq.as_str().parse().unwrap_or(parts.uri);
     }
     let upstream = Request::from_parts(parts, body);
-    let response = match send(&route.socket, upstream).await {
+    let (response, sender) = match send(&front, &route.socket, upstream).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(pid = route.pid, error = %e, "front: the generation did not answer");
@@ -132,18 +132,35 @@ async fn proxy(
     }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Tracked { inner: body, _done: done }.boxed()))
+    let reuse = Some(Reuse { front: front.clone(), socket: route.socket.clone(), sender });
+    Ok(Response::from_parts(parts, Tracked { inner: body, _done: done, reuse }.boxed()))
 }
 
-async fn send(socket: &std::path::Path, request: Request<Incoming>) -> Result<Response<Incoming>, String> {
-    let stream =
-        tokio::net::UnixStream::connect(socket).await.map_err(|e| format!("connect to {}: {e}", socket.display()))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender.send_request(request).await.map_err(|e| e.to_string())
+/// A keep-alive connection to a generation's private socket.
+pub(crate) type Upstream = hyper::client::conn::http1::SendRequest<Incoming>;
+
+/// Sends on an idle pooled connection to `socket` when one is ready, else on a new one.
+async fn send(
+    front: &Front,
+    socket: &std::path::Path,
+    request: Request<Incoming>,
+) -> Result<(Response<Incoming>, Upstream), String> {
+    let mut sender = match front.take_idle(socket) {
+        Some(sender) => sender,
+        None => {
+            let stream = tokio::net::UnixStream::connect(socket)
+                .await
+                .map_err(|e| format!("connect to {}: {e}", socket.display()))?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        }
+    };
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    Ok((response, sender))
 }
 
 /// Marks a session's request done when its response (or stream) ends.
@@ -158,10 +175,18 @@ impl Drop for Done {
     }
 }
 
+/// The upstream connection of a response, pooled again once the body was read to its end.
+struct Reuse {
+    front: Arc<Front>,
+    socket: std::path::PathBuf,
+    sender: Upstream,
+}
+
 /// A response body that tells the routing table when it is finished or dropped.
 struct Tracked {
     inner: Incoming,
     _done: Option<Done>,
+    reuse: Option<Reuse>,
 }
 
 impl Body for Tracked {
@@ -169,7 +194,13 @@ impl Body for Tracked {
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            if let Some(r) = self.reuse.take() {
+                r.front.put_idle(r.socket, r.sender);
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
