@@ -1,5 +1,5 @@
-//! MCP probe latency: the median of 50 `mcpd probe`s (handshake, tools/list, ping, DELETE)
-//! against each example MCP server under mcpd. Needs `npm ci --prefix examples/mcp-node` and
+//! MCP probe latency: the median of 50 probes against each example MCP server under mcpd
+//! (Node and Python: handshake, tools/list, ping, DELETE; Rust: the stateless revision). Needs `npm ci --prefix examples/mcp-node` and
 //! `pip install -r examples/mcp-python/requirements.txt`.
 //! Run with `cargo bench -p mcpd-cli --bench probe`.
 
@@ -22,10 +22,17 @@ fn main() {
     let home = dir.path().join("home");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     println!("MCP probe latency, median of {RUNS} (first probe excluded):");
-    for (name, port) in [("mcp-node", 3100), ("mcp-python", 3200)] {
+    // The Rust example is built by `cargo build --example mcp-rust` (or `cargo test --workspace`).
+    let rust = examples.join("../target/debug/examples/mcp-rust");
+    for (name, port) in [("mcp-node", 3100), ("mcp-python", 3200), ("mcp-rust", 3300)] {
+        if name == "mcp-rust" && !rust.exists() {
+            println!("  {name:<11} not built: run `cargo build --example mcp-rust` first");
+            continue;
+        }
         let config = std::fs::read_to_string(examples.join(format!("{name}.toml")))
             .unwrap()
-            .replace(&format!("cwd = \"{name}\""), &format!("cwd = {:?}", examples.join(name)));
+            .replace(&format!("cwd = \"{name}\""), &format!("cwd = {:?}", examples.join(name)))
+            .replace("\"../target/debug/examples/mcp-rust\"", &format!("{:?}", rust.display().to_string()));
         let file = dir.path().join(format!("{name}.toml"));
         std::fs::write(&file, config).unwrap();
         mcpd(&home, &["start", file.to_str().unwrap()]);
