@@ -16,8 +16,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn sdk_clients_keep_every_session_and_call_across_five_reloads() {
-    if !mcp_node().join("node_modules/@modelcontextprotocol/sdk").exists() {
-        eprintln!("run `npm ci --prefix examples/mcp-node` first (CI does); skipping");
+    if !crate::mcp::node_ready() {
         return;
     }
     let home = Home::new();
@@ -131,8 +130,7 @@ fn post(port: u16, session: Option<&str>, body: &str) -> (u16, Option<String>, S
 
 #[test]
 fn after_a_crash_its_sessions_get_404_and_new_sessions_work() {
-    if !mcp_node().join("node_modules/@modelcontextprotocol/sdk").exists() {
-        eprintln!("run `npm ci --prefix examples/mcp-node` first (CI does); skipping");
+    if !crate::mcp::node_ready() {
         return;
     }
     let home = Home::new();

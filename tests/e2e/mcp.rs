@@ -10,7 +10,8 @@ fn examples() -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
 
-fn node_ready() -> bool {
+/// Whether the Node example's dependencies are installed (says how to install them if not).
+pub(crate) fn node_ready() -> bool {
     let ok = examples().join("mcp-node/node_modules/@modelcontextprotocol/sdk").exists();
     if !ok {
         eprintln!("run `npm ci --prefix examples/mcp-node` first (CI does); skipping");
