@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-const READ_SIZE: usize = 64 * 1024;
+/// The read buffer starts small (a quiet app costs little) and doubles up to `MAX_READ`
+/// while reads keep filling it (a flood is taken in big reads).
+const FIRST_READ: usize = 4 * 1024;
+const MAX_READ: usize = 64 * 1024;
 /// A longer line is written in pieces, each cut at a character boundary.
 pub(super) const MAX_LINE: usize = 64 * 1024;
 
@@ -19,9 +22,9 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
         LogStream::Out => logs.out.clone(),
         LogStream::Err => logs.err.clone(),
     };
-    let mut buf = vec![0u8; READ_SIZE];
+    let mut buf = vec![0u8; FIRST_READ];
     let mut pending: Vec<u8> = Vec::new();
-    let mut batch: Vec<u8> = Vec::with_capacity(READ_SIZE + READ_SIZE / 2);
+    let mut batch: Vec<u8> = Vec::new();
     let mut stamper =
         Stamper { format: logs.format, app: &logs.app, stream, time: SystemTime::now(), stamp: String::new() };
     loop {
@@ -39,6 +42,7 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
             sink.lock().expect("sink lock").write(&batch, lines);
             return;
         }
+        let filled = n == buf.len();
         let mut data = &buf[..n];
         while let Some(at) = memchr::memchr(b'\n', data) {
             if pending.is_empty() {
@@ -60,6 +64,9 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
         }
         sink.lock().expect("sink lock").write(&batch, lines);
         batch.clear();
+        if filled && buf.len() < MAX_READ {
+            buf.resize(buf.len() * 2, 0);
+        }
     }
 }
 
