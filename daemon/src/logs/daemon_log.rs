@@ -13,6 +13,12 @@ use tracing_subscriber::fmt::MakeWriter;
 /// Daily files kept.
 const KEEP_DAYS: usize = 7;
 
+/// `MCPD_LOG` = error, warn, info (the default), debug or trace. A plain level keeps the
+/// regex engine of a directive filter out of the daemon.
+fn level() -> tracing::Level {
+    std::env::var("MCPD_LOG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(tracing::Level::INFO)
+}
+
 /// Installs the daemon's subscriber; `foreground` also writes to stderr. `MCPD_LOG` filters.
 pub fn init_daemon_log(paths: &Paths, foreground: bool) -> std::io::Result<()> {
     paths.create_dirs()?;
@@ -25,7 +31,7 @@ pub fn init_daemon_log(paths: &Paths, foreground: bool) -> std::io::Result<()> {
         .map_err(std::io::Error::other)?;
     let writer = Tee { file: Arc::new(std::sync::Mutex::new(appender)), stderr: foreground };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MCPD_LOG").unwrap_or_else(|_| "info".into()))
+        .with_max_level(level())
         .with_ansi(false)
         .with_writer(writer)
         .init();
