@@ -30,11 +30,7 @@ pub fn init_daemon_log(paths: &Paths, foreground: bool) -> std::io::Result<()> {
         .build(paths.logs_dir())
         .map_err(std::io::Error::other)?;
     let writer = Tee { file: Arc::new(std::sync::Mutex::new(appender)), stderr: foreground };
-    tracing_subscriber::fmt()
-        .with_max_level(level())
-        .with_ansi(false)
-        .with_writer(writer)
-        .init();
+    tracing_subscriber::fmt().with_max_level(level()).with_ansi(false).with_writer(writer).init();
     Ok(())
 }
 
