@@ -33,6 +33,10 @@ fn main() {
     }
     let file = dir.path().join("bench.toml");
     std::fs::write(&file, config).unwrap();
+    let sibling = Path::new(MCPD).with_file_name("mcpd-daemon");
+    if !sibling.is_file() {
+        println!("note: {} is not built (cargo build --release): measuring the in-process daemon", sibling.display());
+    }
     mcpd(&home, &["start", file.to_str().unwrap()]);
     let daemon = std::fs::read_to_string(home.join("daemon.lock")).unwrap().trim().to_string();
     // Let the sampler run at least once so list carries memory figures, as in real use.

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Set for a daemon that a verb started in the background.
-pub const BACKGROUND_ENV: &str = "MCPD_DAEMON_BACKGROUND";
+pub use mcpd_daemon::BACKGROUND_ENV;
 
 /// How long a freshly started daemon may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);

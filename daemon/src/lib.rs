@@ -9,6 +9,7 @@ mod front;
 pub mod guard;
 mod lock;
 pub mod logs;
+mod main_entry;
 pub mod mcp;
 pub mod persist;
 pub mod server;
@@ -16,6 +17,7 @@ pub mod supervisor;
 mod systemd;
 
 pub use lock::LockError;
+pub use main_entry::{daemon_main, BACKGROUND_ENV};
 
 use mcpd_core::paths::Paths;
 use tokio_util::sync::CancellationToken;

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
-cargo build --release -p mcpd-cli
+cargo build --release -p mcpd-cli -p mcpd-daemon
 mkdir -p target/release/assets
 target/release/mcpd man | gzip -9n > target/release/assets/mcpd.1.gz
 target/release/mcpd completions bash > target/release/assets/mcpd.bash

@@ -101,6 +101,11 @@ fn verbs_without_a_daemon_start_one_and_kill_without_one_is_harmless() {
     assert!(matches!(err, ClientError::NotRunning { .. }), "{err}");
     assert!(home.list().is_empty());
     let pid = home.daemon_pid().expect("list started a daemon");
+    let sibling = std::path::Path::new(MCPD).with_file_name("mcpd-daemon");
+    if sibling.is_file() {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert!(exe.ends_with("mcpd-daemon"), "`mcpd daemon` execs the daemon binary beside it: {}", exe.display());
+    }
     wait_for("the daemon to be alive", Duration::from_secs(5), || {
         if crate::common::alive(pid) {
             Ok(())
@@ -108,5 +113,4 @@ fn verbs_without_a_daemon_start_one_and_kill_without_one_is_harmless() {
             Err("not alive".into())
         }
     });
-    let _ = MCPD;
 }

@@ -1,36 +1,20 @@
 //! `mcpd daemon`: the supervisor in the foreground.
 
+use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
-/// Runs the daemon until SIGTERM, SIGINT or `mcpd kill`.
+/// Runs the daemon until SIGTERM, SIGINT or `mcpd kill`: by exec'ing the `mcpd-daemon` binary
+/// beside this one (same pid, so systemd and scripts see no difference; the resident daemon
+/// then maps none of the CLI's code), else in this process.
 pub fn run(start: Option<&std::path::Path>) -> ExitCode {
-    let boot = match start.map(mcpd_core::config::load).transpose() {
-        Ok(config) => config.map(|c| c.apps).unwrap_or_default(),
-        Err(e) => {
-            eprintln!("{e}\nmcpd: {} error(s); the daemon did not start", e.0.len());
-            return ExitCode::FAILURE;
+    let sibling = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.join("mcpd-daemon")));
+    if let Some(daemon) = sibling.filter(|p| p.is_file()) {
+        let mut command = std::process::Command::new(&daemon);
+        if let Some(file) = start {
+            command.arg("--start").arg(file);
         }
-    };
-    let paths = match mcpd_core::paths::Paths::from_env() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("mcpd: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Started in the background by another verb: the log file is enough. In the foreground
-    // (a terminal, systemd, a container) the log also goes to stderr.
-    let foreground = std::env::var_os(crate::connect::BACKGROUND_ENV).is_none();
-    if let Err(e) = mcpd_daemon::logs::init_daemon_log(&paths, foreground) {
-        eprintln!("mcpd: cannot open the daemon log in {}: {e}", paths.logs_dir().display());
-        return ExitCode::FAILURE;
+        let error = command.exec();
+        eprintln!("mcpd: cannot run {} ({error}); running the daemon in this process", daemon.display());
     }
-    match mcpd_daemon::run(paths, boot) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("mcpd: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    mcpd_daemon::daemon_main(start)
 }

@@ -1,0 +1,18 @@
+//! `mcpd-daemon`: the supervisor alone, without the CLI and the terminal UI, so the resident
+//! daemon maps only the code it runs. `mcpd daemon [--start FILE]` execs it when it sits next
+//! to `mcpd`; it takes the same arguments.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let start = match (args.next(), args.next(), args.next()) {
+        (None, ..) => None,
+        (Some(flag), Some(file), None) if flag == "--start" => Some(std::path::PathBuf::from(file)),
+        _ => {
+            eprintln!("usage: mcpd-daemon [--start FILE]   (normally run as `mcpd daemon`)");
+            return ExitCode::from(2);
+        }
+    };
+    mcpd_daemon::daemon_main(start.as_deref())
+}
