@@ -168,6 +168,7 @@ fn as_pid_1_of_a_pid_namespace_it_reaps_every_orphan_and_drains_on_sigterm() {
         nspid.lines().any(|l| l.starts_with("NSpid:") && l.trim_end().ends_with("\t1")),
         "mcpd is PID 1 inside: {nspid}"
     );
+    home.wait_socket();
     home.wait_app("orphans", "online", |r| r["status"] == "online");
     let children = |pid: u32| -> Vec<(u32, char)> {
         let list = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
@@ -284,6 +285,7 @@ fn daemon_start_runs_a_config_at_boot_and_refuses_a_bad_one() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    home.wait_socket();
     home.wait_app("boot", "online from --start", |r| r["status"] == "online");
     let pid = home.pid("boot");
     signal(daemon.id(), libc::SIGTERM);

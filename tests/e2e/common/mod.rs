@@ -164,6 +164,15 @@ impl Home {
         row["pid"].as_u64().unwrap_or_else(|| panic!("{name} has no pid: {row}")) as u32
     }
 
+    /// Waits until a daemon started by the test itself listens. Until then a CLI call would
+    /// start a second daemon in the background, which would race the test's own for the home.
+    pub fn wait_socket(&self) {
+        let socket = self.path().join("mcpd.sock");
+        wait_for("the daemon's control socket", Duration::from_secs(15), || {
+            std::os::unix::net::UnixStream::connect(&socket).map(drop).map_err(|e| e.to_string())
+        });
+    }
+
     /// The daemon's pid, as written in its lock file.
     pub fn daemon_pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.path().join("daemon.lock")).ok()?.trim().parse().ok()
