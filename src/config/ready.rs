@@ -52,6 +52,16 @@ impl Ready {
         Ok(Ready::Http { url: url.to_string() })
     }
 
+    /// The probe that decides readiness, for the kinds mcpd polls (http, tcp, mcp).
+    pub fn probe(&self) -> Option<super::Probe> {
+        match self {
+            Ready::Http { url } => Some(super::Probe::Http { url: url.clone() }),
+            Ready::Tcp { addr } => Some(super::Probe::Tcp { addr: addr.clone() }),
+            Ready::Mcp { url } => Some(super::Probe::Mcp { url: url.clone() }),
+            Ready::None | Ready::Notify | Ready::Ipc => None,
+        }
+    }
+
     /// Checks an MCP endpoint URL.
     pub fn mcp(url: &str) -> Result<Ready, String> {
         parse_http_url(url)?;

@@ -2,7 +2,6 @@
 //! unreachable (3), not MCP (4), protocol error (5) and a tools hash mismatch (6).
 
 use crate::connect;
-use mcpd_core::config::{Probe, Ready};
 use mcpd_core::model::AppName;
 use mcpd_core::protocol::{DescribeRequest, Response};
 use mcpd_daemon::mcp::{probe, ProbeError};
@@ -35,14 +34,9 @@ async fn url_of(target: &str) -> anyhow::Result<String> {
         Response::Describe(d) => d,
         other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
     };
-    let from_health = detail.config.limits.health.as_ref().and_then(|h| match &h.probe {
-        Probe::Mcp { url } => Some(url.clone()),
-        _ => None,
-    });
-    match (&detail.config.ready, from_health) {
-        (Ready::Mcp { url }, _) => Ok(url.clone()),
-        (_, Some(url)) => Ok(url),
-        _ => anyhow::bail!(
+    match detail.config.mcp_url() {
+        Some(url) => Ok(url.to_string()),
+        None => anyhow::bail!(
             "app {target} names no MCP URL: set ready = {{ mcp = \"http://127.0.0.1:PORT/mcp\" }} (or pass a URL)"
         ),
     }

@@ -64,20 +64,11 @@ pub(crate) async fn watch(
     tx: UnboundedSender<Report>,
 ) {
     let via = via.as_deref();
-    match ready {
-        Ready::None | Ready::Notify | Ready::Ipc => {}
-        Ready::Http { .. } | Ready::Tcp { .. } | Ready::Mcp { .. } => {
-            let probe = match ready {
-                Ready::Http { url } => Probe::Http { url },
-                Ready::Tcp { addr } => Probe::Tcp { addr },
-                Ready::Mcp { url } => Probe::Mcp { url },
-                _ => unreachable!("matched above"),
-            };
-            while !matches!(tokio::time::timeout(PROBE_TIMEOUT, probe_once(&probe, via)).await, Ok(Ok(()))) {
-                tokio::time::sleep(PROBE_INTERVAL).await;
-            }
-            let _ = tx.send(Report::Ready { pid });
+    if let Some(probe) = ready.probe() {
+        while !matches!(tokio::time::timeout(PROBE_TIMEOUT, probe_once(&probe, via)).await, Ok(Ok(()))) {
+            tokio::time::sleep(PROBE_INTERVAL).await;
         }
+        let _ = tx.send(Report::Ready { pid });
     }
     // Notify and IPC channels stay open for the generation's life (STATUS= updates, messages).
     tokio::join!(
