@@ -132,6 +132,9 @@ pub struct LogLine {
 pub struct AppInfo {
     /// The app's name.
     pub name: AppName,
+    /// With `instances` > 1: which instance this row is (each has its own row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
     /// Its status.
     pub status: AppStatus,
     /// The pid of the running generation's leader (also its process group id).
@@ -158,6 +161,16 @@ pub struct AppInfo {
     /// Behind a front: the MCP sessions each generation holds.
     #[serde(default)]
     pub sessions: Vec<GenerationSessions>,
+}
+
+impl AppInfo {
+    /// The name a row shows: `web`, or `web[1]` for instance 1 of several.
+    pub fn label(&self) -> String {
+        match self.instance {
+            Some(i) => format!("{}[{i}]", self.name),
+            None => self.name.to_string(),
+        }
+    }
 }
 
 /// How many MCP sessions one generation holds behind the front.
@@ -219,6 +232,9 @@ pub struct AppDetail {
     pub config: AppConfig,
     /// The last exits, newest last (at most 10).
     pub last_exits: Vec<ExitRecord>,
+    /// With `instances` > 1: the rows of the other instances.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_instances: Vec<AppInfo>,
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
-//! Front benchmark: the Node MCP example (TypeScript SDK 1.x, sessionful) reached directly,
-//! through the mcpd front, and through nginx configured as the deployment guides say
-//! (`proxy_buffering off`, `proxy_read_timeout 3600s`, HTTP/1.1 keep-alive upstream). Prints
-//! requests/s and p50/p99 latency of small tool calls (16 keep-alive connections over 8
-//! sessions, 5 s each), and the median time to the first SSE event of a fresh call.
+//! Front benchmark: one process of the Node MCP example (TypeScript SDK 1.x, sessionful) under
+//! mcpd, reached three ways: directly on its own socket, through the mcpd front, and through
+//! nginx configured as the deployment guides say (`proxy_buffering off`, `proxy_read_timeout
+//! 3600s`, HTTP/1.1 keep-alive upstream) with that same socket as its upstream. The same
+//! process behind all three, a warm-up of each, then rounds taking turns, so neither JIT
+//! warm-up nor drift favours one path. Prints requests/s and p50/p99 latency of small tool
+//! calls (16 keep-alive connections over 8 sessions) and the median time to the first SSE
+//! event of a fresh call: the median over the rounds of each figure.
 //! Needs `npm ci --prefix examples/mcp-node` and nginx (`apt-get install nginx`).
 //! Run with `cargo bench -p mcpd-cli --bench front`.
 
@@ -15,7 +18,8 @@ use std::time::{Duration, Instant};
 const MCPD: &str = env!("CARGO_BIN_EXE_mcpd");
 const SESSIONS: usize = 8;
 const CONNECTIONS: usize = 16;
-const RUN: Duration = Duration::from_secs(5);
+const RUN: Duration = Duration::from_secs(3);
+const ROUNDS: usize = 3;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -31,17 +35,33 @@ fn wait_port(port: u16) {
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn connect(port: u16) -> Sender {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+/// Where the requests go: a TCP port, or the app's own Unix socket.
+#[derive(Clone, Debug)]
+enum Target {
+    Tcp(u16),
+    Unix(std::path::PathBuf),
+}
+
+async fn connect(target: &Target) -> Sender {
+    let io = match target {
+        Target::Tcp(port) => {
+            let stream = tokio::net::TcpStream::connect(("127.0.0.1", *port)).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(conn);
+            return sender;
+        }
+        Target::Unix(path) => tokio::net::UnixStream::connect(path).await.unwrap(),
+    };
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.unwrap();
     tokio::spawn(conn);
     sender
 }
 
-fn request(port: u16, session: Option<&str>, body: &str) -> hyper::Request<Full<Bytes>> {
+fn request(session: Option<&str>, body: &str) -> hyper::Request<Full<Bytes>> {
     let mut b = hyper::Request::post("/mcp")
-        .header("host", format!("127.0.0.1:{port}"))
+        .header("host", "127.0.0.1")
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2025-06-18");
@@ -51,36 +71,39 @@ fn request(port: u16, session: Option<&str>, body: &str) -> hyper::Request<Full<
     b.body(Full::new(Bytes::from(body.to_string()))).unwrap()
 }
 
-async fn open_session(port: u16) -> String {
-    let mut s = connect(port).await;
+async fn open_session(target: &Target) -> String {
+    let mut s = connect(target).await;
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
-    let r = s.send_request(request(port, None, init)).await.unwrap();
+    let r = s.send_request(request(None, init)).await.unwrap();
     let id = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
     r.into_body().collect().await.unwrap();
     let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-    let r = s.send_request(request(port, Some(&id), note)).await.unwrap();
+    let r = s.send_request(request(Some(&id), note)).await.unwrap();
     r.into_body().collect().await.unwrap();
     id
 }
 
 /// (requests/s, p50 ms, p99 ms, median ms to the first SSE event of a fresh call)
-async fn measure(port: u16) -> (f64, f64, f64, f64) {
+type Figures = (f64, f64, f64, f64);
+
+async fn measure(target: Target) -> Figures {
     let mut sessions = Vec::new();
     for _ in 0..SESSIONS {
-        sessions.push(open_session(port).await);
+        sessions.push(open_session(&target).await);
     }
     let started = Instant::now();
     let mut workers = Vec::new();
     for c in 0..CONNECTIONS {
         let session = sessions[c % SESSIONS].clone();
+        let target = target.clone();
         workers.push(tokio::spawn(async move {
-            let mut sender = connect(port).await;
+            let mut sender = connect(&target).await;
             let mut times = Vec::new();
             let mut n = 0u64;
             while started.elapsed() < RUN {
                 let body = format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"add","arguments":{{"a":{n},"b":1}}}}}}"#);
                 let t = Instant::now();
-                let r = sender.send_request(request(port, Some(&session), &body)).await.expect("call");
+                let r = sender.send_request(request(Some(&session), &body)).await.expect("call");
                 assert!(r.status().is_success(), "status {}", r.status());
                 r.into_body().collect().await.unwrap();
                 times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -98,12 +121,12 @@ async fn measure(port: u16) -> (f64, f64, f64, f64) {
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     let mut first_event = Vec::new();
     for n in 0..50 {
-        let mut sender = connect(port).await;
+        let mut sender = connect(&target).await;
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"add","arguments":{{"a":1,"b":2}}}}}}"#
         );
         let t = Instant::now();
-        let mut r = sender.send_request(request(port, Some(&sessions[0]), &body)).await.unwrap();
+        let mut r = sender.send_request(request(Some(&sessions[0]), &body)).await.unwrap();
         while let Some(frame) = r.body_mut().frame().await {
             if frame.unwrap().data_ref().is_some_and(|d| d.windows(5).any(|w| w == b"data:")) {
                 break;
@@ -115,12 +138,20 @@ async fn measure(port: u16) -> (f64, f64, f64, f64) {
     (all.len() as f64 / secs, pct(0.50), pct(0.99), first_event[first_event.len() / 2])
 }
 
-struct Kill(Child);
-impl Drop for Kill {
+/// nginx, stopped with SIGTERM so its master takes its workers down with it (a SIGKILLed
+/// master leaves them running).
+struct Nginx(Child);
+impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SAFETY: plain kill(2) on the pid of our own child.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
         let _ = self.0.wait();
     }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn main() {
@@ -129,22 +160,12 @@ fn main() {
         println!("run `npm ci --prefix examples/mcp-node` first");
         return;
     }
+    if Command::new("nginx").arg("-v").stderr(Stdio::null()).status().is_err() {
+        println!("nginx is not installed (apt-get install nginx)");
+        return;
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut rows = Vec::new();
-
-    let direct_port = free_port();
-    let _direct = Kill(
-        Command::new("node")
-            .arg("server.js")
-            .env("PORT", direct_port.to_string())
-            .current_dir(&node_dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(direct_port);
-    rows.push(("direct", rt.block_on(measure(direct_port))));
 
     let front_port = free_port();
     let home = dir.path().join("home");
@@ -161,44 +182,85 @@ fn main() {
         .status()
         .unwrap();
     assert!(status.success());
-    rows.push(("mcpd front", rt.block_on(measure(front_port))));
-    let _ = Command::new(MCPD).arg("kill").env("MCPD_HOME", &home).stdout(Stdio::null()).status();
-
-    match Command::new("nginx").arg("-v").output() {
-        Ok(_) => {
-            let nginx_port = free_port();
-            let conf = dir.path().join("nginx.conf");
-            std::fs::write(
-                &conf,
-                format!(
-                    "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{ worker_connections 1024; }}\n\
-                     http {{\n  access_log off;\n  client_body_temp_path {dir}; proxy_temp_path {dir};\n\
-                     upstream mcp {{ server 127.0.0.1:{direct_port}; keepalive 32; }}\n\
-                     server {{\n    listen 127.0.0.1:{nginx_port};\n    location /mcp {{\n      proxy_pass http://mcp;\n\
-                     proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n\
-                     proxy_cache off;\n      proxy_read_timeout 3600s;\n    }}\n  }}\n}}\n",
-                    dir = dir.path().display()
-                ),
-            )
-            .unwrap();
-            let _nginx = Kill(
-                Command::new("nginx").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
-            );
-            wait_port(nginx_port);
-            rows.push(("nginx", rt.block_on(measure(nginx_port))));
+    struct StopDaemon(std::path::PathBuf);
+    impl Drop for StopDaemon {
+        fn drop(&mut self) {
+            let _ = Command::new(MCPD).arg("kill").env("MCPD_HOME", &self.0).stdout(Stdio::null()).status();
         }
-        Err(_) => println!("nginx is not installed (apt-get install nginx): its row is missing"),
     }
+    let _daemon = StopDaemon(home.clone());
+    // The app's private socket, the one the front forwards to.
+    let app_socket = std::fs::read_dir(home.join("run"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "upstream"))
+        .expect("the app's private socket");
 
-    println!("small tool calls to the Node MCP example, {CONNECTIONS} keep-alive connections over {SESSIONS} sessions, {}s each:", RUN.as_secs());
+    let nginx_port = free_port();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\n{user}worker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {dir}; proxy_temp_path {dir};\n\
+             upstream mcp {{ server unix:{socket}; keepalive 32; }}\n\
+             server {{\n    listen 127.0.0.1:{nginx_port};\n    location /mcp {{\n      proxy_pass http://mcp;\n\
+             proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n\
+             proxy_cache off;\n      proxy_read_timeout 3600s;\n    }}\n  }}\n}}\n",
+            dir = dir.path().display(),
+            socket = app_socket.display(),
+            // nginx's workers must be able to open the app's socket, which is the daemon's.
+            user = if unsafe { libc::geteuid() } == 0 { "user root;\n" } else { "" }
+        ),
+    )
+    .unwrap();
+    let _nginx =
+        Nginx(Command::new("nginx").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    wait_port(nginx_port);
+
+    let targets = [
+        ("direct", Target::Unix(app_socket.clone())),
+        ("mcpd front", Target::Tcp(front_port)),
+        ("nginx", Target::Tcp(nginx_port)),
+    ];
+    for (_, target) in &targets {
+        rt.block_on(measure(target.clone()));
+    }
+    let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); targets.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, target)) in targets.iter().enumerate() {
+            runs[i].push(rt.block_on(measure(target.clone())));
+        }
+    }
+    let rows: Vec<(&str, Figures)> = targets
+        .iter()
+        .zip(&runs)
+        .map(|((name, _), r)| {
+            let m = |f: fn(&Figures) -> f64| median(r.iter().map(f).collect());
+            (*name, (m(|x| x.0), m(|x| x.1), m(|x| x.2), m(|x| x.3)))
+        })
+        .collect();
+
+    println!(
+        "small tool calls to one Node MCP example process, {CONNECTIONS} keep-alive connections over {SESSIONS} sessions, \
+         median of {ROUNDS} rounds of {}s (after a warm-up of each):",
+        RUN.as_secs()
+    );
     println!("  {:<11} {:>9} {:>9} {:>9} {:>16}", "", "req/s", "p50 ms", "p99 ms", "first event ms");
     for (name, (rps, p50, p99, first)) in &rows {
         println!("  {name:<11} {rps:>9.0} {p50:>9.2} {p99:>9.2} {first:>16.2}");
     }
-    let (direct, front) = (rows[0].1, rows[1].1);
+    let (direct, front, nginx) = (rows[0].1, rows[1].1, rows[2].1);
     println!(
         "  front vs direct: {:.1}% of the throughput, +{:.2} ms p50 (targets: within 10%, at most +0.3 ms)",
         front.0 / direct.0 * 100.0,
         front.1 - direct.1
+    );
+    println!(
+        "  front vs nginx: {:.1}% of its throughput, {:+.2} ms p50, {:+.2} ms p99, {:+.2} ms to the first event",
+        front.0 / nginx.0 * 100.0,
+        front.1 - nginx.1,
+        front.2 - nginx.2,
+        front.3 - nginx.3
     );
 }

@@ -1,7 +1,7 @@
 // A load of real MCP clients (the official TypeScript SDK 1.x) for mcpd's tests and
 // benchmarks: N sessions, each calling `add` every 100 ms and sometimes the 800 ms `slow_echo`,
-// checking every answer. Prints "connected N" once every session is up; on SIGTERM it ends
-// the sessions (DELETE) and prints a JSON summary.
+// checking every answer. Prints "connected N" once every session is up, then "calls N failed M"
+// every 250 ms; on SIGTERM it ends the sessions (DELETE) and prints a JSON summary.
 //   node load.js http://127.0.0.1:3400/mcp 20
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -44,8 +44,10 @@ async function run({ i, client, transport }) {
 }
 
 const sessions = await Promise.all(Array.from({ length: count }, (_, i) => session(i)));
+const progress = setInterval(() => console.log(`calls ${stats.calls} failed ${stats.failed}`), 250);
 console.log(`connected ${sessions.length}`);
 await Promise.all(sessions.map(run));
+clearInterval(progress);
 stats.lost = lost.size;
 await Promise.all(sessions.map(async ({ client, transport }) => {
   await transport.terminateSession().catch(() => {});

@@ -82,6 +82,10 @@ pub struct AppConfig {
     /// generation then gets a private socket of its own (as fd 3, like `listen`).
     #[serde(default)]
     pub front: Option<FrontConfig>,
+    /// How many processes run side by side (each its own generation; behind a front each
+    /// has its own private socket and new sessions go to the one with the fewest).
+    #[serde(default = "defaults::instances")]
+    pub instances: u32,
     /// Compare the tools of the new and old generation before a reload stops the old one
     /// (needs a front and an MCP URL in `ready` or `health`).
     #[serde(default)]
@@ -121,6 +125,9 @@ mod defaults {
     pub fn ready_timeout() -> Duration {
         DEFAULT_READY_TIMEOUT
     }
+    pub fn instances() -> u32 {
+        1
+    }
 }
 
 impl AppConfig {
@@ -149,6 +156,7 @@ impl AppConfig {
             listen: Vec::new(),
             shutdown_with_message: false,
             front: None,
+            instances: 1,
             on_tools_change: OnToolsChange::Allow,
             user: None,
             group: None,
@@ -195,4 +203,13 @@ pub struct ConfigFile {
     pub path: PathBuf,
     /// The apps it defines, in the order written.
     pub apps: Vec<AppConfig>,
+    /// Its `[daemon]` table: settings the daemon reads when it starts.
+    pub daemon: DaemonSettings,
+}
+
+/// `[daemon]`: settings of the daemon itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// Where the daemon serves `/health`, `/health/NAME`, `/apps` and `/metrics` (off if unset).
+    pub http: Option<ListenAddr>,
 }

@@ -46,8 +46,12 @@ const APP_KEYS: &[&str] = &[
     "user",
     "group",
     "front",
+    "instances",
     "on_tools_change",
 ];
+
+/// The most processes one app may run side by side.
+const MAX_INSTANCES: u32 = 64;
 
 #[path = "parse_logs.rs"]
 mod logs;
@@ -87,10 +91,19 @@ pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ConfigFile, ConfigE
         }
     };
     let mut apps = Vec::new();
-    for (key, _) in doc.as_table().iter() {
-        if key != "apps" {
-            let span = key_span(doc.as_table(), key);
-            walker.error(span, key, "unknown top-level key; the file holds [apps.NAME] tables".into());
+    let mut daemon = super::DaemonSettings::default();
+    for (key, item) in doc.as_table().iter() {
+        match key {
+            "apps" => {}
+            "daemon" => daemon = walker.daemon(item, base),
+            _ => {
+                let span = key_span(doc.as_table(), key);
+                walker.error(
+                    span,
+                    key,
+                    "unknown top-level key; the file holds [apps.NAME] tables and an optional [daemon] table".into(),
+                );
+            }
         }
     }
     match doc.as_table().get("apps") {
@@ -111,7 +124,7 @@ pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ConfigFile, ConfigE
         },
     }
     if walker.errors.is_empty() {
-        Ok(ConfigFile { path: file.to_path_buf(), apps })
+        Ok(ConfigFile { path: file.to_path_buf(), apps, daemon })
     } else {
         walker.errors.sort_by_key(|e| (e.line, e.column));
         Err(ConfigErrors(walker.errors))
@@ -176,6 +189,20 @@ impl Walker<'_> {
                 "ready_timeout" => cfg.ready_timeout = self.duration(value, &kpath, span).unwrap_or(cfg.ready_timeout),
                 "listen" => cfg.listen = self.listen(value, &kpath, span, base),
                 "front" => cfg.front = self.front(value, &kpath, span, base),
+                "instances" => match value.as_integer() {
+                    Some(n) if (1..=i64::from(MAX_INSTANCES)).contains(&n) => cfg.instances = n as u32,
+                    _ => self.error(
+                        span,
+                        &kpath,
+                        match value.as_integer() {
+                            Some(n) => format!("expected a number of processes from 1 to {MAX_INSTANCES}, found {n}"),
+                            None => format!(
+                                "expected a number of processes from 1 to {MAX_INSTANCES}, found {}",
+                                type_name(value)
+                            ),
+                        },
+                    ),
+                },
                 "on_tools_change" => match value.as_str() {
                     Some("allow") => cfg.on_tools_change = super::OnToolsChange::Allow,
                     Some("warn") => cfg.on_tools_change = super::OnToolsChange::Warn,
@@ -225,12 +252,49 @@ impl Walker<'_> {
                     .into(),
             );
         }
+        if cfg.instances > 1 && !cfg.listen.is_empty() {
+            let span = table.key("instances").and_then(|k| k.span()).unwrap_or(name_span.clone());
+            self.error(
+                span,
+                &format!("{path}.instances"),
+                "several instances cannot share `listen` sockets: use `front = { listen = ... }` instead (each instance gets a private socket behind it)".into(),
+            );
+        }
         if command.is_none() && !table.contains_key("command") {
             self.error(name_span, &path, "missing `command`: the program to run".into());
         }
         cfg.name = app_name?;
         cfg.command = command?;
         Some(cfg)
+    }
+
+    /// `[daemon]`: settings of the daemon itself, read when it starts.
+    fn daemon(&mut self, item: &Item, base: &Path) -> super::DaemonSettings {
+        let mut settings = super::DaemonSettings::default();
+        let Some(table) = item.as_table_like() else {
+            self.error(span_of(item), "daemon", "must be a table, e.g. [daemon] with http = \"127.0.0.1:9615\"".into());
+            return settings;
+        };
+        for (key, value) in table.iter() {
+            let kpath = format!("daemon.{key}");
+            let span = value.span().or_else(|| table.key(key).and_then(|k| k.span())).unwrap_or(0..0);
+            match key {
+                "http" => match value.as_str().map(|s| ListenAddr::parse(s, base)) {
+                    Some(Ok(addr)) => settings.http = Some(addr),
+                    Some(Err(e)) => self.error(span, &kpath, e),
+                    None => self.error(
+                        span,
+                        &kpath,
+                        format!("expected an address like \"127.0.0.1:9615\", found {}", type_name(value)),
+                    ),
+                },
+                _ => {
+                    let kspan = table.key(key).and_then(|k| k.span()).unwrap_or(span);
+                    self.error(kspan, &kpath, "unknown key; the [daemon] table knows http".into());
+                }
+            }
+        }
+        settings
     }
 
     fn non_empty(&mut self, text: &str, key: &str, item: &Item) -> bool {

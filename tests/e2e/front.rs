@@ -14,8 +14,82 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[test]
-fn sdk_clients_keep_every_session_and_call_across_five_reloads() {
+/// The output of a load.js run: "connected N", then "calls N failed M" lines, then the summary.
+struct Load {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Load {
+    /// Starts `node load.js URL 20` in `dir` and waits until every client is connected.
+    fn start(dir: &std::path::Path, port: u16) -> Load {
+        let mut child = Command::new("node")
+            .arg("load.js")
+            .arg(format!("http://127.0.0.1:{port}/mcp"))
+            .arg("20")
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "connected 20", "the clients connected through the front");
+        Load { child, out }
+    }
+
+    /// Reads progress until the clients have made `more` calls since `from`; returns the count.
+    fn calls_past(&mut self, from: u64, more: u64) -> u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = String::new();
+        while std::time::Instant::now() < deadline {
+            let mut line = String::new();
+            if self.out.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            let calls: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+            if calls >= from + more {
+                return calls;
+            }
+            seen = line;
+        }
+        panic!("the clients did not make {more} calls past {from} within 30 s; last progress: {seen}");
+    }
+
+    /// Stops the clients (SIGTERM) and returns their summary.
+    fn finish(mut self) -> serde_json::Value {
+        signal(self.child.id(), libc::SIGTERM);
+        let mut rest = String::new();
+        self.out.read_to_string(&mut rest).unwrap();
+        let mut stderr = String::new();
+        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        assert!(self.child.wait().unwrap().success(), "{stderr}");
+        let summary = rest.lines().find(|l| l.starts_with('{')).unwrap_or_default();
+        let stats: serde_json::Value = serde_json::from_str(summary).unwrap_or_else(|e| panic!("{e}: {rest} {stderr}"));
+        eprintln!("clients: {stats}");
+        stats
+    }
+}
+
+/// The pids of an app's instances (instance 0 first).
+fn instance_pids(home: &Home, name: &str) -> Vec<u32> {
+    home.list().iter().filter(|r| r["name"] == name).map(|r| r["pid"].as_u64().unwrap_or(0) as u32).collect()
+}
+
+/// Sessions held per generation, as `list --json` shows them.
+fn sessions_held(home: &Home, name: &str) -> Vec<(u32, u64)> {
+    home.app(name).unwrap()["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["pid"].as_u64().unwrap() as u32, s["sessions"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Runs 20 SDK clients (a call every 100 ms each, some 800 ms calls) through a front over
+/// `instances` processes while reloading five times; returns the clients' summary.
+fn sessions_across_reloads(instances: u32) {
     if !crate::mcp::node_ready() {
         return;
     }
@@ -24,59 +98,46 @@ fn sdk_clients_keep_every_session_and_call_across_five_reloads() {
     let config = home.write(
         "front.toml",
         &format!(
-            "[apps.mcp]\ncommand = \"node\"\nargs = [\"server.js\"]\ncwd = {:?}\n\
+            "[apps.mcp]\ncommand = \"node\"\nargs = [\"server.js\"]\ncwd = {:?}\ninstances = {instances}\n\
              front = {{ listen = \"127.0.0.1:{port}\", session_idle_timeout = \"2s\", drain_deadline = \"2m\" }}\n\
              ready = {{ mcp = \"http://127.0.0.1:{port}/mcp\" }}\nkill_timeout = \"10s\"\n",
             mcp_node()
         ),
     );
     home.ok(&["start", config.to_str().unwrap()]);
-    let first = home.pid("mcp");
-    let mut clients = Command::new("node")
-        .arg("load.js")
-        .arg(format!("http://127.0.0.1:{port}/mcp"))
-        .arg("20")
-        .current_dir(mcp_node())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(clients.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "connected 20", "the clients connected through the front");
-    let mut pids = vec![first];
+    let first = instance_pids(&home, "mcp");
+    assert_eq!(first.len(), instances as usize, "one row per instance");
+    let mut load = Load::start(&mcp_node(), port);
+    let spread: Vec<u64> =
+        sessions_held(&home, "mcp").iter().filter(|(pid, _)| first.contains(pid)).map(|(_, n)| *n).collect();
+    let even = 20 / u64::from(instances);
+    assert_eq!(spread, vec![even; instances as usize], "new sessions were spread evenly over the instances");
+    let mut pids = first.clone();
+    let mut calls = 0;
     for i in 0..5 {
+        // Every reload happens while the clients are calling.
+        calls = load.calls_past(calls, 100);
         let said = home.ok(&["reload", "mcp"]);
-        assert!(said.contains("takes new sessions"), "reload {i}: {said}");
-        pids.push(home.pid("mcp"));
-        // New sessions (the probe's) reach the new generation while the old keeps its own.
+        assert_eq!(said.matches("takes new sessions").count(), instances as usize, "reload {i}: {said}");
+        let now = instance_pids(&home, "mcp");
+        assert!(now.iter().all(|p| !pids.contains(p)), "reload {i} replaced every instance: {now:?}");
+        pids.extend(now);
+        // New sessions (the probe's) reach the new generations while the old keep their own.
         home.ok(&["probe", "mcp"]);
     }
-    let row = home.app("mcp").unwrap();
-    let held: Vec<(u64, u64)> = row["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["pid"].as_u64().unwrap(), s["sessions"].as_u64().unwrap()))
-        .collect();
-    assert!(held.contains(&(u64::from(first), 20)), "the first generation still holds the 20 busy sessions: {held:?}");
-    signal(clients.id(), libc::SIGTERM);
-    let mut summary = String::new();
-    out.read_to_string(&mut summary).unwrap();
-    let mut stderr = String::new();
-    clients.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert!(clients.wait().unwrap().success(), "{stderr}");
-    let stats: serde_json::Value =
-        serde_json::from_str(summary.trim()).unwrap_or_else(|e| panic!("{e}: {summary} {stderr}"));
+    let held = sessions_held(&home, "mcp");
+    let on_first: u64 = held.iter().filter(|(pid, _)| first.contains(pid)).map(|(_, n)| n).sum();
+    assert_eq!(on_first, 20, "the first generations still hold the 20 busy sessions: {held:?}");
+    load.calls_past(calls, 100);
+    let stats = load.finish();
     assert_eq!((stats["failed"].as_u64(), stats["lost"].as_u64()), (Some(0), Some(0)), "{stats}");
     assert!(stats["calls"].as_u64().unwrap() > 100 && stats["slow_calls"].as_u64().unwrap() > 0, "{stats}");
-    // The sessions were deleted: once idle, every old generation drains and only the newest stays.
-    let newest = *pids.last().unwrap();
+    // The sessions were deleted: once idle, every old generation drains and only the newest stay.
+    let mut newest = instance_pids(&home, "mcp");
+    newest.sort();
     wait_for("the old generations to drain once their sessions ended", Duration::from_secs(20), || {
-        let row = home.app("mcp").unwrap();
-        let gens: Vec<u64> = row["sessions"].as_array().unwrap().iter().map(|s| s["pid"].as_u64().unwrap()).collect();
-        if gens == [u64::from(newest)] {
+        let gens: Vec<u32> = sessions_held(&home, "mcp").into_iter().map(|(pid, _)| pid).collect();
+        if gens == newest {
             Ok(())
         } else {
             Err(format!("{gens:?}"))
@@ -84,7 +145,17 @@ fn sdk_clients_keep_every_session_and_call_across_five_reloads() {
     });
     let exits = home.describe("mcp")["last_exits"].clone();
     let drained = exits.as_array().unwrap().iter().filter(|e| e["reason"] == "user reload" && e["code"] == 0).count();
-    assert_eq!(drained, 5, "five old generations drained and exited 0: {exits}");
+    assert_eq!(drained, 5, "instance 0's five old generations drained and exited 0: {exits}");
+}
+
+#[test]
+fn sdk_clients_keep_every_session_and_call_across_five_reloads() {
+    sessions_across_reloads(1);
+}
+
+#[test]
+fn with_two_instances_sessions_spread_and_survive_five_reloads() {
+    sessions_across_reloads(2);
 }
 
 #[test]
@@ -155,4 +226,48 @@ fn after_a_crash_its_sessions_get_404_and_new_sessions_work() {
     assert_eq!(status, 404, "the crashed generation's session is gone: {text}");
     let (status, fresh, _) = post(port, None, init);
     assert!(status == 200 && fresh.is_some(), "a new session works on the new generation ({status})");
+}
+
+fn stateless_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mcp-node-stateless")
+}
+
+#[test]
+fn sdk2_clients_of_a_stateless_server_lose_no_call_across_five_reloads() {
+    if !stateless_dir().join("node_modules/@modelcontextprotocol/server").exists() {
+        eprintln!("run `npm ci --prefix examples/mcp-node-stateless` first (CI does); skipping");
+        return;
+    }
+    let home = Home::new();
+    let port = free_port();
+    let config = home.write(
+        "stateless.toml",
+        &format!(
+            "[apps.stateless]\ncommand = \"node\"\nargs = [\"server.js\"]\ncwd = {:?}\ninstances = 2\n\
+             front = {{ listen = \"127.0.0.1:{port}\" }}\nready = {{ mcp = \"http://127.0.0.1:{port}/mcp\" }}\n\
+             kill_timeout = \"10s\"\n",
+            stateless_dir()
+        ),
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let mut load = Load::start(&stateless_dir(), port);
+    let mut seen = instance_pids(&home, "stateless");
+    let mut calls = 0;
+    for i in 0..5 {
+        calls = load.calls_past(calls, 100);
+        let said = home.ok(&["reload", "stateless"]);
+        assert_eq!(said.matches("takes new sessions").count(), 2, "reload {i}: {said}");
+        let now = instance_pids(&home, "stateless");
+        assert!(now.iter().all(|p| !seen.contains(p)), "reload {i} replaced both instances: {now:?}");
+        seen.extend(now);
+    }
+    // Calls keep flowing to the newest generations after the last reload.
+    let calls_after = home.ok(&["probe", "stateless"]);
+    assert!(calls_after.contains("tools"), "{calls_after}");
+    load.calls_past(calls, 100);
+    let stats = load.finish();
+    assert_eq!(stats["failed"].as_u64(), Some(0), "{stats}");
+    assert!(stats["calls"].as_u64().unwrap() > 100 && stats["slow_calls"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["protocols"], serde_json::json!(["2025-11-25", "2026-07-28"]), "both revisions were spoken");
+    assert!(stats["server_pids"].as_u64().unwrap() >= 2, "calls were spread over processes: {stats}");
 }

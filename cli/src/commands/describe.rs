@@ -25,7 +25,7 @@ fn text(d: &AppDetail) -> String {
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<14} {v}\n"));
-    line("name", i.name.to_string());
+    line("name", i.label());
     line("status", i.status.to_string());
     if let Some(r) = &i.reason {
         line("reason", r.clone());
@@ -36,6 +36,14 @@ fn text(d: &AppDetail) -> String {
     }
     if let Some(t) = &i.status_text {
         line("app status", t.clone());
+    }
+    if !i.sessions.is_empty() {
+        let per: Vec<String> = i.sessions.iter().map(|g| format!("pid {}: {}", g.pid, g.sessions)).collect();
+        line("sessions", per.join(", "));
+    }
+    for other in &d.other_instances {
+        let pid = opt(other.pid.map(|p| p.to_string()));
+        line("instance", format!("{}: {}, pid {pid}, {} restarts", other.label(), other.status, other.restarts));
     }
     line("uptime", opt(i.uptime_ms.map(format::duration_ms)));
     line("restarts", i.restarts.to_string());

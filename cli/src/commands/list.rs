@@ -36,7 +36,7 @@ fn table(apps: &[AppInfo]) -> String {
                 _ => String::new(),
             };
             vec![
-                a.name.to_string(),
+                a.label(),
                 a.status.to_string(),
                 a.pid.map_or_else(dash, |p| p.to_string()),
                 a.restarts.to_string(),

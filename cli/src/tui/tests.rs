@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 fn info(name: &str, status: AppStatus, pid: Option<u32>) -> AppInfo {
     AppInfo {
         name: AppName::new(name).unwrap(),
+        instance: None,
         status,
         pid,
         restarts: if status == AppStatus::Errored { 16 } else { 1 },
@@ -83,6 +84,7 @@ fn detail() -> AppDetail {
             exit(0, 1200, 1, "crash", "restart in 100 ms"),
             exit(60_000, 1220, 0, "user restart", "restarted as pid 1234"),
         ],
+        other_instances: Vec::new(),
     }
 }
 

@@ -78,7 +78,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
             let note =
                 a.reason.clone().or_else(|| a.status_text.clone()).or_else(|| a.log_error.clone()).unwrap_or_default();
             let row = Row::new(vec![
-                Span::raw(a.name.to_string()),
+                Span::raw(a.label()),
                 Span::styled(a.status.to_string(), Style::new().fg(status_color(a.status))),
                 Span::raw(a.pid.map_or_else(dash, |p| p.to_string())),
                 Span::raw(a.uptime_ms.map_or_else(dash, format::duration_ms)),

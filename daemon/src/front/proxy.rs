@@ -116,6 +116,9 @@ async fn proxy(
         parts.uri = pq.as_str().parse().unwrap_or(parts.uri);
     }
     let upstream = Request::from_parts(parts, body);
+    // Until its answer is in (also if the client goes away first), a session-less request
+    // counts as load on its generation.
+    let awaiting = Awaiting { front: front.clone(), route: route.clone() };
     let (response, sender) = match send(&front, &route.socket, upstream).await {
         Ok(r) => r,
         Err(e) => {
@@ -127,6 +130,7 @@ async fn proxy(
     if let (None, Some(id)) = (&session, &minted) {
         front.pin(id, route.pid);
     }
+    drop(awaiting);
     if let (true, Some(id), true) = (is_delete, &session, response.status().is_success()) {
         front.unpin(id);
     }
@@ -161,6 +165,18 @@ async fn send(
     };
     let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
     Ok((response, sender))
+}
+
+/// A session-less request on its way to a generation.
+struct Awaiting {
+    front: Arc<Front>,
+    route: super::Route,
+}
+
+impl Drop for Awaiting {
+    fn drop(&mut self) {
+        self.front.answered(&self.route);
+    }
 }
 
 /// Marks a session's request done when its response (or stream) ends.

@@ -15,7 +15,7 @@ mod sockets;
 pub mod state;
 
 use crate::guard::Guard;
-use app::{AppHandle, Command};
+use app::{AppHandle, Command, Shared};
 use mcpd_core::config::AppConfig;
 use mcpd_core::model::LogLine;
 use mcpd_core::model::{AppDetail, AppInfo, AppName};
@@ -60,11 +60,40 @@ pub enum Verb {
     Reset,
 }
 
+/// One app in the registry: a task per instance.
+#[derive(Debug)]
+struct Entry {
+    /// Tells this entry apart from a later one of the same name.
+    id: u64,
+    /// Instance 0 first.
+    instances: Vec<AppHandle>,
+}
+
+impl Entry {
+    fn first(&self) -> &AppHandle {
+        &self.instances[0]
+    }
+
+    /// Sends a command built by `make` to every instance; returns the replies in order.
+    fn send_all(&self, name: &AppName, make: impl Fn(app::Reply) -> Command) -> Vec<Pending> {
+        self.instances
+            .iter()
+            .map(|h| {
+                let (reply, rx) = oneshot::channel();
+                h.send(make(reply));
+                (name.clone(), rx)
+            })
+            .collect()
+    }
+}
+
+type Pending = (AppName, oneshot::Receiver<AppOutcome>);
+
 /// The registry of apps.
 #[derive(Debug)]
 pub struct Supervisor {
     ctx: Arc<Ctx>,
-    apps: Mutex<BTreeMap<AppName, AppHandle>>,
+    apps: Mutex<BTreeMap<AppName, Entry>>,
     tracker: TaskTracker,
     /// Cancelled to stop every app (daemon shutdown, `kill`).
     apps_token: CancellationToken,
@@ -111,25 +140,28 @@ impl Supervisor {
             if let Some(name) = request.names.iter().find(|n| !apps.contains_key(*n)) {
                 return unknown_app(name);
             }
+            if let Some(response) = request.apps.iter().find_map(|c| instances_changed(&apps, c, "start")) {
+                return response;
+            }
             for config in request.apps {
-                let (reply, rx) = oneshot::channel();
                 let name = config.name.clone();
+                let wait = request.wait;
                 match apps.get(&name) {
-                    Some(handle) => {
-                        handle.send(Command::Start { config: Some(Box::new(config)), wait: request.wait, reply })
-                    }
+                    Some(entry) => replies.extend(entry.send_all(&name, |reply| Command::Start {
+                        config: Some(Box::new(config.clone())),
+                        wait,
+                        reply,
+                    })),
                     None => {
-                        let handle = self.spawn_app(config);
-                        handle.send(Command::Start { config: None, wait: request.wait, reply });
-                        apps.insert(name.clone(), handle);
+                        let entry = self.spawn_app(config);
+                        replies.extend(entry.send_all(&name, |reply| Command::Start { config: None, wait, reply }));
+                        apps.insert(name.clone(), entry);
                     }
                 }
-                replies.push((name, rx));
             }
             for name in request.names {
-                let (reply, rx) = oneshot::channel();
-                apps[&name].send(Command::Start { config: None, wait: request.wait, reply });
-                replies.push((name, rx));
+                let wait = request.wait;
+                replies.extend(apps[&name].send_all(&name, |reply| Command::Start { config: None, wait, reply }));
             }
         }
         collect(replies).await
@@ -146,23 +178,21 @@ impl Supervisor {
                 Err(response) => return response,
             };
             for name in names {
-                let (reply, rx) = oneshot::channel();
-                let handle = &apps[&name];
-                handle.send(match verb {
+                let entry = &apps[&name];
+                replies.extend(entry.send_all(&name, |reply| match verb {
                     Verb::Stop => Command::Stop { reply },
                     Verb::Restart => Command::Restart { reply },
                     Verb::Delete => Command::Remove { reply },
                     Verb::Reset => Command::Reset { reply },
-                });
-                ids.push((name.clone(), handle.id));
-                replies.push((name, rx));
+                }));
+                ids.push((name.clone(), entry.id));
             }
         }
         let response = collect(replies).await;
         if verb == Verb::Delete {
             let mut apps = self.apps.lock().expect("apps lock");
             for (name, id) in ids {
-                if apps.get(&name).is_some_and(|h| h.id == id && h.is_finished()) {
+                if apps.get(&name).is_some_and(|e| e.id == id && e.instances.iter().all(AppHandle::is_finished)) {
                     apps.remove(&name);
                 }
             }
@@ -183,7 +213,7 @@ impl Supervisor {
             };
             let mut files: BTreeMap<std::path::PathBuf, Vec<AppConfig>> = BTreeMap::new();
             for name in names {
-                let current = apps[&name].snapshot().config;
+                let current = apps[&name].first().snapshot().config;
                 let config = match (request.apps.iter().find(|a| a.name == name), &current.source) {
                     (Some(given), _) => given.clone(),
                     (None, Some(file)) => {
@@ -213,26 +243,35 @@ impl Supervisor {
                     }
                     (None, None) => (*current).clone(),
                 };
+                if let Some(response) = instances_changed(&apps, &config, "reload") {
+                    return response;
+                }
                 let id = apps[&name].id;
                 plan.push((name, id, config));
             }
         }
+        // The instances of an app are replaced one at a time; a failed one stops the rest.
         let mut outcomes = Vec::new();
         for (name, id, config) in plan {
-            let (reply, rx) = oneshot::channel();
-            {
-                let apps = self.apps.lock().expect("apps lock");
-                match apps.get(&name).filter(|h| h.id == id) {
-                    Some(handle) => handle.send(Command::Reload {
-                        config: Some(Box::new(config)),
-                        wait_drain: request.wait_drain,
-                        reply,
-                    }),
-                    None => continue,
+            for instance in 0.. {
+                let (reply, rx) = oneshot::channel();
+                {
+                    let apps = self.apps.lock().expect("apps lock");
+                    match apps.get(&name).filter(|e| e.id == id).and_then(|e| e.instances.get(instance)) {
+                        Some(handle) => handle.send(Command::Reload {
+                            config: Some(Box::new(config.clone())),
+                            wait_drain: request.wait_drain,
+                            reply,
+                        }),
+                        None => break,
+                    }
                 }
-            }
-            if let Response::Done { outcomes: mut one } = collect(vec![(name, rx)]).await {
+                let Response::Done { outcomes: mut one } = collect(vec![(name.clone(), rx)]).await else { break };
+                let failed = one.iter().any(|o| !o.ok);
                 outcomes.append(&mut one);
+                if failed {
+                    break;
+                }
             }
         }
         Response::Done { outcomes }
@@ -245,8 +284,8 @@ impl Supervisor {
         }
         let apps = self.apps.lock().expect("apps lock");
         let handles: Vec<&AppHandle> = match &request.app {
-            Some(name) => vec![apps.get(name).ok_or_else(|| unknown_app_error(name))?],
-            None => apps.values().collect(),
+            Some(name) => vec![apps.get(name).ok_or_else(|| unknown_app_error(name))?.first()],
+            None => apps.values().map(Entry::first).collect(),
         };
         Ok(handles.iter().flat_map(|h| crate::logs::tail(&h.snapshot().logs, request.lines, request.stream)).collect())
     }
@@ -274,7 +313,7 @@ impl Supervisor {
         let outcomes = names
             .into_iter()
             .map(|name| {
-                let snap = apps[&name].snapshot();
+                let snap = apps[&name].first().snapshot();
                 let result: std::io::Result<()> =
                     snap.logs.sinks().iter().try_for_each(|s| s.lock().expect("sink lock").flush());
                 let (ok, message) = match result {
@@ -296,10 +335,12 @@ impl Supervisor {
     pub fn saved_apps(&self) -> Vec<crate::persist::SavedApp> {
         let apps = self.apps.lock().expect("apps lock");
         apps.values()
-            .map(|h| {
-                let snap = h.snapshot();
-                let running = !matches!(snap.state, state::State::Stopped | state::State::Errored { .. });
-                crate::persist::SavedApp { config: (*snap.config).clone(), running }
+            .map(|e| {
+                let running = e
+                    .instances
+                    .iter()
+                    .any(|h| !matches!(h.snapshot().state, state::State::Stopped | state::State::Errored { .. }));
+                crate::persist::SavedApp { config: (*e.first().snapshot().config).clone(), running }
             })
             .collect()
     }
@@ -330,15 +371,17 @@ impl Supervisor {
     pub fn list(&self) -> Vec<AppInfo> {
         let apps = self.apps.lock().expect("apps lock");
         let samples = self.ctx.samples.lock().expect("samples lock");
-        apps.values().map(|h| h.snapshot().info(&samples)).collect()
+        apps.values().flat_map(|e| &e.instances).map(|h| h.snapshot().info(&samples)).collect()
     }
 
     /// One app's detail.
     pub fn describe(&self, name: &AppName) -> Result<AppDetail, ProtoError> {
         let apps = self.apps.lock().expect("apps lock");
-        let handle = apps.get(name).ok_or_else(|| unknown_app_error(name))?;
+        let entry = apps.get(name).ok_or_else(|| unknown_app_error(name))?;
         let samples = self.ctx.samples.lock().expect("samples lock");
-        Ok(handle.snapshot().detail(&samples))
+        let mut detail = entry.first().snapshot().detail(&samples);
+        detail.other_instances = entry.instances[1..].iter().map(|h| h.snapshot().info(&samples)).collect();
+        Ok(detail)
     }
 
     /// Stops every app (each with its own stop signal and drain time, all at once) and waits
@@ -350,16 +393,40 @@ impl Supervisor {
         self.apps.lock().expect("apps lock").clear();
     }
 
-    fn spawn_app(&self, config: AppConfig) -> AppHandle {
+    fn spawn_app(&self, config: AppConfig) -> Entry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let every = u64::try_from(config.limits.memory_check_interval.as_millis()).unwrap_or(u64::MAX);
         self.ctx.sample_every_ms.fetch_min(every, Ordering::Relaxed);
-        app::spawn(id, config, self.ctx.clone(), &self.tracker, self.apps_token.clone())
+        let shared = Shared::new(&config, &self.ctx);
+        let instances = (0..config.instances.max(1))
+            .map(|i| {
+                let (ctx, token) = (self.ctx.clone(), self.apps_token.clone());
+                app::spawn(i, shared.clone(), config.clone(), ctx, &self.tracker, token)
+            })
+            .collect();
+        Entry { id, instances }
     }
 }
 
+/// A request that would change how many instances a defined app runs is refused: the
+/// instances run as tasks of their own, created when the app is defined.
+fn instances_changed(apps: &BTreeMap<AppName, Entry>, config: &AppConfig, verb: &str) -> Option<Response> {
+    let entry = apps.get(&config.name)?;
+    let running = entry.instances.len();
+    (running != config.instances.max(1) as usize).then(|| {
+        Response::Error(ProtoError::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "app \"{}\" runs {running} instance(s) and the config asks for {}; {verb} cannot change that: \
+                 `mcpd delete {}`, then `mcpd start` the file (nothing was changed)",
+                config.name, config.instances, config.name
+            ),
+        ))
+    })
+}
+
 /// The names `targets` means; an unknown name is an error response (nothing is touched).
-fn resolve(apps: &BTreeMap<AppName, AppHandle>, targets: &Targets) -> Result<Vec<AppName>, Response> {
+fn resolve(apps: &BTreeMap<AppName, Entry>, targets: &Targets) -> Result<Vec<AppName>, Response> {
     match targets {
         Targets::All => Ok(apps.keys().cloned().collect()),
         Targets::Names(names) => match names.iter().find(|n| !apps.contains_key(*n)) {
@@ -369,7 +436,7 @@ fn resolve(apps: &BTreeMap<AppName, AppHandle>, targets: &Targets) -> Result<Vec
     }
 }
 
-async fn collect(replies: Vec<(AppName, oneshot::Receiver<AppOutcome>)>) -> Response {
+async fn collect(replies: Vec<Pending>) -> Response {
     let mut outcomes = Vec::with_capacity(replies.len());
     for (name, rx) in replies {
         outcomes.push(rx.await.unwrap_or_else(|_| AppOutcome {

@@ -28,6 +28,8 @@ pub(crate) struct Snapshot {
     pub front: Option<Arc<crate::front::Front>>,
     /// The app's log files.
     pub logs: Arc<AppLogs>,
+    /// Which of the app's instances this is.
+    pub instance: u32,
 }
 
 impl Snapshot {
@@ -42,6 +44,7 @@ impl Snapshot {
             draining: Vec::new(),
             front: None,
             logs,
+            instance: 0,
         }
     }
 
@@ -78,6 +81,7 @@ impl Snapshot {
         let status = if reload.is_some() { AppStatus::Reloading } else { self.state.status() };
         AppInfo {
             name: self.config.name.clone(),
+            instance: (self.config.instances > 1).then_some(self.instance),
             status,
             pid,
             restarts: self.restarts,
@@ -103,6 +107,7 @@ impl Snapshot {
             info: self.info(samples),
             config: (*self.config).clone(),
             last_exits: self.exits.iter().cloned().collect(),
+            other_instances: Vec::new(),
         }
     }
 }

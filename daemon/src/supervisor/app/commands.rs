@@ -86,6 +86,7 @@ impl AppTask {
         }
         self.pending = Some(config);
         self.reload_wait_drain = wait_drain;
+        self.reload_answers_at_drain_of = None;
         self.reload_waiters.push(reply);
         self.step(Event::Reload);
     }

@@ -86,13 +86,16 @@ impl AppTask {
         self.snap.record_exit(done.record);
         self.snap.draining.retain(|pid| *pid != old);
         self.publish_snapshot();
-        let new = self.snap.state.pid().map_or_else(|| "-".to_string(), |p| p.to_string());
-        self.answer_reload(format!("reloaded: pid {new} serving; old pid {old} {how}"));
+        if self.reload_answers_at_drain_of == Some(old) {
+            let new = self.snap.state.pid().map_or_else(|| "-".to_string(), |p| p.to_string());
+            self.answer_reload(format!("reloaded: pid {new} serving; old pid {old} {how}"));
+        }
     }
 
     /// Answers every caller of a reload that succeeded.
     pub(super) fn answer_reload(&mut self, message: String) {
         self.reload_wait_drain = false;
+        self.reload_answers_at_drain_of = None;
         let message = match self.tools_note.take() {
             Some(note) => format!("{message}; warning: {note}"),
             None => message,
@@ -104,6 +107,7 @@ impl AppTask {
 
     pub(super) fn reload_failed(&mut self, reason: String) {
         self.pending = None;
+        self.reload_answers_at_drain_of = None;
         self.recycle_reason = None;
         tracing::warn!(app = %self.snap.config.name, %reason, "reload failed");
         for reply in std::mem::take(&mut self.reload_waiters) {

@@ -57,7 +57,15 @@ impl AppTask {
     }
 
     fn ensure_front(&mut self, config: &FrontConfig) -> Result<(), String> {
-        if self.front.as_mut().is_some_and(|f| f.public.matches(std::slice::from_ref(&config.listen))) {
+        let wanted = std::slice::from_ref(&config.listen);
+        if self.front.as_ref().is_some_and(|f| f.public.matches(wanted)) {
+            return Ok(());
+        }
+        let mut slot = self.shared.front.lock().expect("front lock");
+        if let Some(existing) = slot.upgrade().filter(|f| f.public.matches(wanted)) {
+            // Another instance of the app opened it.
+            self.snap.front = Some(existing.front.clone());
+            self.front = Some(existing);
             return Ok(());
         }
         self.front = None;
@@ -82,7 +90,9 @@ impl AppTask {
         let stop = CancellationToken::new();
         tokio::spawn(front::serve(listener, front.clone(), stop.clone()));
         tracing::info!(app = %self.snap.config.name, listen = %config.listen, "front listening");
-        self.front = Some(FrontRuntime { front, public, stop });
+        let runtime = Arc::new(FrontRuntime { front, public, stop });
+        *slot = Arc::downgrade(&runtime);
+        self.front = Some(runtime);
         self.snap.front = self.front.as_ref().map(|f| f.front.clone());
         Ok(())
     }
@@ -95,7 +105,7 @@ impl AppTask {
                 State::Online { pid, .. } | State::Reloading { pid, .. } => Some(pid),
                 _ => None,
             };
-            f.front.set_primary(primary);
+            f.front.set_primary(self.instance, primary);
         }
     }
 

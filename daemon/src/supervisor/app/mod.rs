@@ -13,7 +13,7 @@ use mcpd_core::config::{AppConfig, Ready};
 use mcpd_core::protocol::AppOutcome;
 use mcpd_core::signal::Signal;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,7 @@ mod front;
 
 use checks::Checks;
 
-type Reply = oneshot::Sender<AppOutcome>;
+pub(crate) type Reply = oneshot::Sender<AppOutcome>;
 
 /// A request to an app task; each carries where to send its outcome.
 #[derive(Debug)]
@@ -40,10 +40,8 @@ pub(crate) enum Command {
 }
 
 /// The registry's handle on an app task.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct AppHandle {
-    /// Tells this task apart from a later one of the same name.
-    pub id: u64,
     tx: mpsc::UnboundedSender<Command>,
     snapshot: watch::Receiver<Snapshot>,
 }
@@ -65,27 +63,56 @@ impl AppHandle {
     }
 }
 
-/// Starts the task of a new app, stopped until it receives a command.
+/// What the instances of one app share: its front and its log files.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    front: Mutex<Weak<front::FrontRuntime>>,
+    logs: Mutex<Arc<AppLogs>>,
+}
+
+impl Shared {
+    /// Nothing open yet but the logs of `config`.
+    pub fn new(config: &AppConfig, ctx: &Ctx) -> Arc<Shared> {
+        let logs = Arc::new(AppLogs::new(config.name.as_str(), &config.logs, &ctx.paths));
+        Arc::new(Shared { front: Mutex::new(Weak::new()), logs: Mutex::new(logs) })
+    }
+
+    /// The log files of `config` (reopened if its log settings changed).
+    fn logs(&self, config: &AppConfig, ctx: &Ctx) -> Arc<AppLogs> {
+        let mut logs = self.logs.lock().expect("logs lock");
+        if logs.config != config.logs {
+            *logs = Arc::new(AppLogs::new(config.name.as_str(), &config.logs, &ctx.paths));
+        }
+        logs.clone()
+    }
+}
+
+/// Starts the task of one instance of an app, stopped until it receives a command.
 pub(crate) fn spawn(
-    id: u64,
+    instance: u32,
+    shared: Arc<Shared>,
     config: AppConfig,
     ctx: Arc<Ctx>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> AppHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let logs = Arc::new(AppLogs::new(config.name.as_str(), &config.logs, &ctx.paths));
-    let snap = Snapshot::new(config, logs);
+    let logs = shared.logs(&config, &ctx);
+    let mut snap = Snapshot::new(config, logs);
+    snap.instance = instance;
     let (publish, snapshot) = watch::channel(snap.clone());
     let (reports_tx, reports) = mpsc::unbounded_channel();
     let (drained_tx, drained) = mpsc::unbounded_channel();
     let samples = ctx.samples_tick.subscribe();
     let task = AppTask {
+        instance,
+        shared,
         counters: Counters::default(),
         recycle_reason: None,
         checks: Checks::default(),
         front: None,
         reload_wait_drain: false,
+        reload_answers_at_drain_of: None,
         tools_note: None,
         ctx,
         tracker: tracker.clone(),
@@ -102,7 +129,7 @@ pub(crate) fn spawn(
         removed: false,
     };
     tracker.spawn(task.run(rx, reports, drained, samples, shutdown));
-    AppHandle { id, tx, snapshot }
+    AppHandle { tx, snapshot }
 }
 
 /// What a caller of start/stop/restart/delete waits for.
@@ -115,16 +142,22 @@ enum Goal {
 
 struct AppTask {
     ctx: Arc<Ctx>,
+    /// Which of the app's `instances` this task runs (0 with one).
+    instance: u32,
+    shared: Arc<Shared>,
     /// Restart history the restart policy reads.
     counters: Counters,
     /// Why mcpd is replacing the serving generation (memory limit, watchdog, health).
     recycle_reason: Option<String>,
     /// Memory, watchdog and health checks of the serving generation.
     checks: Checks,
-    /// The MCP front, when the app has one.
-    front: Option<front::FrontRuntime>,
+    /// The MCP front, when the app has one (shared by its instances).
+    front: Option<Arc<front::FrontRuntime>>,
     /// `reload --wait-drain`: answer reload waiters only once the old generation is gone.
     reload_wait_drain: bool,
+    /// The old generation whose end answers the running reload (without a front, or with
+    /// `--wait-drain`); drains of earlier reloads answer nobody.
+    reload_answers_at_drain_of: Option<u32>,
     /// What the tools guard said about the running reload (with on_tools_change = "warn").
     tools_note: Option<String>,
     tracker: TaskTracker,
@@ -320,7 +353,9 @@ impl AppTask {
                     self.tracker.spawn(async move {
                         let _ = done.send(drain::drain(old, old_config, ctx, reason, front).await);
                     });
-                    if self.front.is_some() && !self.reload_wait_drain {
+                    if self.front.is_none() || self.reload_wait_drain {
+                        self.reload_answers_at_drain_of = Some(old_pid);
+                    } else {
                         self.sync_front();
                         self.answer_reload(format!("reloaded: pid {} takes new sessions; old pid {old_pid} keeps its sessions until they are idle, then drains", self.snap.state.pid().unwrap_or_default()));
                     }
@@ -337,8 +372,10 @@ impl AppTask {
     fn spawn(&mut self, config: Arc<AppConfig>) -> Result<Generation, String> {
         let handed = self.handed_sockets(&config)?;
         if self.snap.logs.config != config.logs {
-            self.snap.logs = Arc::new(AppLogs::new(config.name.as_str(), &config.logs, &self.ctx.paths));
+            self.snap.logs = self.shared.logs(&config, &self.ctx);
         }
+        let mut config = config;
+        Arc::make_mut(&mut config).env.insert("MCPD_INSTANCE".into(), self.instance.to_string());
         let via = handed.upstream.as_ref().map(|(path, _)| path.clone());
         let mut generation = process::spawn(
             &config,
@@ -409,6 +446,8 @@ impl AppTask {
     }
 
     fn outcome(&self, ok: bool, message: String) -> AppOutcome {
+        let message =
+            if self.snap.config.instances > 1 { format!("instance {}: {message}", self.instance) } else { message };
         let samples = self.ctx.samples.lock().expect("samples lock");
         AppOutcome {
             name: self.snap.config.name.clone(),
