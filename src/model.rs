@@ -161,6 +161,10 @@ pub struct AppInfo {
     /// Behind a front: the MCP sessions each generation holds.
     #[serde(default)]
     pub sessions: Vec<GenerationSessions>,
+    /// `restarts` by why the new generation was started: crash, user_restart, reload, memory,
+    /// watchdog, health, other.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub restarts_by_reason: std::collections::BTreeMap<String, u32>,
 }
 
 impl AppInfo {

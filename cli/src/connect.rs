@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 /// Set for a daemon that a verb started in the background.
 pub use mcpd_daemon::BACKGROUND_ENV;
 
+/// `[daemon] http` of the config being started, passed to a daemon this CLI starts.
+static DAEMON_HTTP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A daemon started by this process serves its HTTP endpoint on `addr`.
+pub fn start_daemon_with_http(addr: String) {
+    let _ = DAEMON_HTTP.set(addr);
+}
+
 /// How long a freshly started daemon may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,6 +47,7 @@ pub async fn connect_or_start(paths: &Paths) -> anyhow::Result<Client> {
         .arg("daemon")
         .env(mcpd_core::paths::HOME_ENV, paths.home())
         .env(BACKGROUND_ENV, "1")
+        .envs(DAEMON_HTTP.get().map(|addr| (mcpd_daemon::HTTP_ENV, addr)))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

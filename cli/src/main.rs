@@ -71,6 +71,8 @@ enum Verb {
         #[arg(value_name = "NAME|all")]
         names: Vec<String>,
     },
+    /// Wait until apps are ready (or, with --stopped, stopped); exit 1 on timeout or if one errors.
+    Wait(commands::wait::WaitArgs),
     /// Check that the daemon answers (starting it if needed).
     Ping,
     /// Stop every app, then the daemon.
@@ -156,6 +158,7 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::List { json } => commands::list::run(json).await,
         Verb::Describe { name, json } => commands::describe::run(&name, json).await,
         Verb::Ping => simple::ping().await,
+        Verb::Wait(args) => commands::wait::run(args).await,
         Verb::Monit => tui::run().await,
         Verb::Probe(args) => commands::probe::run(args).await,
         Verb::Save => simple::message(mcpd_core::protocol::Request::Save).await,

@@ -7,6 +7,7 @@
 
 mod front;
 pub mod guard;
+mod http;
 mod lock;
 pub mod logs;
 mod main_entry;
@@ -17,7 +18,7 @@ pub mod supervisor;
 mod systemd;
 
 pub use lock::LockError;
-pub use main_entry::{daemon_main, BACKGROUND_ENV};
+pub use main_entry::{daemon_main, BACKGROUND_ENV, HTTP_ENV};
 
 use mcpd_core::paths::Paths;
 use tokio_util::sync::CancellationToken;
@@ -43,10 +44,10 @@ pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -
     move |source| DaemonError::Io { what, source }
 }
 
-/// Runs the daemon in this process until shutdown, starting `boot` apps (from `mcpd daemon
-/// --start FILE`) after the saved ones. Must be called before any other thread exists (it
-/// forks the guard), so from `main` directly.
-pub fn run(paths: Paths, boot: Vec<mcpd_core::config::AppConfig>) -> Result<(), DaemonError> {
+/// Runs the daemon in this process until shutdown, starting the `boot` apps (from `mcpd daemon
+/// --start FILE`) after the saved ones, with the `boot` file's `[daemon]` settings. Must be
+/// called before any other thread exists (it forks the guard), so from `main` directly.
+pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), DaemonError> {
     paths.create_dirs().map_err(io_error(format!("cannot create {}", paths.home().display())))?;
     let guard = guard::Guard::start().map_err(io_error("cannot start the guard process"))?;
     let lock = lock::DaemonLock::acquire(&paths)?;

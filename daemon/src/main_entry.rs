@@ -8,16 +8,34 @@ use std::process::ExitCode;
 /// file, not to stderr).
 pub const BACKGROUND_ENV: &str = "MCPD_DAEMON_BACKGROUND";
 
+/// `[daemon] http` for a daemon started without a config that sets it (`mcpd start FILE` passes
+/// the file's setting this way when it starts the daemon; units and containers may set it).
+pub const HTTP_ENV: &str = "MCPD_HTTP";
+
 /// Loads `start` (if given), opens the daemon log, and runs the daemon until it stops.
 /// Must be called from `main` before any thread exists.
 pub fn daemon_main(start: Option<&std::path::Path>) -> ExitCode {
-    let boot = match start.map(mcpd_core::config::load).transpose() {
-        Ok(config) => config.map(|c| c.apps).unwrap_or_default(),
+    let mut boot = match start.map(mcpd_core::config::load).transpose() {
+        Ok(config) => config.unwrap_or_else(|| mcpd_core::config::ConfigFile {
+            path: Default::default(),
+            apps: Vec::new(),
+            daemon: Default::default(),
+        }),
         Err(e) => {
             eprintln!("{e}\nmcpd: {} error(s); the daemon did not start", e.0.len());
             return ExitCode::FAILURE;
         }
     };
+    if let (None, Some(addr)) = (&boot.daemon.http, std::env::var_os(HTTP_ENV)) {
+        let addr = addr.to_string_lossy();
+        match mcpd_core::config::ListenAddr::parse_public(&addr, std::path::Path::new("/")) {
+            Ok(addr) => boot.daemon.http = Some(addr),
+            Err(e) => {
+                eprintln!("mcpd: {HTTP_ENV}={addr}: {e}; the daemon did not start");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let paths = match Paths::from_env() {
         Ok(p) => p,
         Err(e) => {

@@ -279,7 +279,7 @@ impl Walker<'_> {
             let kpath = format!("daemon.{key}");
             let span = value.span().or_else(|| table.key(key).and_then(|k| k.span())).unwrap_or(0..0);
             match key {
-                "http" => match value.as_str().map(|s| ListenAddr::parse(s, base)) {
+                "http" => match value.as_str().map(|s| ListenAddr::parse_public(s, base)) {
                     Some(Ok(addr)) => settings.http = Some(addr),
                     Some(Err(e)) => self.error(span, &kpath, e),
                     None => self.error(

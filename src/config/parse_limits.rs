@@ -95,12 +95,7 @@ impl Walker<'_> {
             match k {
                 "listen" => {
                     let Some(text) = self.string(v, &kpath, vspan.clone()) else { continue };
-                    let text = if text.starts_with("tcp://") || text.starts_with("unix:") {
-                        text
-                    } else {
-                        format!("tcp://{text}")
-                    };
-                    match crate::config::ListenAddr::parse(&text, base) {
+                    match crate::config::ListenAddr::parse_public(&text, base) {
                         Ok(addr) => listen = Some(addr),
                         Err(e) => self.error(vspan, &kpath, e),
                     }

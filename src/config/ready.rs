@@ -131,6 +131,15 @@ pub enum ListenAddr {
 }
 
 impl ListenAddr {
+    /// Like [`ListenAddr::parse`], and a bare `IP:PORT` means TCP (`127.0.0.1:3000`).
+    pub fn parse_public(text: &str, base: &Path) -> Result<ListenAddr, String> {
+        if text.starts_with("tcp://") || text.starts_with("unix:") {
+            ListenAddr::parse(text, base)
+        } else {
+            ListenAddr::parse(&format!("tcp://{text}"), base)
+        }
+    }
+
     /// Parses `tcp://127.0.0.1:3000` or `unix:/run/app.sock` (relative paths from `base`).
     pub fn parse(text: &str, base: &Path) -> Result<ListenAddr, String> {
         if let Some(addr) = text.strip_prefix("tcp://") {

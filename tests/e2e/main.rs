@@ -5,6 +5,7 @@ mod common;
 mod control;
 mod examples;
 mod front;
+mod health;
 mod lifecycle;
 mod load;
 mod logs;

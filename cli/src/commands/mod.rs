@@ -9,6 +9,7 @@ pub mod probe;
 pub mod simple;
 pub mod start;
 pub mod startup;
+pub mod wait;
 
 use mcpd_core::model::AppName;
 use mcpd_core::protocol::{AppOutcome, Targets};

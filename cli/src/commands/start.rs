@@ -31,7 +31,10 @@ pub struct StartArgs {
 /// Runs `start`.
 pub async fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
     let wait = !args.no_wait;
-    let mut request = request(args)?;
+    let (mut request, http) = request(args)?;
+    if let Some(addr) = &http {
+        connect::start_daemon_with_http(addr.to_string());
+    }
     request.wait = wait;
     if wait {
         let names: Vec<String> = request
@@ -42,13 +45,23 @@ pub async fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
             .collect();
         eprintln!("starting {} and waiting until ready...", names.join(", "));
     }
-    match connect::call(Request::Start(request)).await? {
+    let response = connect::call(Request::Start(request)).await?;
+    if let Some(mcpd_core::config::ListenAddr::Tcp(addr)) = &http {
+        if std::net::TcpStream::connect_timeout(addr, std::time::Duration::from_secs(1)).is_err() {
+            eprintln!(
+                "note: nothing listens on [daemon] http = \"{addr}\": [daemon] settings apply when the daemon starts, \
+                 and the running one was started without it (`mcpd kill`, then start again; `mcpd save` first keeps the apps)"
+            );
+        }
+    }
+    match response {
         Response::Done { outcomes } => Ok(super::report(&outcomes)),
         other => bail!("unexpected answer from the daemon: {other:?}"),
     }
 }
 
-fn request(args: StartArgs) -> anyhow::Result<StartRequest> {
+/// What to ask the daemon, and the `[daemon] http` of the config file, if one sets it.
+fn request(args: StartArgs) -> anyhow::Result<(StartRequest, Option<mcpd_core::config::ListenAddr>)> {
     if let Some(name) = args.name {
         let name = AppName::new(&name).map_err(anyhow::Error::msg)?;
         let Some((program, rest)) = args.command.split_first() else {
@@ -59,7 +72,7 @@ fn request(args: StartArgs) -> anyhow::Result<StartRequest> {
         }
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         let app = AppConfig::new(name, program.clone(), rest.to_vec(), cwd);
-        return Ok(StartRequest { apps: vec![app], names: Vec::new(), wait: true });
+        return Ok((StartRequest { apps: vec![app], names: Vec::new(), wait: true }, None));
     }
     if !args.command.is_empty() {
         bail!("a command after `--` needs --name NAME");
@@ -83,8 +96,8 @@ fn request(args: StartArgs) -> anyhow::Result<StartRequest> {
                 apps.push(app);
             }
         }
-        return Ok(StartRequest { apps, names: Vec::new(), wait: true });
+        return Ok((StartRequest { apps, names: Vec::new(), wait: true }, config.daemon.http));
     }
     let names = args.targets.iter().map(|n| AppName::new(n).map_err(anyhow::Error::msg)).collect::<Result<_, _>>()?;
-    Ok(StartRequest { apps: Vec::new(), names, wait: true })
+    Ok((StartRequest { apps: Vec::new(), names, wait: true }, None))
 }

@@ -25,6 +25,7 @@ fn info(name: &str, status: AppStatus, pid: Option<u32>) -> AppInfo {
         reload: None,
         log_error: None,
         sessions: Vec::new(),
+        restarts_by_reason: Default::default(),
     }
 }
 

@@ -6,7 +6,7 @@
 
 mod proxy;
 
-pub(crate) use proxy::{serve, PublicListener};
+pub(crate) use proxy::{accept, serve, PublicListener};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

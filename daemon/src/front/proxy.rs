@@ -22,6 +22,34 @@ pub(crate) enum PublicListener {
     Unix(tokio::net::UnixListener),
 }
 
+impl PublicListener {
+    /// Binds `addr` (as `listen` sockets are bound); returns the owner of the socket and a
+    /// listener on a duplicate of it.
+    pub(crate) fn bind(
+        addr: &mcpd_core::config::ListenAddr,
+    ) -> Result<(crate::supervisor::Listeners, PublicListener), String> {
+        use mcpd_core::config::ListenAddr;
+        let mut public = crate::supervisor::Listeners::default();
+        public.ensure(std::slice::from_ref(addr))?;
+        let fd = public.fds()[0];
+        // SAFETY: `fd` is the listening socket `public` owns; it is duplicated, not taken.
+        let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().map_err(|e| e.to_string())?;
+        let listener = match addr {
+            ListenAddr::Tcp(_) => {
+                let l = std::net::TcpListener::from(dup);
+                l.set_nonblocking(true).map_err(|e| e.to_string())?;
+                PublicListener::Tcp(tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?)
+            }
+            ListenAddr::Unix(_) => {
+                let l = std::os::unix::net::UnixListener::from(dup);
+                l.set_nonblocking(true).map_err(|e| e.to_string())?;
+                PublicListener::Unix(tokio::net::UnixListener::from_std(l).map_err(|e| e.to_string())?)
+            }
+        };
+        Ok((public, listener))
+    }
+}
+
 /// Accepts on the public socket until `shutdown`, one hyper connection task each.
 pub(crate) async fn serve(listener: PublicListener, front: Arc<Front>, shutdown: CancellationToken) {
     loop {
@@ -44,11 +72,11 @@ pub(crate) async fn serve(listener: PublicListener, front: Arc<Front>, shutdown:
     }
 }
 
-type Io = TokioIo<Box<dyn IoStream>>;
-trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+pub(crate) type Io = TokioIo<Box<dyn IoStream>>;
+pub(crate) trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> IoStream for T {}
 
-async fn accept(listener: &PublicListener) -> std::io::Result<(Io, Option<String>)> {
+pub(crate) async fn accept(listener: &PublicListener) -> std::io::Result<(Io, Option<String>)> {
     match listener {
         PublicListener::Tcp(l) => {
             let (s, addr) = l.accept().await?;

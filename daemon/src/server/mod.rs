@@ -24,6 +24,8 @@ pub(crate) struct Daemon {
     pub paths: Paths,
     pub shutdown: CancellationToken,
     pub started: Instant,
+    /// Set once the saved and boot apps were started (ready or not).
+    pub booted: std::sync::atomic::AtomicBool,
 }
 
 /// Binds the socket (0600) and serves until `shutdown`; then drains every app and removes
@@ -31,9 +33,16 @@ pub(crate) struct Daemon {
 pub async fn serve(
     paths: Paths,
     guard: Guard,
-    boot: Vec<mcpd_core::config::AppConfig>,
+    boot: mcpd_core::config::ConfigFile,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
+    let http = match &boot.daemon.http {
+        Some(addr) => Some(crate::front::PublicListener::bind(addr).map_err(|e| DaemonError::Io {
+            what: format!("cannot serve [daemon] http on {addr}"),
+            source: std::io::Error::other(e),
+        })?),
+        None => None,
+    };
     let socket = paths.socket();
     let listener = UnixListener::bind(&socket).map_err(io_error(format!("cannot listen on {}", socket.display())))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
@@ -44,8 +53,16 @@ pub async fn serve(
         paths: paths.clone(),
         shutdown: shutdown.clone(),
         started: Instant::now(),
+        booted: std::sync::atomic::AtomicBool::new(false),
     });
-    tokio::spawn(resurrect_then_ready(daemon.clone(), boot));
+    // The endpoint outlives `shutdown`: it answers 503 all through the drain.
+    let http_stop = CancellationToken::new();
+    let _http_owner = http.map(|(owner, listener)| {
+        tracing::info!(addr = %boot.daemon.http.as_ref().map(ToString::to_string).unwrap_or_default(), "http endpoint listening");
+        tokio::spawn(crate::http::serve(listener, daemon.clone(), http_stop.clone()));
+        owner
+    });
+    tokio::spawn(resurrect_then_ready(daemon.clone(), boot.apps));
     tokio::spawn(crate::systemd::watchdog(shutdown.clone()));
     loop {
         tokio::select! {
@@ -59,6 +76,7 @@ pub async fn serve(
         }
     }
     daemon.supervisor.shutdown().await;
+    http_stop.cancel();
     drop(listener);
     let _ = std::fs::remove_file(&socket);
     tracing::info!("every app stopped; daemon exiting");
@@ -159,6 +177,7 @@ async fn resurrect_then_ready(daemon: Arc<Daemon>, boot: Vec<mcpd_core::config::
             }
         }
     }
+    daemon.booted.store(true, std::sync::atomic::Ordering::Relaxed);
     crate::systemd::ready(&crate::systemd::summary(&daemon.supervisor));
     crate::systemd::keep_status(daemon.supervisor.clone(), daemon.shutdown.clone()).await;
 }

@@ -26,6 +26,7 @@ const NOT_INHERITED: &[&str] = &[
     "MCPD_HOME",
     "MCPD_DAEMON_BACKGROUND",
     "MCPD_LOG",
+    "MCPD_HTTP",
 ];
 
 const PID_DIGITS: usize = 10;

@@ -12,6 +12,7 @@ pub mod restart;
 mod sampler;
 mod snapshot;
 mod sockets;
+pub(crate) use sockets::Listeners;
 pub mod state;
 
 use crate::guard::Guard;

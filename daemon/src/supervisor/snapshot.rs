@@ -30,6 +30,21 @@ pub(crate) struct Snapshot {
     pub logs: Arc<AppLogs>,
     /// Which of the app's instances this is.
     pub instance: u32,
+    /// `restarts` by reason (see [`restart_reason`]).
+    pub restarts_by_reason: std::collections::BTreeMap<&'static str, u32>,
+}
+
+/// The few reasons metrics count restarts by, from an exit's or a recycle's reason text.
+pub(crate) fn restart_reason(text: &str) -> &'static str {
+    const KNOWN: [(&str, &str); 6] = [
+        ("crash", "crash"),
+        ("user restart", "user_restart"),
+        ("user reload", "reload"),
+        ("memory limit", "memory"),
+        ("watchdog", "watchdog"),
+        ("health check", "health"),
+    ];
+    KNOWN.iter().find(|(prefix, _)| text.starts_with(prefix)).map_or("other", |(_, label)| label)
 }
 
 impl Snapshot {
@@ -45,6 +60,7 @@ impl Snapshot {
             front: None,
             logs,
             instance: 0,
+            restarts_by_reason: Default::default(),
         }
     }
 
@@ -80,6 +96,7 @@ impl Snapshot {
         };
         let status = if reload.is_some() { AppStatus::Reloading } else { self.state.status() };
         AppInfo {
+            restarts_by_reason: self.restarts_by_reason.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             name: self.config.name.clone(),
             instance: (self.config.instances > 1).then_some(self.instance),
             status,

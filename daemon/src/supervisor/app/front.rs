@@ -3,9 +3,8 @@
 
 use super::AppTask;
 use crate::front::{self, Front};
-use crate::supervisor::sockets::Listeners;
 use crate::supervisor::state::State;
-use mcpd_core::config::{AppConfig, FrontConfig, ListenAddr, OnToolsChange};
+use mcpd_core::config::{AppConfig, FrontConfig, OnToolsChange};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +21,7 @@ static UPSTREAM_SEQ: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub(super) struct FrontRuntime {
     pub front: Arc<Front>,
-    public: Listeners,
+    public: crate::supervisor::Listeners,
     stop: CancellationToken,
 }
 
@@ -69,23 +68,7 @@ impl AppTask {
             return Ok(());
         }
         self.front = None;
-        let mut public = Listeners::default();
-        public.ensure(std::slice::from_ref(&config.listen))?;
-        let fd = public.fds()[0];
-        // SAFETY: `fd` is the listening socket `public` owns; it is duplicated, not taken.
-        let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().map_err(|e| e.to_string())?;
-        let listener = match config.listen {
-            ListenAddr::Tcp(_) => {
-                let l = std::net::TcpListener::from(dup);
-                l.set_nonblocking(true).map_err(|e| e.to_string())?;
-                front::PublicListener::Tcp(tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?)
-            }
-            ListenAddr::Unix(_) => {
-                let l = std::os::unix::net::UnixListener::from(dup);
-                l.set_nonblocking(true).map_err(|e| e.to_string())?;
-                front::PublicListener::Unix(tokio::net::UnixListener::from_std(l).map_err(|e| e.to_string())?)
-            }
-        };
+        let (public, listener) = front::PublicListener::bind(&config.listen)?;
         let front = Arc::new(Front::default());
         let stop = CancellationToken::new();
         tokio::spawn(front::serve(listener, front.clone(), stop.clone()));

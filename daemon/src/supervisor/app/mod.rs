@@ -284,6 +284,8 @@ impl AppTask {
             Action::Spawn { restart, attempt } => {
                 if restart {
                     self.snap.restarts += 1;
+                    let why = self.snap.exits.back().map_or("other", |e| super::snapshot::restart_reason(&e.reason));
+                    *self.snap.restarts_by_reason.entry(why).or_default() += 1;
                 }
                 self.snap.status_text = None;
                 let ready_at_spawn = self.snap.config.ready == Ready::None;
@@ -347,6 +349,7 @@ impl AppTask {
                     tracing::info!(app = %name, pid = old.pid, "reload: new generation ready, draining the old one");
                     self.snap.draining.push(old.pid);
                     let reason = self.recycle_reason.take().unwrap_or_else(|| "user reload".into());
+                    *self.snap.restarts_by_reason.entry(super::snapshot::restart_reason(&reason)).or_default() += 1;
                     let done = self.drained_tx.clone();
                     let (ctx, front) = (self.ctx.clone(), self.front());
                     let old_pid = old.pid;
