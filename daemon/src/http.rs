@@ -54,11 +54,9 @@ fn answer(req: &Request<hyper::body::Incoming>, daemon: &Daemon) -> Response<Ful
             let apps = daemon.supervisor.list();
             reply(StatusCode::OK, "application/json", serde_json::to_string(&apps).unwrap_or_default())
         }
-        "/metrics" => reply(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics(daemon),
-        ),
+        "/metrics" => {
+            reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics(daemon))
+        }
         _ => match path.strip_prefix("/health/") {
             Some(name) if !name.is_empty() => health(daemon, Some(name)),
             _ => reply(StatusCode::NOT_FOUND, "text/plain", "try /health, /health/NAME, /apps or /metrics\n".into()),
@@ -91,12 +89,8 @@ fn problem(app: &AppInfo, asked_for: bool) -> Option<String> {
 }
 
 fn health(daemon: &Daemon, name: Option<&str>) -> Response<Full<Bytes>> {
-    let apps: Vec<AppInfo> = daemon
-        .supervisor
-        .list()
-        .into_iter()
-        .filter(|a| name.is_none_or(|n| a.name.as_str() == n))
-        .collect();
+    let apps: Vec<AppInfo> =
+        daemon.supervisor.list().into_iter().filter(|a| name.is_none_or(|n| a.name.as_str() == n)).collect();
     if let (Some(name), true) = (name, apps.is_empty()) {
         let body = json!({ "status": "unknown", "reason": format!("no app named {name:?}") });
         return reply(StatusCode::NOT_FOUND, "application/json", body.to_string());
@@ -191,7 +185,11 @@ fn metrics(daemon: &Daemon) -> String {
     }
     draining.set(i64::from(daemon.shutdown.is_cancelled()));
     registry.register("app_status", "1 for the status the app (instance) is in", status);
-    registry.register("app_ready", "1 while the app serves (online, or reloading with the old generation serving)", ready);
+    registry.register(
+        "app_ready",
+        "1 while the app serves (online, or reloading with the old generation serving)",
+        ready,
+    );
     registry.register("app_restarts", "New generations started in place of an old one, by reason", restarts);
     registry.register("app_uptime_seconds", "Seconds since the serving generation started", uptime);
     registry.register("app_memory_bytes", "RSS of the app's whole process group", memory);

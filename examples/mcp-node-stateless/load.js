@@ -1,8 +1,8 @@
 // A load of real MCP clients of the official TypeScript SDK 2.x against a stateless server:
 // N clients, each calling `add` every 100 ms and sometimes the 800 ms `slow_echo`, checking
-// every answer. Even-numbered clients negotiate the protocol (`versionNegotiation: 'auto'`:
-// the 2026-07-28 per-request revision), odd ones speak the 2025 revision, which the server
-// answers statelessly. Prints "connected N" once every client is up, then "calls N failed M"
+// every answer (SLOW_MS sets the slow call's length). Even-numbered clients negotiate the
+// protocol (`versionNegotiation: 'auto'`: the 2026-07-28 per-request revision), odd ones
+// speak the 2025 revision, which the server answers statelessly. Prints "connected N" once every client is up, then "calls N failed M"
 // every 250 ms; on SIGTERM it prints a JSON summary.
 //   node load.js http://127.0.0.1:3500/mcp 20
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
@@ -10,6 +10,7 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 const url = new URL(process.argv[2]);
 const count = Number(process.argv[3] || 20);
 const every = Number(process.argv[4] || 100);
+const slowMs = Number(process.env.SLOW_MS || 800);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let stop = false;
 process.on('SIGTERM', () => { stop = true; });
@@ -28,7 +29,7 @@ async function run({ i, client }) {
     const slow = i % 4 === 0 && n % 20 === 5;
     try {
       const result = slow
-        ? await client.callTool({ name: 'slow_echo', arguments: { text: `s${i}-${n}`, ms: 800 } })
+        ? await client.callTool({ name: 'slow_echo', arguments: { text: `s${i}-${n}`, ms: slowMs } })
         : await client.callTool({ name: 'add', arguments: { a: i, b: n } });
       const text = result.content?.[0]?.text ?? '';
       const ok = slow ? text.startsWith(`s${i}-${n} `) : text === String(i + n);

@@ -15,7 +15,7 @@ fn free_port() -> u16 {
 }
 
 /// The output of a load.js run: "connected N", then "calls N failed M" lines, then the summary.
-struct Load {
+pub(crate) struct Load {
     child: std::process::Child,
     out: BufReader<std::process::ChildStdout>,
 }
@@ -23,10 +23,16 @@ struct Load {
 impl Load {
     /// Starts `node load.js URL 20` in `dir` and waits until every client is connected.
     fn start(dir: &std::path::Path, port: u16) -> Load {
+        Load::start_with(dir, port, &[])
+    }
+
+    /// The same with extra environment for load.js (`SLOW_MS`).
+    pub(crate) fn start_with(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Load {
         let mut child = Command::new("node")
             .arg("load.js")
             .arg(format!("http://127.0.0.1:{port}/mcp"))
             .arg("20")
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -40,7 +46,7 @@ impl Load {
     }
 
     /// Reads progress until the clients have made `more` calls since `from`; returns the count.
-    fn calls_past(&mut self, from: u64, more: u64) -> u64 {
+    pub(crate) fn calls_past(&mut self, from: u64, more: u64) -> u64 {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut seen = String::new();
         while std::time::Instant::now() < deadline {
@@ -58,7 +64,7 @@ impl Load {
     }
 
     /// Stops the clients (SIGTERM) and returns their summary.
-    fn finish(mut self) -> serde_json::Value {
+    pub(crate) fn finish(mut self) -> serde_json::Value {
         signal(self.child.id(), libc::SIGTERM);
         let mut rest = String::new();
         self.out.read_to_string(&mut rest).unwrap();
@@ -228,7 +234,7 @@ fn after_a_crash_its_sessions_get_404_and_new_sessions_work() {
     assert!(status == 200 && fresh.is_some(), "a new session works on the new generation ({status})");
 }
 
-fn stateless_dir() -> std::path::PathBuf {
+pub(crate) fn stateless_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mcp-node-stateless")
 }
 

@@ -73,16 +73,14 @@ fn health_is_503_while_an_app_is_errored_and_while_the_daemon_drains() {
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("not Prometheus text ({e}): {text}"));
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
+    scrape.samples.iter().find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).map(
+        |s| match s.value {
             prometheus_parse::Value::Counter(v)
             | prometheus_parse::Value::Gauge(v)
             | prometheus_parse::Value::Untyped(v) => v,
             _ => f64::NAN,
-        })
+        },
+    )
 }
 
 #[test]
@@ -108,7 +106,7 @@ fn metrics_parse_as_prometheus_text_and_count_a_crash() {
     let text = wait_for("the crash to be counted", Duration::from_secs(15), || {
         let (_, text) = get(port, "/metrics")?;
         match sample(&text, "mcpd_app_restarts_total", &[("app", "worker"), ("reason", "crash")]) {
-            Some(n) if n == 1.0 => Ok(text),
+            Some(1.0) => Ok(text),
             other => Err(format!("restarts {other:?}")),
         }
     });

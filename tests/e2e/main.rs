@@ -3,6 +3,7 @@
 
 mod common;
 mod control;
+mod deploy;
 mod examples;
 mod front;
 mod health;

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# A blue-green swap behind nginx: start the idle colour, check it, point nginx at it, let the
+# old colour drain. Any failed step rolls back and leaves the old colour serving; the exit
+# code says whether the swap happened.
+#
+# Settings (environment):
+#   CONFIG          mcpd config defining the apps `blue` and `green` (default: mcpd.toml here)
+#   UPSTREAM        the nginx include that names the live colour (default /etc/nginx/mcpd/upstream.conf)
+#   NGINX           how to call nginx (default: nginx); e.g. "nginx -c /path/nginx.conf"
+#   NGINX_URL       nginx's base URL for the colour check (default http://127.0.0.1:8080)
+#   EXPECT_HASH     if set, the new colour's tools_hash must equal it (`mcpd probe --expect-hash`)
+#   READY_TIMEOUT   how long the new colour may take to get ready (default 30s)
+#   SWITCH_TIMEOUT  how long nginx may take to serve the new colour everywhere (default 60s)
+#   NGINX_PID       nginx's pid file (default: the `pid` of `nginx -T`, else /run/nginx.pid)
+#   MCPD            the mcpd binary (default: mcpd)
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+CONFIG=${CONFIG:-$here/mcpd.toml}
+UPSTREAM=${UPSTREAM:-/etc/nginx/mcpd/upstream.conf}
+NGINX=${NGINX:-nginx}
+NGINX_URL=${NGINX_URL:-http://127.0.0.1:8080}
+READY_TIMEOUT=${READY_TIMEOUT:-30s}
+SWITCH_TIMEOUT=${SWITCH_TIMEOUT:-60s}
+MCPD=${MCPD:-mcpd}
+
+say() { echo "deploy: $*" >&2; }
+
+port_of() { # the port of colour $1 in CONFIG: the first listen address of its app
+  awk -v app="[apps.$1]" '$0 == app { f = 1; next } /^\[/ { f = 0 }
+    f && /^listen/ { if (match($0, /:[0-9]+"/)) { print substr($0, RSTART + 1, RLENGTH - 2); exit } }' "$CONFIG"
+}
+
+live=$(awk -F'"' '/default/ { print $2 }' "$UPSTREAM")
+case "$live" in
+  blue) next=green ;;
+  green) next=blue ;;
+  *) say "cannot tell the live colour from $UPSTREAM"; exit 2 ;;
+esac
+port=$(port_of "$next")
+[ -n "$port" ] || { say "$CONFIG gives no listen port for $next"; exit 2; }
+say "live: $live; deploying $next on port $port"
+
+rollback() {
+  say "$1; rolling back: $live keeps serving"
+  if [ -n "${saved:-}" ]; then
+    cp "$saved" "$UPSTREAM" && $NGINX -t -q && $NGINX -s reload || say "cannot restore $UPSTREAM: check nginx now"
+  fi
+  "$MCPD" stop "$next" >/dev/null 2>&1
+  exit 1
+}
+
+# 1. Start the idle colour with the new release; `--wait` fails if it never gets ready.
+"$MCPD" start --wait "$CONFIG" "$next" || rollback "$next did not become ready"
+"$MCPD" wait "$next" --ready --timeout "$READY_TIMEOUT" >/dev/null || rollback "$next is not ready"
+
+# 2. Check it speaks MCP and, if asked, serves the expected tools.
+"$MCPD" probe "$next" ${EXPECT_HASH:+--expect-hash "$EXPECT_HASH"} >/dev/null \
+  || rollback "$next failed its MCP probe"
+
+# 3. Point nginx at it: a new include, checked by nginx -t before the reload.
+saved=$(mktemp)
+cp "$UPSTREAM" "$saved"
+cat > "$UPSTREAM.new" <<CONF
+# Written by deploy.sh: the live colour.
+upstream mcp_live {
+    server 127.0.0.1:$port;
+    keepalive 16;
+}
+map "" \$mcp_colour {
+    default "$next";
+}
+CONF
+mv "$UPSTREAM.new" "$UPSTREAM"
+$NGINX -t -q || rollback "nginx -t refused the new upstream"
+$NGINX -s reload || rollback "nginx -s reload failed"
+
+# 4. Wait until nginx serves the new colour and its old workers are gone (they finish the
+#    requests they hold, which still go to the old colour).
+deadline=$(( $(date +%s) + ${SWITCH_TIMEOUT%s} ))
+pid_file=${NGINX_PID:-$($NGINX -T 2>/dev/null | awk '$1 == "pid" { gsub(";", "", $2); print $2; exit }')}
+master=$(cat "${pid_file:-/run/nginx.pid}" 2>/dev/null)
+until [ "$(curl -fsS "$NGINX_URL/mcpd-colour" 2>/dev/null)" = "$next" ] \
+  && ! ps -o args= --ppid "${master:-0}" 2>/dev/null | grep -q 'shutting down'; do
+  [ "$(date +%s)" -lt "$deadline" ] || rollback "nginx did not switch to $next within $SWITCH_TIMEOUT"
+  sleep 0.1
+done
+rm -f "$saved"
+saved=
+
+# 5. The old colour drains: `mcpd stop` returns once it has exited (kill_timeout at most).
+"$MCPD" stop "$live" >/dev/null || say "warning: stopping $live failed; see mcpd describe $live"
+say "$next is live"
