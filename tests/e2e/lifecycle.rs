@@ -151,3 +151,20 @@ fn unknown_apps_fail_with_one_line_and_change_nothing() {
     assert!(err.contains("broken") && err.contains("/nonexistent/program"), "spawn failure is reported: {err}");
     assert_eq!(home.app("broken").unwrap()["status"], "errored");
 }
+
+#[test]
+fn a_stopped_app_no_longer_holds_its_listen_sockets() {
+    let home = Home::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = home.write(
+        "listen.toml",
+        &format!("[apps.quiet]\ncommand = \"sleep\"\nargs = [\"infinity\"]\nlisten = [\"tcp://127.0.0.1:{port}\"]\n"),
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "mcpd holds the socket while the app runs");
+    home.ok(&["stop", "quiet"]);
+    let refused = std::net::TcpStream::connect(("127.0.0.1", port));
+    assert!(refused.is_err(), "a stopped app's port refuses connections instead of queueing them");
+    home.ok(&["start", "quiet"]);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "a start binds it again");
+}

@@ -188,6 +188,8 @@ async fn send(
             tokio::spawn(async move {
                 let _ = conn.await;
             });
+            let mut sender = sender;
+            sender.ready().await.map_err(|e| e.to_string())?;
             sender
         }
     };

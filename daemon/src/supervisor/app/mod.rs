@@ -274,6 +274,11 @@ impl AppTask {
                 self.act(action, &mut queue);
             }
         }
+        if matches!(self.snap.state, State::Stopped | State::Errored { .. }) && self.current.is_none() {
+            // Nothing will accept on the `listen` sockets: close them, so clients are refused
+            // at once instead of waiting in the backlog (a restart keeps them; start binds again).
+            self.listeners.close();
+        }
         self.publish_snapshot();
         first_note
     }
