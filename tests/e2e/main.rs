@@ -14,6 +14,7 @@ mod mcp;
 mod monit;
 mod processes;
 mod readiness;
+mod recipes;
 mod reload;
 mod restarts;
 mod service;
