@@ -2,15 +2,11 @@
 //! colours under mcpd: three swaps under steady load of SDK 2.x clients (with 3 s calls in
 //! flight) fail no call, and a swap to a colour that never gets ready rolls back.
 
-use crate::common::{signal, wait_for, Home, MCPD};
+use crate::common::{free_port, signal, wait_for, Home, MCPD};
 use crate::front::{stateless_dir, Load};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/blue-green")

@@ -1,6 +1,6 @@
 //! The example configs stay valid, and the hello example really serves under mcpd.
 
-use crate::common::{wait_for, Home};
+use crate::common::{free_port, wait_for, Home};
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -39,10 +39,6 @@ fn the_hello_example_serves_and_stops() {
     home.ok(&["stop", "hello"]);
     let exit = home.describe("hello")["last_exits"][0].clone();
     assert_eq!(exit["code"], 0, "the example drains and exits 0 on SIGTERM: {exit}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn get(port: u16) -> Result<String, String> {

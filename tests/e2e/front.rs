@@ -1,17 +1,13 @@
 //! The session-aware MCP front with real clients of the official TypeScript SDK: no call
 //! fails and no session is lost across reloads of a sessionful server.
 
-use crate::common::{signal, wait_for, Home};
+use crate::common::{free_port, signal, wait_for, Home};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn mcp_node() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mcp-node")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The output of a load.js run: "connected N", then "calls N failed M" lines, then the summary.

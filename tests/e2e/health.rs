@@ -1,13 +1,9 @@
 //! The daemon's HTTP endpoint (`[daemon] http`): /health for load balancers (503 while an app
 //! is errored and while the daemon drains), /apps, and /metrics in Prometheus text format.
 
-use crate::common::{signal, wait_for, Home};
+use crate::common::{free_port, signal, wait_for, Home};
 use std::io::{Read, Write};
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// GET http://127.0.0.1:PORT/PATH; returns (status, body).
 pub(crate) fn get(port: u16, path: &str) -> Result<(u16, String), String> {

@@ -155,7 +155,7 @@ fn unknown_apps_fail_with_one_line_and_change_nothing() {
 #[test]
 fn a_stopped_app_no_longer_holds_its_listen_sockets() {
     let home = Home::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::common::free_port();
     let config = home.write(
         "listen.toml",
         &format!("[apps.quiet]\ncommand = \"sleep\"\nargs = [\"infinity\"]\nlisten = [\"tcp://127.0.0.1:{port}\"]\n"),

@@ -1,7 +1,7 @@
 //! MCP awareness with real MCP servers: protocol-level readiness, `mcpd probe`, and a health
 //! check that restarts a server whose MCP handler broke while its process and /health live.
 
-use crate::common::{wait_for, Home};
+use crate::common::{free_port, wait_for, Home};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,10 +28,6 @@ fn python_ready() -> bool {
         eprintln!("run `pip install -r examples/mcp-python/requirements.txt` first (CI does); skipping");
     }
     ok
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn probe_json(home: &Home, target: &str) -> Value {

@@ -1,6 +1,6 @@
 //! Each kind of readiness with a real child, and readiness failures.
 
-use crate::common::{wait_for, Home};
+use crate::common::{free_port, wait_for, Home};
 use std::time::Duration;
 
 /// A Python app that sends sd_notify datagrams given as arguments, one per line of a fifo.
@@ -114,10 +114,6 @@ fn ipc_ready_from_a_real_node_process_and_shutdown_message() {
     assert_eq!(std::fs::read_to_string(home.file("shutdown.txt")).unwrap_or_default(), "got shutdown");
     let exit = home.describe("node")["last_exits"][0].clone();
     assert_eq!(exit["code"], 0, "it exited on the message, not a signal: {exit}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[test]

@@ -48,6 +48,11 @@ pub fn signal(pid: u32, sig: i32) {
     unsafe { libc::kill(pid as i32, sig) };
 }
 
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// A temporary MCPD_HOME with its own daemon, stopped when dropped.
 pub struct Home {
     dir: tempfile::TempDir,
