@@ -19,7 +19,7 @@ const MCPD: &str = env!("CARGO_BIN_EXE_mcpd");
 const SESSIONS: usize = 8;
 const CONNECTIONS: usize = 16;
 const RUN: Duration = Duration::from_secs(3);
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -72,7 +72,7 @@ fn blue_green_swaps_fail_no_call_and_a_colour_that_never_gets_ready_rolls_back()
     wait_for("nginx to listen", Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", public)).map(drop).map_err(|e| e.to_string())
     });
-    let deploy = |config: &Path| {
+    let deploy = |config: &Path, expect_hash: Option<&str>| {
         let out = Command::new("bash")
             .arg(example().join("deploy.sh"))
             .env("MCPD", MCPD)
@@ -82,6 +82,7 @@ fn blue_green_swaps_fail_no_call_and_a_colour_that_never_gets_ready_rolls_back()
             .env("NGINX", format!("nginx -c {}", nginx_conf.display()))
             .env("NGINX_URL", format!("http://127.0.0.1:{public}"))
             .env("READY_TIMEOUT", "10s")
+            .envs(expect_hash.map(|h| ("EXPECT_HASH", h)))
             .output()
             .unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -90,23 +91,29 @@ fn blue_green_swaps_fail_no_call_and_a_colour_that_never_gets_ready_rolls_back()
     let mut calls = 0;
     for (i, colour) in ["green", "blue", "green"].into_iter().enumerate() {
         calls = load.calls_past(calls, 100);
-        let (ok, said) = deploy(&config);
+        let (ok, said) = deploy(&config, None);
         assert!(ok, "deploy {i} failed: {said}");
         assert_eq!(live(&upstream), colour, "deploy {i}: {said}");
         let old = if colour == "green" { "blue" } else { "green" };
         let row = home.app(old).unwrap();
         assert_eq!(row["status"], "stopped", "deploy {i}: the old colour drained and stopped: {row}");
     }
-    // A release whose blue never gets ready: the deploy fails and green keeps serving.
-    let broken = home.write(
-        "broken.toml",
-        &config_text.replace("args = [\"server.js\"]\ncwd", "args = [\"-e\", \"setInterval(() => {}, 1000)\"]\ncwd"),
-    );
-    assert!(broken.exists() && config_text != std::fs::read_to_string(&broken).unwrap());
+    // A release whose tools are not the expected ones: the probe fails, blue is stopped again.
     calls = load.calls_past(calls, 100);
-    let (ok, said) = deploy(&broken);
+    let (ok, said) = deploy(&config, Some("0000"));
+    assert!(!ok && said.contains("failed its MCP probe") && said.contains("rolling back"), "{said}");
+    assert_eq!(live(&upstream), "green", "nginx still points at green");
+    assert_eq!(home.app("blue").unwrap()["status"], "stopped", "the rejected colour was stopped");
+    // A release whose blue never gets ready: the deploy fails and green keeps serving.
+    let broken_text = config_text
+        .replace("args = [\"server.js\"]\ncwd", "args = [\"-e\", \"setInterval(() => {}, 1000)\"]\ncwd")
+        .replace("ready_timeout = \"30s\"", "ready_timeout = \"3s\"");
+    assert_ne!(broken_text, config_text);
+    let broken = home.write("broken.toml", &broken_text);
+    calls = load.calls_past(calls, 100);
+    let (ok, said) = deploy(&broken, None);
     assert!(!ok, "a deploy of a colour that never gets ready must fail: {said}");
-    assert!(said.contains("rolling back"), "{said}");
+    assert!(said.contains("did not become ready") && said.contains("rolling back"), "{said}");
     assert_eq!(live(&upstream), "green", "nginx still points at green");
     assert_eq!(home.app("green").unwrap()["status"], "online");
     load.calls_past(calls, 100);
