@@ -10,7 +10,8 @@
 #   NGINX_URL       nginx's base URL for the colour check (default http://127.0.0.1:8080)
 #   EXPECT_HASH     if set, the new colour's tools_hash must equal it (`mcpd probe --expect-hash`)
 #   READY_TIMEOUT   how long the new colour may take to get ready (default 30s)
-#   SWITCH_TIMEOUT  how long nginx may take to serve the new colour everywhere (default 60s)
+#   SWITCH_TIMEOUT  how long nginx may take to serve the new colour, and its old workers to
+#                   finish their requests, before the old colour is stopped (default 60s)
 #   NGINX_PID       nginx's pid file (default: the `pid` of `nginx -T`, else /run/nginx.pid)
 #   MCPD            the mcpd binary (default: mcpd)
 set -uo pipefail
@@ -73,16 +74,32 @@ map "" \$mcp_colour {
 CONF
 mv "$UPSTREAM.new" "$UPSTREAM"
 $NGINX -t -q || rollback "nginx -t refused the new upstream"
-$NGINX -s reload || rollback "nginx -s reload failed"
-
-# 4. Wait until nginx serves the new colour and its old workers are gone (they finish the
-#    requests they hold, which still go to the old colour).
-deadline=$(( $(date +%s) + ${SWITCH_TIMEOUT%s} ))
+# The workers running now route to the old colour: note them before the reload.
 pid_file=${NGINX_PID:-$($NGINX -T 2>/dev/null | awk '$1 == "pid" { gsub(";", "", $2); print $2; exit }')}
 master=$(cat "${pid_file:-/run/nginx.pid}" 2>/dev/null)
-until [ "$(curl -fsS "$NGINX_URL/mcpd-colour" 2>/dev/null)" = "$next" ] \
-  && ! ps -o args= --ppid "${master:-0}" 2>/dev/null | grep -q 'shutting down'; do
+old_workers=$(ps -o pid= --ppid "${master:-0}" 2>/dev/null)
+[ -n "$old_workers" ] || rollback "cannot find nginx's workers (master pid ${master:-unknown}; set NGINX_PID)"
+$NGINX -s reload || rollback "nginx -s reload failed"
+
+# 4. Wait until nginx serves the new colour and every old worker is gone (they finish the
+#    requests they hold, which still go to the old colour).
+deadline=$(( $(date +%s) + ${SWITCH_TIMEOUT%s} ))
+old_alive() {
+  local pid
+  for pid in $old_workers; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
+}
+until [ "$(curl -fsS "$NGINX_URL/mcpd-colour" 2>/dev/null)" = "$next" ]; do
   [ "$(date +%s)" -lt "$deadline" ] || rollback "nginx did not switch to $next within $SWITCH_TIMEOUT"
+  sleep 0.1
+done
+# Old workers holding long streams may outlive SWITCH_TIMEOUT: the old colour's drain
+# (kill_timeout) then ends them.
+while old_alive; do
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    say "warning: old nginx workers still hold requests after $SWITCH_TIMEOUT; $live drains them"
+    break
+  fi
   sleep 0.1
 done
 rm -f "$saved"
