@@ -95,20 +95,21 @@ fn health(daemon: &Daemon, name: Option<&str>) -> Response<Full<Bytes>> {
         let body = json!({ "status": "unknown", "reason": format!("no app named {name:?}") });
         return reply(StatusCode::NOT_FOUND, "application/json", body.to_string());
     }
-    let rows: Vec<serde_json::Value> = apps
-        .iter()
-        .map(|a| {
-            json!({
-                "name": a.name,
-                "instance": a.instance,
-                "status": a.status.as_str(),
-                "ready": serving(a),
-                "problem": problem(a, name.is_some()),
-            })
-        })
-        .collect();
-    let failing: Vec<String> =
-        apps.iter().filter_map(|a| problem(a, name.is_some()).map(|p| format!("{}: {p}", a.label()))).collect();
+    let mut rows = Vec::with_capacity(apps.len());
+    let mut failing = Vec::new();
+    for a in &apps {
+        let problem = problem(a, name.is_some());
+        if let Some(p) = &problem {
+            failing.push(format!("{}: {p}", a.label()));
+        }
+        rows.push(json!({
+            "name": a.name,
+            "instance": a.instance,
+            "status": a.status.as_str(),
+            "ready": serving(a),
+            "problem": problem,
+        }));
+    }
     let (status, reason) = if daemon.shutdown.is_cancelled() {
         ("draining", Some("the daemon is stopping (SIGTERM): every app is draining".to_string()))
     } else if name.is_none() && !daemon.booted.load(Ordering::Relaxed) {

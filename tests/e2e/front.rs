@@ -1,7 +1,7 @@
 //! The session-aware MCP front with real clients of the official TypeScript SDK: no call
 //! fails and no session is lost across reloads of a sessionful server.
 
-use crate::common::{free_port, signal, wait_for, Home};
+use crate::common::{free_port, http, signal, wait_for, Home};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -169,32 +169,21 @@ fn a_front_without_a_ready_generation_answers_503() {
         &format!("[apps.slow]\ncommand = \"sleep\"\nargs = [\"infinity\"]\nfront = {{ listen = \"127.0.0.1:{port}\" }}\nready = \"notify\"\nready_timeout = \"30s\"\n"),
     );
     home.ok(&["start", "--no-wait", config.to_str().unwrap()]);
-    let reply = wait_for("the front to answer", Duration::from_secs(10), || {
-        use std::io::Write;
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-        s.write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
-            .map_err(|e| e.to_string())?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).map_err(|e| e.to_string())?;
-        Ok::<_, String>(text)
+    let (_, reply) = wait_for("the front to answer", Duration::from_secs(10), || {
+        http(port, "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
     });
     assert!(reply.starts_with("HTTP/1.1 503") && reply.to_ascii_lowercase().contains("retry-after: 1"), "{reply}");
 }
 
 /// POSTs a JSON-RPC message through the front; returns (status, session header, body).
 fn post(port: u16, session: Option<&str>, body: &str) -> (u16, Option<String>, String) {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let sid =
         session.map_or(String::new(), |id| format!("Mcp-Session-Id: {id}\r\nMcp-Protocol-Version: 2025-06-18\r\n"));
     let request = format!(
         "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{sid}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(request.as_bytes()).unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (status, text) = http(port, &request).unwrap_or_else(|e| panic!("POST through the front: {e}"));
     let header = text
         .lines()
         .find_map(|l| l.to_ascii_lowercase().starts_with("mcp-session-id:").then(|| l[15..].trim().to_string()));

@@ -1,18 +1,12 @@
 //! The daemon's HTTP endpoint (`[daemon] http`): /health for load balancers (503 while an app
 //! is errored and while the daemon drains), /apps, and /metrics in Prometheus text format.
 
-use crate::common::{free_port, signal, wait_for, Home};
-use std::io::{Read, Write};
+use crate::common::{free_port, http, signal, wait_for, Home};
 use std::time::Duration;
 
 /// GET http://127.0.0.1:PORT/PATH; returns (status, body).
 pub(crate) fn get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    let status = text.get(9..12).and_then(|c| c.parse().ok()).ok_or_else(|| format!("not HTTP: {text:?}"))?;
+    let (status, text) = http(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
 }

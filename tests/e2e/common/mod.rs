@@ -53,6 +53,19 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Sends one raw HTTP/1.1 request (saying `Connection: close`) to 127.0.0.1:`port`; returns
+/// the status and the whole answer, headers included.
+pub fn http(port: u16, request: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).ok_or_else(|| format!("not HTTP: {text:?}"))?;
+    Ok((status, text))
+}
+
 /// A temporary MCPD_HOME with its own daemon, stopped when dropped.
 pub struct Home {
     dir: tempfile::TempDir,
