@@ -53,6 +53,93 @@ impl From<AppName> for String {
     }
 }
 
+/// Why a generation was replaced by a new one: the label `/metrics` counts restarts by, the
+/// `reason` of lifecycle events, and the plain words of exit records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartReason {
+    /// It exited (or was killed) without being asked.
+    Crash,
+    /// `mcpd restart` (or a start of an app waiting to restart).
+    UserRestart,
+    /// `mcpd reload`.
+    Reload,
+    /// Over `max_memory_restart`.
+    Memory,
+    /// No `WATCHDOG=1` in time.
+    Watchdog,
+    /// The liveness probe failed.
+    Health,
+    /// An automatic start never got ready.
+    NotReady,
+}
+
+impl RestartReason {
+    /// Every reason, in label order.
+    pub const ALL: [RestartReason; 7] = [
+        RestartReason::Crash,
+        RestartReason::UserRestart,
+        RestartReason::Reload,
+        RestartReason::Memory,
+        RestartReason::Watchdog,
+        RestartReason::Health,
+        RestartReason::NotReady,
+    ];
+
+    /// The metrics label and event word.
+    pub fn label(self) -> &'static str {
+        match self {
+            RestartReason::Crash => "crash",
+            RestartReason::UserRestart => "user_restart",
+            RestartReason::Reload => "reload",
+            RestartReason::Memory => "memory",
+            RestartReason::Watchdog => "watchdog",
+            RestartReason::Health => "health",
+            RestartReason::NotReady => "not_ready",
+        }
+    }
+
+    /// The plain words an exit record uses when there is nothing more to say.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RestartReason::Crash => "crash",
+            RestartReason::UserRestart => "user restart",
+            RestartReason::Reload => "user reload",
+            RestartReason::Memory => "memory limit",
+            RestartReason::Watchdog => "watchdog",
+            RestartReason::Health => "health check",
+            RestartReason::NotReady => "not ready",
+        }
+    }
+}
+
+/// Why a request failed for an app: scripts branch on it (`mcpd ... --json`, the `error` of
+/// an outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failure {
+    /// The app is in the middle of something this request cannot interrupt; try again.
+    Busy,
+    /// It never got ready (it exited, timed out, or could not be spawned).
+    NotReady,
+    /// A reload failed; the old generation keeps serving.
+    ReloadFailed,
+    /// Something else happened first (a stop, a crash, a delete).
+    Interrupted,
+}
+
+impl Failure {
+    /// The word replies and `--json` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Busy => "busy",
+            Failure::NotReady => "not-ready",
+            Failure::ReloadFailed => "reload-failed",
+            Failure::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// What an app is doing, as shown by `list`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -164,7 +251,7 @@ pub struct AppInfo {
     /// `restarts` by why the new generation was started: crash, user_restart, reload, memory,
     /// watchdog, health, other.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub restarts_by_reason: std::collections::BTreeMap<String, u32>,
+    pub restarts_by_reason: std::collections::BTreeMap<RestartReason, u32>,
 }
 
 impl AppInfo {

@@ -164,7 +164,7 @@ fn metrics(daemon: &Daemon) -> String {
         ready.get_or_create(&base).set(i64::from(serving(&app)));
         for (reason, n) in &app.restarts_by_reason {
             let mut l = base.clone();
-            l.push(("reason", reason.clone()));
+            l.push(("reason", reason.label().to_string()));
             restarts.get_or_create(&l).inc_by(u64::from(*n));
         }
         if let Some(ms) = app.uptime_ms {

@@ -180,6 +180,9 @@ pub struct AppOutcome {
     pub ok: bool,
     /// One line for the user: "started (pid 123)", "already online, unchanged", the error.
     pub message: String,
+    /// When it failed, what kind of failure (for scripts to branch on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::model::Failure>,
     /// The app's row after the verb, unless it was deleted.
     pub info: Option<AppInfo>,
 }

@@ -18,3 +18,4 @@ mod recipes;
 mod reload;
 mod restarts;
 mod service;
+mod wedge;

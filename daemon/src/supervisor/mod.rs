@@ -321,7 +321,7 @@ impl Supervisor {
                     Ok(()) => (true, "logs flushed".to_string()),
                     Err(e) => (false, format!("cannot flush its logs: {e}")),
                 };
-                AppOutcome { name, ok, message, info: Some(snap.info(&samples)) }
+                AppOutcome { name, ok, message, error: None, info: Some(snap.info(&samples)) }
             })
             .collect();
         Response::Done { outcomes }
@@ -444,6 +444,7 @@ async fn collect(replies: Vec<Pending>) -> Response {
             name,
             ok: false,
             message: "the app's task ended before answering (daemon shutting down?)".into(),
+            error: Some(mcpd_core::model::Failure::Interrupted),
             info: None,
         }));
     }

@@ -23,7 +23,8 @@ use tokio_util::task::TaskTracker;
 /// A running generation. Its leader's pid is also its process group id.
 #[derive(Debug)]
 pub(crate) struct Generation {
-    child: Box<dyn ChildWrapper>,
+    /// Until the task's waiter takes it.
+    child: Option<Box<dyn ChildWrapper>>,
     /// The leader's pid and the group's id.
     pub pid: u32,
     ipc: Option<OwnedWriteHalf>,
@@ -130,7 +131,7 @@ pub(crate) fn spawn(
     };
     let watcher =
         tokio::spawn(ready::watch(pid, config.ready.clone(), via, notify_socket, ipc_read, reports)).abort_handle();
-    Ok(Generation { child, pid, ipc: ipc_write, watcher, notify_path, upstream: None })
+    Ok(Generation { child: Some(child), pid, ipc: ipc_write, watcher, notify_path, upstream: None })
 }
 
 fn notify_socket(config: &AppConfig, ctx: &Ctx) -> Result<NotifySocket, String> {
@@ -171,8 +172,14 @@ impl Generation {
         self.signal(config.kill_signal);
     }
 
-    /// Waits for the leader to exit (cancel-safe).
-    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
-        self.child.inner_mut().wait().await
+    /// A future that waits for the leader to exit (run by the app task's waiter).
+    pub fn leader_exit(&mut self) -> impl std::future::Future<Output = std::io::Result<ExitStatus>> + Send + 'static {
+        let child = self.child.take();
+        async move {
+            match child {
+                Some(mut child) => child.inner_mut().wait().await,
+                None => Err(std::io::Error::other("the leader is already waited for")),
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::drain::ms;
 use super::sampler::Sample;
-use super::state::State;
+use super::state::{ReloadPhase, RestartReason, State};
 use crate::logs::AppLogs;
 use mcpd_core::config::AppConfig;
 use mcpd_core::model::{AppDetail, AppInfo, AppStatus, ExitRecord, GenerationSessions, ReloadInfo};
@@ -30,21 +30,10 @@ pub(crate) struct Snapshot {
     pub logs: Arc<AppLogs>,
     /// Which of the app's instances this is.
     pub instance: u32,
-    /// `restarts` by reason (see [`restart_reason`]).
-    pub restarts_by_reason: std::collections::BTreeMap<&'static str, u32>,
-}
-
-/// The few reasons metrics count restarts by, from an exit's or a recycle's reason text.
-pub(crate) fn restart_reason(text: &str) -> &'static str {
-    const KNOWN: [(&str, &str); 6] = [
-        ("crash", "crash"),
-        ("user restart", "user_restart"),
-        ("user reload", "reload"),
-        ("memory limit", "memory"),
-        ("watchdog", "watchdog"),
-        ("health check", "health"),
-    ];
-    KNOWN.iter().find(|(prefix, _)| text.starts_with(prefix)).map_or("other", |(_, label)| label)
+    /// `restarts` by reason.
+    pub restarts_by_reason: std::collections::BTreeMap<RestartReason, u32>,
+    /// The running reload's phase, old pid and new pid.
+    pub reload: Option<(ReloadPhase, u32, u32)>,
 }
 
 impl Snapshot {
@@ -61,6 +50,7 @@ impl Snapshot {
             logs,
             instance: 0,
             restarts_by_reason: Default::default(),
+            reload: None,
         }
     }
 
@@ -81,22 +71,15 @@ impl Snapshot {
             State::Online { since, .. } | State::Reloading { since, .. } | State::Starting { since, .. } => {
                 (Some(ms(now.saturating_duration_since(*since))), None, None)
             }
-            State::WaitingRestart { until } => (None, Some(ms(until.saturating_duration_since(now))), None),
+            State::WaitingRestart { until, .. } => (None, Some(ms(until.saturating_duration_since(now))), None),
             State::Errored { reason } => (None, None, Some(reason.clone())),
             _ => (None, None, None),
         };
-        let reload = match (&self.state, self.draining.first().copied()) {
-            (State::Reloading { pid, new_pid, .. }, _) => {
-                Some(ReloadInfo { old_pid: *pid, new_pid: *new_pid, phase: "starting-new".into() })
-            }
-            (State::Online { pid, .. }, Some(old)) => {
-                Some(ReloadInfo { old_pid: old, new_pid: *pid, phase: "draining-old".into() })
-            }
-            _ => None,
-        };
+        let reload =
+            self.reload.map(|(phase, old_pid, new_pid)| ReloadInfo { old_pid, new_pid, phase: phase.as_str().into() });
         let status = if reload.is_some() { AppStatus::Reloading } else { self.state.status() };
         AppInfo {
-            restarts_by_reason: self.restarts_by_reason.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            restarts_by_reason: self.restarts_by_reason.clone(),
             name: self.config.name.clone(),
             instance: (self.config.instances > 1).then_some(self.instance),
             status,

@@ -3,8 +3,8 @@
 
 use super::AppTask;
 use crate::supervisor::ready::{self, Report};
-use crate::supervisor::state::{Event, State};
-use mcpd_core::config::{format_size, Ready};
+use crate::supervisor::state::{Event, RestartReason, State, Why};
+use mcpd_core::config::format_size;
 use std::time::Instant;
 
 /// The checks' schedule for the serving generation.
@@ -27,7 +27,7 @@ impl AppTask {
     /// reloading, draining, stopped).
     pub(super) fn arm_checks(&mut self) {
         let serving = match self.snap.state {
-            State::Online { pid, .. } => Some(pid),
+            State::Online { gen, .. } => Some(gen.pid),
             _ => None,
         };
         if serving == self.checks.pid {
@@ -49,16 +49,10 @@ impl AppTask {
     /// one that no longer answers (watchdog, health) is restarted: it cannot help the new one
     /// get ready, and a probe of a shared socket could reach it instead of the new one. With
     /// socket handoff a restart refuses nothing either: connections wait in the socket's queue.
-    fn recycle(&mut self, reason: String, still_serving: bool) {
-        tracing::warn!(app = %self.snap.config.name, %reason, "replacing the serving generation");
-        self.recycle_reason = Some(reason);
+    fn recycle(&mut self, reason: RestartReason, text: String, still_serving: bool) {
+        tracing::warn!(app = %self.snap.config.name, reason = %text, "replacing the serving generation");
         self.checks = Checks::default();
-        if still_serving && self.snap.config.ready != Ready::None && self.reload_waiters.is_empty() {
-            self.pending = None;
-            self.step(Event::Reload);
-        } else {
-            self.step(Event::Recycle);
-        }
+        self.step(Event::Recycle { why: Why { reason, text }, graceful: still_serving });
     }
 
     /// After each resource sample: over the memory limit → recycle.
@@ -66,7 +60,8 @@ impl AppTask {
         let (Some(limit), Some(pid)) = (self.snap.config.limits.max_memory_restart, self.checks.pid) else { return };
         let rss = self.ctx.samples.lock().expect("samples lock").get(&pid).map_or(0, |s| s.rss_bytes);
         if rss > limit {
-            self.recycle(format!("memory limit {} exceeded: RSS {}", format_size(limit), format_size(rss)), true);
+            let text = format!("memory limit {} exceeded: RSS {}", format_size(limit), format_size(rss));
+            self.recycle(RestartReason::Memory, text, true);
         }
     }
 
@@ -80,7 +75,8 @@ impl AppTask {
     pub(super) fn watchdog_expired(&mut self) {
         self.checks.watchdog_due = None;
         if let Some(w) = self.snap.config.limits.watchdog {
-            self.recycle(format!("watchdog: no WATCHDOG=1 for {}", humantime::format_duration(w)), false);
+            let text = format!("watchdog: no WATCHDOG=1 for {}", humantime::format_duration(w));
+            self.recycle(RestartReason::Watchdog, text, false);
         }
     }
 
@@ -120,7 +116,7 @@ impl AppTask {
                 tracing::warn!(app = %self.snap.config.name, failures = self.checks.failures, error = %e, "health check failed");
                 if self.checks.failures >= health.failures {
                     let n = self.checks.failures;
-                    self.recycle(format!("health check failed {n} times in a row: {e}"), false);
+                    self.recycle(RestartReason::Health, format!("health check failed {n} times in a row: {e}"), false);
                 }
             }
         }

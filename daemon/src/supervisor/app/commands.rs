@@ -1,93 +1,64 @@
-//! The control commands an app task answers.
+//! The control commands an app task answers: each becomes an event of the machine, whose
+//! answer goes back to the caller.
 
-use super::{AppTask, Command, Goal, Reply};
-use crate::supervisor::state::{Event, Note, State};
+use super::{AppTask, Command, Reply};
+use crate::supervisor::state::{Event, Verb};
 use mcpd_core::config::AppConfig;
 use std::sync::Arc;
 
 impl AppTask {
     pub(super) fn command(&mut self, command: Command) {
-        let (event, goal, reply) = match command {
+        let (verb, reply) = match command {
             Command::Start { config, wait, reply } => {
                 if let Some(config) = config {
-                    if self.current.is_none() {
+                    if self.machine.state.gen().is_none() {
                         self.snap.config = Arc::new(*config);
                     } else if *config != *self.snap.config {
                         let pid = self.snap.state.pid().unwrap_or_default();
                         let msg = format!("already running (pid {pid}) with a different config; nothing changed: run `mcpd reload {}` to apply it", self.snap.config.name);
-                        return drop(reply.send(self.outcome(true, msg)));
+                        return drop(reply.send(self.outcome(true, msg, None)));
                     }
                 }
-                if !wait {
-                    let note = self.step(Event::Start);
-                    let message = match (note, self.snap.state.pid()) {
-                        (Some(Note::AlreadyOnline), Some(pid)) => {
-                            format!("already online (pid {pid}), unchanged")
-                        }
-                        (_, Some(pid)) => format!("started (pid {pid}), not waiting for readiness"),
-                        _ => format!("{}", self.snap.state.status()),
-                    };
-                    let ok = !matches!(self.snap.state, State::Errored { .. });
-                    return drop(reply.send(self.outcome(ok, message)));
-                }
-                (Event::Start, Goal::Online, reply)
+                (if wait { Verb::Start } else { Verb::StartNoWait }, reply)
             }
-            Command::Stop { reply } => (Event::Stop, Goal::Stopped, reply),
-            Command::Restart { reply } => (Event::Restart, Goal::Online, reply),
-            Command::Remove { reply } => (Event::Remove, Goal::Removed, reply),
+            Command::Stop { reply } => (Verb::Stop, reply),
+            Command::Restart { reply } => (Verb::Restart, reply),
+            Command::Remove { reply } => (Verb::Remove, reply),
             Command::Reset { reply } => {
-                self.counters = Default::default();
+                self.machine.counters = Default::default();
                 self.snap.restarts = 0;
                 self.publish_snapshot();
-                return drop(reply.send(self.outcome(true, "restart counters reset".into())));
+                return drop(reply.send(self.outcome(true, "restart counters reset".into(), None)));
             }
             Command::Reload { config, wait_drain, reply } => return self.reload(config, wait_drain, reply),
         };
-        match self.step(event) {
-            Some(Note::AlreadyOnline) => {
-                let pid = self.snap.state.pid().unwrap_or_default();
-                let _ = reply.send(self.outcome(true, format!("already online (pid {pid}), unchanged")));
-            }
-            Some(Note::AlreadyStopped) => {
-                let _ = reply.send(self.outcome(true, format!("already {}", self.snap.state.status())));
-            }
-            Some(Note::Busy(why)) => {
-                let _ = reply.send(self.outcome(false, format!("not now: {why}; try again when it is done")));
-            }
-            Some(Note::ReloadFailed(_) | Note::Stayed(_)) | None => self.waiters.push((goal, reply)),
-        }
+        self.user(verb, reply);
+    }
+
+    /// Feeds a user's verb to the machine; its answer goes to `reply`.
+    fn user(&mut self, verb: Verb, reply: Reply) {
+        let waiter = self.next_waiter;
+        self.next_waiter += 1;
+        self.replies.insert(waiter, reply);
+        self.step(Event::User { verb, waiter });
     }
 
     fn reload(&mut self, config: Option<Box<AppConfig>>, wait_drain: bool, reply: Reply) {
-        // Without a front the old generation drains within its kill_timeout: one reload at a
-        // time. Behind a front old generations may keep sessions for minutes, side by side.
-        let draining = !self.snap.draining.is_empty() && self.front.is_none();
-        if !self.reload_waiters.is_empty() || draining {
-            let msg = "a reload is already running; wait for it to finish (`mcpd list` shows it as reloading)";
-            return drop(reply.send(self.outcome(false, msg.into())));
-        }
         let config = config.map(|c| Arc::new(*c)).unwrap_or_else(|| self.snap.config.clone());
-        if !matches!(self.snap.state, State::Online { .. }) {
+        if self.machine.state.gen().is_none() {
             // Not serving: a reload is a start with the new config.
-            if self.current.is_none() {
-                self.snap.config = config;
-            }
-            return match self.step(Event::Reload) {
-                Some(Note::Busy(why)) => {
-                    drop(reply.send(self.outcome(false, format!("not now: {why}; try again when it is done"))))
-                }
-                _ => self.waiters.push((Goal::Online, reply)),
-            };
+            self.snap.config = config;
+            return self.user(Verb::Reload { wait_drain }, reply);
         }
         if !self.listeners.matches(&config.listen) {
             let msg =
                 "its listen addresses changed; a reload hands over the same sockets, so stop and start it to apply";
-            return drop(reply.send(self.outcome(false, msg.into())));
+            return drop(reply.send(self.outcome(false, msg.into(), None)));
         }
         self.pending = Some(config);
-        self.reload_wait_drain = wait_drain;
-        self.reload_answers_at_drain_of = None;
-        self.reload_waiters.push(reply);
-        self.step(Event::Reload);
+        self.tools_note = None;
+        self.user(Verb::Reload { wait_drain }, reply);
+        // Taken when the new generation was spawned; left over when the reload was refused.
+        self.pending = None;
     }
 }

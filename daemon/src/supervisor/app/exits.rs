@@ -1,117 +1,89 @@
-//! What follows the end of a generation: its exit record, the rest of its group, and the
-//! replies to a reload.
+//! What follows the exit of a generation's leader: the rest of its group is ended on a task of
+//! its own (so the app task keeps answering), then the machine hears that it is gone.
 
-use super::AppTask;
-use crate::supervisor::drain::{self, ms, Drained};
-use crate::supervisor::state::{Attempt, Event, Note, State, Then};
-use mcpd_core::signal::Signal;
+use super::{AppTask, GenNews};
+use crate::supervisor::drain::{self, ms};
+use crate::supervisor::state::{Event, GenId, State};
 use std::time::Instant;
 
 impl AppTask {
-    /// The serving generation's leader exited: end the rest of its group, record, step.
-    pub(super) async fn current_exited(&mut self, status: std::io::Result<std::process::ExitStatus>) {
-        let Some(generation) = self.current.take() else { return };
-        let pid = generation.pid;
-        drop(generation);
-        let config = self.snap.config.clone();
-        let (reason, first, deadline) = match &self.snap.state {
-            State::Stopping { deadline, then, .. } => {
-                let reason = match then {
-                    Then::Stop => "user stop".to_string(),
-                    Then::Start(Attempt::User) => "user restart".to_string(),
-                    Then::Start(Attempt::Auto) => self.recycle_reason.take().unwrap_or_else(|| "restart".into()),
-                    Then::Remove => "deleted".to_string(),
-                    Then::Fail { reason, .. } => reason.clone(),
-                };
-                (reason, None, deadline.unwrap_or_else(Instant::now))
-            }
-            _ => ("crash".to_string(), Some(config.kill_signal), Instant::now() + config.kill_timeout),
-        };
-        let (record, end) = drain::finish(&self.ctx, pid, status, first, deadline, &reason).await;
-        if let Some(front) = self.front() {
-            front.remove(pid);
+    pub(super) fn gen_news(&mut self, news: GenNews) {
+        match news {
+            GenNews::LeaderExit { gen, status } => self.leader_exited(gen, status),
+            GenNews::Gone { gen, record } => self.gone(gen, record),
         }
-        let how = record.describe();
-        tracing::info!(app = %config.name, pid, exit = %how, %reason, group = ?end, "exited");
-        let code = record.code;
-        self.snap.record_exit(record);
-        let note = self.step(Event::Exited { pid, how, code });
-        self.set_outcome(note);
     }
 
-    /// Says in the last exit record what mcpd did next.
-    fn set_outcome(&mut self, note: Option<Note>) {
-        let outcome = match (&self.snap.state, note) {
-            (_, Some(Note::Stayed(why))) => format!("stays stopped: {why}"),
-            (State::WaitingRestart { until }, _) => {
+    /// A leader exited: end what is left of its group. Asked to stop already, the rest gets
+    /// SIGKILL at the machine's deadline; otherwise (a crash) its kill signal first.
+    fn leader_exited(&mut self, gen: GenId, status: std::io::Result<std::process::ExitStatus>) {
+        let Some(live) = self.gens.get_mut(&gen) else { return };
+        live.leader_gone = true;
+        let pid = live.generation.pid;
+        let config = live.config.clone();
+        let (first, deadline) = match self.machine.stop_deadline(gen) {
+            Some(Some(at)) => (None, at),
+            Some(None) => (None, Instant::now()),
+            None => (Some(config.kill_signal), Instant::now() + config.kill_timeout),
+        };
+        let reason = self.machine.exit_reason(gen);
+        let (ctx, tx) = (self.ctx.clone(), self.exits_tx.clone());
+        self.tracker.spawn(async move {
+            let (record, end) = drain::finish(&ctx, pid, status, first, deadline, &reason).await;
+            tracing::info!(app = %config.name, pid, exit = %record.describe(), %reason, group = ?end, "exited");
+            let _ = tx.send(GenNews::Gone { gen, record });
+        });
+    }
+
+    /// A generation's whole group is gone: forget it, record its exit, step the machine.
+    fn gone(&mut self, gen: GenId, mut record: ExitRecordAlias) {
+        let Some(live) = self.gens.remove(&gen) else { return };
+        if let Some(front) = self.front() {
+            front.remove(live.generation.pid);
+        }
+        drop(live);
+        let ending = self.machine.ending.iter().find(|e| e.gen.id == gen).map(|e| e.why.clone());
+        let was_next = matches!(&self.machine.state, State::Reloading { next, .. } if next.id == gen);
+        let how = record.describe();
+        let code = record.code;
+        let serving = ending.is_none() && !was_next;
+        record.outcome = match (ending.as_deref(), was_next) {
+            (Some("reload failed"), _) | (_, true) => Some("the old generation kept serving".into()),
+            (Some(_), _) => Some("replaced by a ready new generation".into()),
+            _ => None,
+        };
+        if was_next {
+            tracing::warn!(app = %self.snap.config.name, pid = record.pid, exit = %how, "reload: the new generation ended before it was ready");
+        }
+        self.snap.record_exit(record);
+        self.step(Event::Exited { gen, how, code });
+        if serving {
+            self.set_exit_outcome(self.outcome_text());
+        }
+    }
+
+    /// What mcpd did after the serving generation ended, for its exit record.
+    fn outcome_text(&self) -> String {
+        match &self.machine.state {
+            State::WaitingRestart { until, .. } => {
                 format!("restart in {} ms", ms(until.saturating_duration_since(Instant::now())))
             }
-            (State::Errored { reason }, _) => format!("errored: {reason}"),
-            (State::Starting { pid, .. } | State::Online { pid, .. }, _) => format!("restarted as pid {pid}"),
-            (State::Stopped, _) => "stopped".to_string(),
-            (other, _) => other.status().to_string(),
-        };
+            State::Errored { reason } => format!("errored: {reason}"),
+            State::Starting { gen, .. } | State::Online { gen, .. } => format!("restarted as pid {}", gen.pid),
+            State::Stopped => "stopped".to_string(),
+            other => other.status().to_string(),
+        }
+    }
+
+    /// Says in the last exit record what mcpd did next (a "stays stopped" note wins).
+    pub(super) fn set_exit_outcome(&mut self, outcome: String) {
         if let Some(last) = self.snap.exits.back_mut() {
-            last.outcome = Some(outcome);
+            if !last.outcome.as_deref().is_some_and(|o| o.starts_with("stays stopped")) {
+                last.outcome = Some(outcome);
+            }
         }
         self.publish_snapshot();
-    }
-
-    /// A reload's new generation exited before it was ready (or after KillNext).
-    pub(super) async fn next_exited(&mut self, status: std::io::Result<std::process::ExitStatus>) {
-        let Some(generation) = self.next.take() else { return };
-        let pid = generation.pid;
-        drop(generation);
-        let (mut record, _) =
-            drain::finish(&self.ctx, pid, status, Some(Signal::KILL), Instant::now(), "reload failed").await;
-        if let Some(front) = self.front() {
-            front.remove(pid);
-        }
-        record.outcome = Some("the old generation kept serving".into());
-        let how = record.describe();
-        tracing::warn!(app = %self.snap.config.name, pid, exit = %how, "reload: the new generation ended before it was ready");
-        let code = record.code;
-        self.snap.record_exit(record);
-        self.step(Event::Exited { pid, how, code });
-    }
-
-    pub(super) fn drained(&mut self, done: Drained) {
-        let old = done.record.pid;
-        let how = if done.killed {
-            format!("SIGKILLed after kill_timeout ({})", humantime::format_duration(self.snap.config.kill_timeout))
-        } else {
-            format!("drained in {} ms ({})", ms(done.took), done.record.describe())
-        };
-        tracing::info!(app = %self.snap.config.name, pid = old, %how, "reload: old generation gone");
-        self.snap.record_exit(done.record);
-        self.snap.draining.retain(|pid| *pid != old);
-        self.publish_snapshot();
-        if self.reload_answers_at_drain_of == Some(old) {
-            let new = self.snap.state.pid().map_or_else(|| "-".to_string(), |p| p.to_string());
-            self.answer_reload(format!("reloaded: pid {new} serving; old pid {old} {how}"));
-        }
-    }
-
-    /// Answers every caller of a reload that succeeded.
-    pub(super) fn answer_reload(&mut self, message: String) {
-        self.reload_wait_drain = false;
-        self.reload_answers_at_drain_of = None;
-        let message = match self.tools_note.take() {
-            Some(note) => format!("{message}; warning: {note}"),
-            None => message,
-        };
-        for reply in std::mem::take(&mut self.reload_waiters) {
-            let _ = reply.send(self.outcome(true, message.clone()));
-        }
-    }
-
-    pub(super) fn reload_failed(&mut self, reason: String) {
-        self.pending = None;
-        self.reload_answers_at_drain_of = None;
-        self.recycle_reason = None;
-        tracing::warn!(app = %self.snap.config.name, %reason, "reload failed");
-        for reply in std::mem::take(&mut self.reload_waiters) {
-            let _ = reply.send(self.outcome(false, format!("reload failed: {reason}")));
-        }
     }
 }
+
+type ExitRecordAlias = mcpd_core::model::ExitRecord;

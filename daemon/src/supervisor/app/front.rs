@@ -3,7 +3,7 @@
 
 use super::AppTask;
 use crate::front::{self, Front};
-use crate::supervisor::state::State;
+use crate::supervisor::state::{Event, GenId, State};
 use mcpd_core::config::{AppConfig, FrontConfig, OnToolsChange};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -84,8 +84,8 @@ impl AppTask {
     /// successor gets ready); none while starting or stopping (the front answers 503).
     pub(super) fn sync_front(&self) {
         if let Some(f) = &self.front {
-            let primary = match self.snap.state {
-                State::Online { pid, .. } | State::Reloading { pid, .. } => Some(pid),
+            let primary = match self.machine.state {
+                State::Online { gen, .. } | State::Reloading { gen, .. } => Some(gen.pid),
                 _ => None,
             };
             f.front.set_primary(self.instance, primary);
@@ -95,13 +95,14 @@ impl AppTask {
     /// With `on_tools_change` set, holds back the readiness of a reload's new generation until
     /// its tools are compared with the old one's (each probed on its private socket). Returns
     /// whether it did.
-    pub(super) fn guard_tools(&mut self, pid: u32) -> bool {
-        let State::Reloading { pid: old, new_pid, .. } = self.snap.state else { return false };
-        let config = self.pending.clone().unwrap_or_else(|| self.snap.config.clone());
+    pub(super) fn guard_tools(&mut self, gen: GenId) -> bool {
+        let State::Reloading { gen: old, next, .. } = self.machine.state else { return false };
+        let Some(config) = self.gens.get(&gen).map(|l| l.config.clone()) else { return false };
         let (Some(front), Some(url)) = (self.front(), config.mcp_url().map(str::to_string)) else { return false };
-        if new_pid != pid || config.on_tools_change == OnToolsChange::Allow {
+        if next.id != gen || config.on_tools_change == OnToolsChange::Allow {
             return false;
         }
+        let (old, pid) = (old.pid, next.pid);
         let (old_socket, new_socket) = (front.socket_of(old), front.socket_of(pid));
         let tx = self.reports_tx.clone();
         tokio::spawn(async move {
@@ -127,11 +128,12 @@ impl AppTask {
 
     /// The guard's verdict: ready as usual, ready with a warning, or refused (rolled back).
     pub(super) fn tools_compared(&mut self, pid: u32, hashes: Result<(String, String), String>) {
-        let State::Reloading { pid: old, new_pid, .. } = self.snap.state else { return };
-        if new_pid != pid {
+        let State::Reloading { gen: old, next, .. } = self.machine.state else { return };
+        if next.pid != pid {
             return;
         }
-        let policy = self.pending.as_ref().unwrap_or(&self.snap.config).on_tools_change;
+        let (old, gen) = (old.pid, next.id);
+        let policy = self.gens.get(&gen).map_or(self.snap.config.on_tools_change, |l| l.config.on_tools_change);
         let problem = match hashes {
             Ok((a, b)) if a == b => None,
             Ok((a, b)) => {
@@ -142,14 +144,14 @@ impl AppTask {
         match (problem, policy) {
             (Some(problem), OnToolsChange::Refuse) => {
                 let reason = format!("{problem}; on_tools_change = \"refuse\": the new generation was killed and pid {old} keeps serving");
-                self.step(crate::supervisor::state::Event::NextRefused { reason });
+                self.step(Event::Refused { gen, reason });
             }
             (problem, _) => {
                 if let Some(problem) = problem {
                     tracing::warn!(app = %self.snap.config.name, "{problem}");
                     self.tools_note = Some(problem);
                 }
-                self.step(crate::supervisor::state::Event::Ready { pid });
+                self.step(Event::Ready { gen });
             }
         }
     }

@@ -1,20 +1,22 @@
-//! One task per app: it owns the app's state and its generations, and reacts to control
-//! commands, leader exits, readiness reports, drains, its deadline and shutdown.
+//! One task per app: it owns the app's state machine and a map of its live generations by
+//! id, performs the machine's actions, and reacts to control commands, leader exits,
+//! readiness reports, the machine's deadline and shutdown.
 
-use super::drain::{self, ms, Drained};
+use super::drain::ms;
 use super::process::{self, Generation};
 use super::ready::Report;
 use super::snapshot::Snapshot;
 use super::sockets::Listeners;
-use super::state::{next, Action, Counters, Event, Note, Policy, State};
+use super::state::{next, Action, Answer, Event, Gen, GenId, Machine, Policy, Role, State, WaiterId};
 use super::Ctx;
 use crate::logs::AppLogs;
 use mcpd_core::config::{AppConfig, Ready};
+use mcpd_core::model::ExitRecord;
 use mcpd_core::protocol::AppOutcome;
 use mcpd_core::signal::Signal;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -96,92 +98,90 @@ pub(crate) fn spawn(
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> AppHandle {
+    // Unbounded: commands come one per request of a control connection, and each request
+    // waits for its answer, so at most one per connection (bounded by the server) is queued.
     let (tx, rx) = mpsc::unbounded_channel();
     let logs = shared.logs(&config, &ctx);
     let mut snap = Snapshot::new(config, logs);
     snap.instance = instance;
     let (publish, snapshot) = watch::channel(snap.clone());
+    // Unbounded: reports come from this app's generations' watchers (a few per generation,
+    // and notify datagrams are read only while the task keeps up); exits two per generation.
     let (reports_tx, reports) = mpsc::unbounded_channel();
-    let (drained_tx, drained) = mpsc::unbounded_channel();
+    let (exits_tx, exits) = mpsc::unbounded_channel();
     let samples = ctx.samples_tick.subscribe();
     let task = AppTask {
         instance,
         shared,
-        counters: Counters::default(),
-        recycle_reason: None,
+        machine: Machine::new(),
         checks: Checks::default(),
         front: None,
-        reload_wait_drain: false,
-        reload_answers_at_drain_of: None,
         tools_note: None,
         ctx,
         tracker: tracker.clone(),
         snap,
-        current: None,
-        next: None,
+        gens: BTreeMap::new(),
+        next_gen: 1,
         pending: None,
         listeners: Listeners::default(),
         reports_tx,
-        drained_tx,
+        exits_tx,
         publish,
-        waiters: Vec::new(),
-        reload_waiters: Vec::new(),
-        removed: false,
+        replies: HashMap::new(),
+        next_waiter: 1,
     };
-    tracker.spawn(task.run(rx, reports, drained, samples, shutdown));
+    tracker.spawn(task.run(rx, reports, exits, samples, shutdown));
     AppHandle { tx, snapshot }
 }
 
-/// What a caller of start/stop/restart/delete waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Goal {
-    Online,
-    Stopped,
-    Removed,
+/// A live generation and the config it runs with.
+#[derive(Debug)]
+struct Live {
+    generation: Generation,
+    config: Arc<AppConfig>,
+    /// Its leader has exited; the rest of its group is being ended.
+    leader_gone: bool,
 }
+
+/// What a generation's waiter tells the task.
+#[derive(Debug)]
+enum GenNews {
+    /// The leader exited.
+    LeaderExit { gen: GenId, status: std::io::Result<std::process::ExitStatus> },
+    /// The whole group is gone.
+    Gone { gen: GenId, record: ExitRecord },
+}
+
+/// How often an old generation behind a front is looked at for idle sessions.
+const SESSION_POLL: Duration = Duration::from_millis(100);
 
 struct AppTask {
     ctx: Arc<Ctx>,
     /// Which of the app's `instances` this task runs (0 with one).
     instance: u32,
     shared: Arc<Shared>,
-    /// Restart history the restart policy reads.
-    counters: Counters,
-    /// Why mcpd is replacing the serving generation (memory limit, watchdog, health).
-    recycle_reason: Option<String>,
+    /// The app's state; written only through [`next`].
+    machine: Machine,
     /// Memory, watchdog and health checks of the serving generation.
     checks: Checks,
     /// The MCP front, when the app has one (shared by its instances).
     front: Option<Arc<front::FrontRuntime>>,
-    /// `reload --wait-drain`: answer reload waiters only once the old generation is gone.
-    reload_wait_drain: bool,
-    /// The old generation whose end answers the running reload (without a front, or with
-    /// `--wait-drain`); drains of earlier reloads answer nobody.
-    reload_answers_at_drain_of: Option<u32>,
     /// What the tools guard said about the running reload (with on_tools_change = "warn").
     tools_note: Option<String>,
     tracker: TaskTracker,
     snap: Snapshot,
-    /// The serving (or starting, or stopping) generation.
-    current: Option<Generation>,
-    /// A reload's new generation until it is ready.
-    next: Option<Generation>,
-    /// The config a reload's new generation runs with.
+    /// Every live generation, by id: exactly those the machine names.
+    gens: BTreeMap<GenId, Live>,
+    next_gen: GenId,
+    /// The config a reload's new generation runs with, until it is spawned.
     pending: Option<Arc<AppConfig>>,
     listeners: Listeners,
     reports_tx: mpsc::UnboundedSender<Report>,
-    drained_tx: mpsc::UnboundedSender<Drained>,
+    exits_tx: mpsc::UnboundedSender<GenNews>,
     publish: watch::Sender<Snapshot>,
-    waiters: Vec<(Goal, Reply)>,
-    reload_waiters: Vec<Reply>,
-    removed: bool,
-}
-
-async fn leader_exit(generation: &mut Option<Generation>) -> std::io::Result<std::process::ExitStatus> {
-    match generation {
-        Some(g) => g.wait().await,
-        None => std::future::pending().await,
-    }
+    /// Requests waiting for the machine's answer.
+    replies: HashMap<WaiterId, Reply>,
+    next_waiter: WaiterId,
 }
 
 async fn until(deadline: Option<Instant>) {
@@ -196,33 +196,34 @@ impl AppTask {
         mut self,
         mut rx: mpsc::UnboundedReceiver<Command>,
         mut reports: mpsc::UnboundedReceiver<Report>,
-        mut drained: mpsc::UnboundedReceiver<Drained>,
+        mut exits: mpsc::UnboundedReceiver<GenNews>,
         mut samples: watch::Receiver<u64>,
         shutdown: CancellationToken,
     ) {
         let mut shutting_down = false;
-        while !self.removed {
-            let deadline = self.snap.state.deadline();
+        while !self.machine.removed {
+            let deadline = self.machine.deadline();
+            let sessions_due = self.machine.waits_for_sessions().next().map(|_| Instant::now() + SESSION_POLL);
             tokio::select! {
-                status = leader_exit(&mut self.current) => self.current_exited(status).await,
-                status = leader_exit(&mut self.next) => self.next_exited(status).await,
+                Some(news) = exits.recv() => self.gen_news(news),
                 Some(report) = reports.recv() => self.report(report),
-                Some(done) = drained.recv() => self.drained(done),
                 command = rx.recv(), if !shutting_down => match command {
                     Some(command) => self.command(command),
-                    None => drop(self.step(Event::Remove)),
+                    None => { shutting_down = true; self.step(Event::Shutdown); }
                 },
-                _ = until(deadline) => drop(self.step(Event::Deadline)),
+                _ = until(deadline) => self.step(Event::Deadline),
+                _ = until(sessions_due) => self.sessions_check(),
                 _ = until(self.checks.watchdog_due) => self.watchdog_expired(),
                 _ = until(self.checks.health_due) => self.health_tick(),
                 Ok(()) = samples.changed() => self.memory_check(),
                 _ = shutdown.cancelled(), if !shutting_down => {
                     shutting_down = true;
-                    self.step(Event::Remove);
+                    self.step(Event::Shutdown);
                 }
             }
-            self.settle();
+            self.arm_checks();
         }
+        debug_assert!(self.gens.is_empty(), "removed with live generations: {:?}", self.gens.keys());
         rx.close();
         while let Ok(command) = rx.try_recv() {
             let (Command::Start { reply, .. }
@@ -231,150 +232,136 @@ impl AppTask {
             | Command::Reload { reply, .. }
             | Command::Remove { reply }
             | Command::Reset { reply }) = command;
-            let _ = reply.send(self.outcome(false, "the app was deleted".into()));
+            let _ = reply.send(self.outcome(false, "the app was deleted".into(), None));
         }
     }
 
     /// Publishes the snapshot for readers and tells watchers (`mcpd monit`) something changed.
-    fn publish_snapshot(&self) {
+    fn publish_snapshot(&mut self) {
         self.sync_front();
+        self.snap.state = self.machine.state.clone();
+        self.snap.reload = self.machine.reload_phase().map(|(phase, old, new)| (phase, old.pid, new.pid));
+        self.snap.draining = self.machine.ending.iter().map(|e| e.gen.pid).collect();
         let _ = self.publish.send_replace(self.snap.clone());
         self.ctx.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    fn policy(&self) -> Policy {
+    fn policy(&self, for_gen: Option<GenId>) -> Policy {
         let c = &self.snap.config;
         // A reload's new generation gets ready under its own (new) config's timeout.
-        let ready_timeout = self.pending.as_ref().map_or(c.ready_timeout, |p| p.ready_timeout);
+        let ready_timeout = for_gen.and_then(|g| self.gens.get(&g)).map_or(c.ready_timeout, |l| l.config.ready_timeout);
         Policy {
             restart_delay: c.restart_delay,
             restarts: c.restarts.clone(),
             kill_timeout: c.kill_timeout,
             ready_timeout,
+            front_drain: c.front.as_ref().map(|f| f.drain_deadline),
+            graceful_recycle: c.ready != Ready::None,
         }
     }
 
-    /// Feeds one event to the state machine and performs its actions; returns the first note.
-    fn step(&mut self, event: Event) -> Option<Note> {
+    /// Feeds one event to the state machine, performs its actions (feeding their results back
+    /// at once) and sends its answers.
+    fn step(&mut self, event: Event) {
         let mut queue = VecDeque::from([event]);
-        let mut first_note = None;
-        let mut first = true;
         while let Some(event) = queue.pop_front() {
-            let policy = self.policy();
-            let t = next(&self.snap.state, &mut self.counters, event, Instant::now(), &policy);
-            if let Some(Note::ReloadFailed(reason)) = &t.note {
-                self.reload_failed(reason.clone());
+            let for_gen = match (&event, &self.machine.state) {
+                (Event::Spawned { gen, .. }, _) => Some(gen.id),
+                (_, State::Reloading { next, .. }) => Some(next.id),
+                _ => None,
+            };
+            let policy = self.policy(for_gen);
+            let t = next(&self.machine, event, Instant::now(), &policy);
+            self.machine = t.machine;
+            if let Some(why) = t.stayed {
+                self.set_exit_outcome(format!("stays stopped: {why}"));
             }
-            if first {
-                first_note = t.note;
-                first = false;
-            }
-            self.snap.state = t.state;
             for action in t.actions {
                 self.act(action, &mut queue);
             }
+            for (waiter, answer) in t.answers {
+                self.answer(waiter, answer);
+            }
         }
-        if matches!(self.snap.state, State::Stopped | State::Errored { .. }) && self.current.is_none() {
+        if self.machine.state.is_down() && self.gens.is_empty() {
             // Nothing will accept on the `listen` sockets: close them, so clients are refused
             // at once instead of waiting in the backlog (a restart keeps them; start binds again).
             self.listeners.close();
         }
+        if self.machine.removed {
+            self.listeners.close();
+            self.front = None;
+        }
         self.publish_snapshot();
-        first_note
     }
 
     fn act(&mut self, action: Action, queue: &mut VecDeque<Event>) {
         let name = self.snap.config.name.clone();
         match action {
-            Action::Spawn { restart, attempt } => {
-                if restart {
-                    self.snap.restarts += 1;
-                    let why = self.snap.exits.back().map_or("other", |e| super::snapshot::restart_reason(&e.reason));
-                    *self.snap.restarts_by_reason.entry(why).or_default() += 1;
-                }
-                self.snap.status_text = None;
-                let ready_at_spawn = self.snap.config.ready == Ready::None;
-                match self.spawn(self.snap.config.clone()) {
+            Action::Spawn { role } => {
+                let config = match role {
+                    Role::Main { restart, .. } => {
+                        if let Some(reason) = restart {
+                            self.snap.restarts += 1;
+                            *self.snap.restarts_by_reason.entry(reason).or_default() += 1;
+                        }
+                        self.snap.status_text = None;
+                        self.pending = None;
+                        self.snap.config.clone()
+                    }
+                    Role::Next => self.pending.take().unwrap_or_else(|| self.snap.config.clone()),
+                };
+                let ready_at_spawn = config.ready == Ready::None;
+                match self.spawn(config.clone()) {
                     Ok(generation) => {
-                        let pid = generation.pid;
-                        tracing::info!(app = %name, pid, "started");
-                        self.current = Some(generation);
-                        queue.push_back(Event::Spawned { pid, attempt });
+                        let gen = Gen { id: self.next_gen, pid: generation.pid };
+                        self.next_gen += 1;
+                        tracing::info!(app = %name, pid = gen.pid, ?role, "started");
+                        self.watch(gen, generation, config);
+                        queue.push_back(Event::Spawned { gen, role });
                         if ready_at_spawn {
-                            queue.push_back(Event::Ready { pid });
+                            queue.push_back(Event::Ready { gen: gen.id });
                         }
                     }
                     Err(reason) => {
                         tracing::warn!(app = %name, %reason, "cannot start");
-                        queue.push_back(Event::SpawnFailed { reason });
+                        queue.push_back(Event::SpawnFailed { role, reason });
                     }
                 }
             }
-            Action::SpawnNext => {
-                let config = self.pending.clone().unwrap_or_else(|| self.snap.config.clone());
-                let ready_at_spawn = config.ready == Ready::None;
-                match self.spawn(config) {
-                    Ok(generation) => {
-                        let pid = generation.pid;
-                        tracing::info!(app = %name, pid, "reload: started the new generation");
-                        self.next = Some(generation);
-                        queue.push_back(Event::SpawnedNext { pid });
-                        if ready_at_spawn {
-                            queue.push_back(Event::Ready { pid });
-                        }
-                    }
-                    Err(reason) => queue.push_back(Event::SpawnNextFailed {
-                        reason: format!("cannot start the new generation: {reason}"),
-                    }),
+            Action::SignalStop { gen } => {
+                if let Some(live) = self.gens.get(&gen).filter(|l| !l.leader_gone) {
+                    live.generation.request_stop(&live.config);
                 }
             }
-            Action::SignalStop => {
-                if let Some(g) = &self.current {
-                    g.request_stop(&self.snap.config);
+            Action::Kill { gen } => {
+                if let Some(live) = self.gens.get(&gen) {
+                    tracing::warn!(app = %name, pid = live.generation.pid, "drain time over: SIGKILL to the group");
+                    live.generation.signal(Signal::KILL);
                 }
             }
-            Action::Kill => {
-                tracing::warn!(app = %name, "drain time over: SIGKILL to the group");
-                if let Some(g) = &self.current {
-                    g.signal(Signal::KILL);
-                }
-            }
-            Action::KillNext => {
-                if let Some(g) = &self.next {
-                    g.signal(Signal::KILL);
-                }
-            }
-            Action::PromoteNext => {
-                let old = std::mem::replace(&mut self.current, self.next.take());
-                let new_config = self.pending.take().unwrap_or_else(|| self.snap.config.clone());
-                let old_config = std::mem::replace(&mut self.snap.config, new_config);
+            Action::Promote { gen, old, reason } => {
+                let Some(new) = self.gens.get(&gen) else { return };
+                self.snap.config = new.config.clone();
                 self.snap.restarts += 1;
+                *self.snap.restarts_by_reason.entry(reason).or_default() += 1;
                 self.snap.status_text = None;
-                if let Some(old) = old {
-                    tracing::info!(app = %name, pid = old.pid, "reload: new generation ready, draining the old one");
-                    self.snap.draining.push(old.pid);
-                    let reason = self.recycle_reason.take().unwrap_or_else(|| "user reload".into());
-                    *self.snap.restarts_by_reason.entry(super::snapshot::restart_reason(&reason)).or_default() += 1;
-                    let done = self.drained_tx.clone();
-                    let (ctx, front) = (self.ctx.clone(), self.front());
-                    let old_pid = old.pid;
-                    self.tracker.spawn(async move {
-                        let _ = done.send(drain::drain(old, old_config, ctx, reason, front).await);
-                    });
-                    if self.front.is_none() || self.reload_wait_drain {
-                        self.reload_answers_at_drain_of = Some(old_pid);
-                    } else {
-                        self.sync_front();
-                        self.answer_reload(format!("reloaded: pid {} takes new sessions; old pid {old_pid} keeps its sessions until they are idle, then drains", self.snap.state.pid().unwrap_or_default()));
-                    }
-                }
+                let old_pid = self.gens.get(&old).map_or(0, |l| l.generation.pid);
+                tracing::info!(app = %name, pid = old_pid, "reload: new generation ready, draining the old one");
             }
-            Action::Remove => {
-                self.listeners.close();
-                self.front = None;
-                self.removed = true;
-            }
+            Action::Remove => {}
         }
+    }
+
+    /// Registers a spawned generation and waits for its leader on a task of its own.
+    fn watch(&mut self, gen: Gen, mut generation: Generation, config: Arc<AppConfig>) {
+        let exit = generation.leader_exit();
+        let tx = self.exits_tx.clone();
+        self.tracker.spawn(async move {
+            let status = exit.await;
+            let _ = tx.send(GenNews::LeaderExit { gen: gen.id, status });
+        });
+        self.gens.insert(gen.id, Live { generation, config, leader_gone: false });
     }
 
     fn spawn(&mut self, config: Arc<AppConfig>) -> Result<Generation, String> {
@@ -401,11 +388,18 @@ impl AppTask {
         Ok(generation)
     }
 
+    /// The id of the live generation whose leader is `pid`.
+    fn gen_of(&self, pid: u32) -> Option<GenId> {
+        self.gens.iter().find(|(_, l)| l.generation.pid == pid && !l.leader_gone).map(|(id, _)| *id)
+    }
+
     fn report(&mut self, report: Report) {
         match report {
             Report::Ready { pid } => {
-                if !self.guard_tools(pid) {
-                    self.step(Event::Ready { pid });
+                if let Some(gen) = self.gen_of(pid) {
+                    if !self.guard_tools(gen) {
+                        self.step(Event::Ready { gen });
+                    }
                 }
             }
             Report::Tools { pid, hashes } => self.tools_compared(pid, hashes),
@@ -420,40 +414,67 @@ impl AppTask {
         }
     }
 
-    /// Answers every waiter whose goal is reached or can no longer be.
-    fn settle(&mut self) {
-        self.arm_checks();
-        let state = self.snap.state.clone();
-        if !self.reload_waiters.is_empty() && !matches!(state, State::Reloading { .. } | State::Online { .. }) {
-            self.reload_failed(format!("interrupted: the app is now {}", state.status()));
-        }
-        for (goal, reply) in std::mem::take(&mut self.waiters) {
-            let done = match (goal, &state) {
-                _ if self.removed => Some((
-                    goal == Goal::Removed,
-                    if goal == Goal::Removed { "deleted" } else { "the app was deleted" }.to_string(),
-                )),
-                (Goal::Online, State::Online { pid, since }) => {
-                    Some((true, format!("online (pid {pid}, ready after {} ms)", ms(since.elapsed()))))
-                }
-                (Goal::Online, State::Errored { reason }) => Some((false, format!("errored: {reason}"))),
-                (Goal::Online, State::WaitingRestart { .. }) => {
-                    Some((false, "exited before it was ready; restarting".to_string()))
-                }
-                (Goal::Online, State::Stopped) => Some((false, "stopped before it came online".to_string())),
-                (Goal::Stopped, State::Stopped | State::Errored { .. }) => Some((true, "stopped".to_string())),
-                _ => None,
-            };
-            match done {
-                Some((ok, message)) => {
-                    let _ = reply.send(self.outcome(ok, message));
-                }
-                None => self.waiters.push((goal, reply)),
-            }
+    /// Feeds [`Event::SessionsIdle`] for each ending generation behind a front whose sessions
+    /// are all idle (or gone).
+    fn sessions_check(&mut self) {
+        let Some(front) = self.front() else {
+            let idle: Vec<GenId> = self.machine.waits_for_sessions().map(|g| g.id).collect();
+            return idle.into_iter().for_each(|gen| self.step(Event::SessionsIdle { gen }));
+        };
+        let idle: Vec<GenId> = self
+            .machine
+            .waits_for_sessions()
+            .filter(|g| {
+                let timeout = self
+                    .gens
+                    .get(&g.id)
+                    .and_then(|l| l.config.front.as_ref())
+                    .map_or(Duration::ZERO, |f| f.session_idle_timeout);
+                !front.busy(g.pid, timeout)
+            })
+            .map(|g| g.id)
+            .collect();
+        for gen in idle {
+            self.step(Event::SessionsIdle { gen });
         }
     }
 
-    fn outcome(&self, ok: bool, message: String) -> AppOutcome {
+    /// Sends one answer of the machine to its request.
+    fn answer(&mut self, waiter: WaiterId, answer: Answer) {
+        let Some(reply) = self.replies.remove(&waiter) else { return };
+        let (ok, message, kind) = match answer {
+            Answer::Online { gen, since } => {
+                (true, format!("online (pid {}, ready after {} ms)", gen.pid, ms(since.elapsed())), None)
+            }
+            Answer::Started { gen } => (true, format!("started (pid {}), not waiting for readiness", gen.pid), None),
+            Answer::AlreadyOnline { gen } => (true, format!("already online (pid {}), unchanged", gen.pid), None),
+            Answer::Stopped => (true, "stopped".to_string(), None),
+            Answer::AlreadyStopped { status } => (true, format!("already {status}"), None),
+            Answer::Removed => (true, "deleted".to_string(), None),
+            Answer::Reloaded { new, old, sessions, old_crashed } => {
+                let message = match (old, sessions) {
+                    (Some((old, how)), _) => format!("reloaded: pid {} serving; old pid {} {how}", new.pid, old.pid),
+                    (None, Some(old)) => format!(
+                        "reloaded: pid {} takes new sessions; old pid {} keeps its sessions until they are idle, then drains",
+                        new.pid, old.pid
+                    ),
+                    (None, None) if old_crashed => {
+                        format!("reloaded: pid {} serving; the old generation had ended before it was ready", new.pid)
+                    }
+                    (None, None) => format!("reloaded: pid {} serving", new.pid),
+                };
+                let message = match self.tools_note.take() {
+                    Some(note) => format!("{message}; warning: {note}"),
+                    None => message,
+                };
+                (true, message, None)
+            }
+            Answer::Failed { kind, message } => (false, message, Some(kind)),
+        };
+        let _ = reply.send(self.outcome(ok, message, kind));
+    }
+
+    fn outcome(&self, ok: bool, message: String, error: Option<mcpd_core::model::Failure>) -> AppOutcome {
         let message =
             if self.snap.config.instances > 1 { format!("instance {}: {message}", self.instance) } else { message };
         let samples = self.ctx.samples.lock().expect("samples lock");
@@ -461,7 +482,8 @@ impl AppTask {
             name: self.snap.config.name.clone(),
             ok,
             message,
-            info: (!self.removed).then(|| self.snap.info(&samples)),
+            error,
+            info: (!self.machine.removed).then(|| self.snap.info(&samples)),
         }
     }
 }
