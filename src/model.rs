@@ -350,3 +350,45 @@ mod tests {
         }
     }
 }
+
+/// One thing that happened to an app, as `mcpd events` and `Request::Events` subscribers see
+/// it. `seq` grows by one per event of the daemon (a gap means the subscriber fell behind).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleEvent {
+    /// The daemon-wide sequence number.
+    pub seq: u64,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// The app.
+    pub app: AppName,
+    /// Which instance (with `instances` > 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
+    /// The app's status after the event.
+    pub status: AppStatus,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened, in a [`LifecycleEvent`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A generation was spawned (`next`: a reload's new generation beside the serving one).
+    Spawned { pid: u32, next: bool },
+    /// A generation got ready and serves.
+    Ready { pid: u32 },
+    /// A generation's whole group is gone.
+    Exited { pid: u32, how: String, reason: String },
+    /// A new generation starts in `in_ms`.
+    RestartScheduled { in_ms: u64, reason: RestartReason },
+    /// A reload moved to `phase`: "starting-new", "draining-old", "done" or "failed".
+    Reload { phase: String, old_pid: u32, new_pid: u32 },
+    /// The app is errored until the user acts.
+    Errored { reason: String },
+    /// The app is stopped, with no generation left.
+    Stopped,
+    /// The app was deleted.
+    Removed,
+}

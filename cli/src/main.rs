@@ -73,6 +73,9 @@ enum Verb {
     },
     /// Wait until apps are ready (or, with --stopped, stopped); exit 1 on timeout or if one errors.
     Wait(commands::wait::WaitArgs),
+    /// Print lifecycle events as they happen: spawned, ready, exited, restart scheduled,
+    /// reload phases, errored, stopped, deleted.
+    Events(commands::events::EventsArgs),
     /// Check that the daemon answers (starting it if needed).
     Ping,
     /// Stop every app, then the daemon.
@@ -159,6 +162,7 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Describe { name, json } => commands::describe::run(&name, json).await,
         Verb::Ping => simple::ping().await,
         Verb::Wait(args) => commands::wait::run(args).await,
+        Verb::Events(args) => commands::events::run(args).await,
         Verb::Monit => tui::run().await,
         Verb::Probe(args) => commands::probe::run(args).await,
         Verb::Save => simple::message(mcpd_core::protocol::Request::Save).await,

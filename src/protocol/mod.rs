@@ -49,6 +49,13 @@ pub enum HelloReply {
     Refused(ProtoError),
 }
 
+/// `events`: one app's events, or every app's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsRequest {
+    /// One app, or every app.
+    pub app: Option<AppName>,
+}
+
 /// `logs`: the last lines, then (with `follow`) new lines as they are written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogsRequest {
@@ -134,6 +141,9 @@ pub enum Request {
     /// Every app's row now, then again after each change and each 1 s sample, until the
     /// client disconnects (`mcpd monit`).
     Watch,
+    /// Every app's row now, then lifecycle events as they happen, until the client
+    /// disconnects (`mcpd events`, `mcpd wait`).
+    Events(EventsRequest),
     /// Write the app list to `$MCPD_HOME/dump.json`.
     Save,
     /// Define the saved apps and start those that were running.
@@ -210,6 +220,13 @@ pub enum Response {
         /// The lines, oldest first.
         lines: Vec<LogLine>,
         /// Lines a slow follower missed (they are in the files).
+        skipped: u64,
+    },
+    /// Lifecycle events, oldest first; a subscriber gets one of these per batch.
+    Events {
+        /// The events.
+        events: Vec<crate::model::LifecycleEvent>,
+        /// Events a slow subscriber missed.
         skipped: u64,
     },
     /// The request failed as a whole; nothing was changed.

@@ -4,6 +4,7 @@
 mod common;
 mod control;
 mod deploy;
+mod events;
 mod examples;
 mod front;
 mod health;

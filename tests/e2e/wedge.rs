@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// Each generation starts a child, records "leader child" in gens.txt, waits the seconds in
 /// delay.txt (if any), says READY=1, and on SIGTERM takes the seconds in drain.txt to exit.
-const GEN_APP: &str = r#"
+pub(crate) const GEN_APP: &str = r#"
 import os, signal, socket, subprocess, sys, time
 def seconds(name):
     try:

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod daemon;
 pub mod describe;
+pub mod events;
 pub mod list;
 pub mod logs;
 pub mod probe;

@@ -2,8 +2,9 @@
 
 use crate::connect;
 use anyhow::bail;
-use mcpd_core::model::{AppInfo, AppStatus};
-use mcpd_core::protocol::{Request, Response};
+use mcpd_core::model::{AppInfo, AppName, AppStatus, EventKind};
+use mcpd_core::protocol::{EventsRequest, Request, Response};
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -24,43 +25,46 @@ pub struct WaitArgs {
     timeout: Duration,
 }
 
-/// How often the app list is read while waiting.
-const POLL: Duration = Duration::from_millis(100);
-
 /// What one row says about the goal: reached, not yet, or never (errored).
-fn verdict(row: &AppInfo, stopped: bool) -> Result<bool, String> {
-    match (row.status, stopped) {
+fn verdict(status: AppStatus, reason: Option<&str>, label: &str, stopped: bool) -> Result<bool, String> {
+    match (status, stopped) {
         (AppStatus::Online | AppStatus::Reloading, false) => Ok(true),
-        (AppStatus::Errored, false) => {
-            Err(format!("{} is errored: {}", row.label(), row.reason.as_deref().unwrap_or("unknown reason")))
-        }
+        (AppStatus::Errored, false) => Err(format!("{label} is errored: {}", reason.unwrap_or("unknown reason"))),
         (AppStatus::Stopped | AppStatus::Errored, true) => Ok(true),
         _ => Ok(false),
     }
 }
 
-/// Runs `wait`.
+/// Each watched instance: its label, status and errored reason.
+type Watched = BTreeMap<(AppName, Option<u32>), (String, AppStatus, Option<String>)>;
+
+/// Runs `wait`: the rows once, then the daemon's events (no polling).
 pub async fn run(args: WaitArgs) -> anyhow::Result<ExitCode> {
     let goal = if args.stopped { "stopped" } else { "ready" };
     let deadline = Instant::now() + args.timeout;
+    let mut client = connect::connect_or_start(&connect::paths()?).await?;
+    let Response::List { apps } = client.call(Request::Events(EventsRequest { app: None })).await? else {
+        bail!("unexpected answer from the daemon");
+    };
+    let mut watched = Watched::new();
+    for name in &args.names {
+        let rows: Vec<&AppInfo> = apps.iter().filter(|a| a.name.as_str() == name).collect();
+        if rows.is_empty() {
+            bail!("no app named \"{name}\": see `mcpd list`, or start it from a config file");
+        }
+        for row in rows {
+            watched.insert((row.name.clone(), row.instance), (row.label(), row.status, row.reason.clone()));
+        }
+    }
     loop {
-        let Response::List { apps } = connect::call(Request::List).await? else {
-            bail!("unexpected answer from the daemon");
-        };
         let mut pending = Vec::new();
-        for name in &args.names {
-            let rows: Vec<&AppInfo> = apps.iter().filter(|a| a.name.as_str() == name).collect();
-            if rows.is_empty() {
-                bail!("no app named \"{name}\": see `mcpd list`, or start it from a config file");
-            }
-            for row in rows {
-                match verdict(row, args.stopped) {
-                    Ok(true) => {}
-                    Ok(false) => pending.push(format!("{} is {}", row.label(), row.status.as_str())),
-                    Err(why) => {
-                        eprintln!("mcpd: {why}");
-                        return Ok(ExitCode::FAILURE);
-                    }
+        for (label, status, reason) in watched.values() {
+            match verdict(*status, reason.as_deref(), label, args.stopped) {
+                Ok(true) => {}
+                Ok(false) => pending.push(format!("{label} is {}", status.as_str())),
+                Err(why) => {
+                    eprintln!("mcpd: {why}");
+                    return Ok(ExitCode::FAILURE);
                 }
             }
         }
@@ -68,10 +72,31 @@ pub async fn run(args: WaitArgs) -> anyhow::Result<ExitCode> {
             println!("{}: {goal}", args.names.join(", "));
             return Ok(ExitCode::SUCCESS);
         }
-        if Instant::now() >= deadline {
-            eprintln!("mcpd: not {goal} after {}: {}", humantime::format_duration(args.timeout), pending.join(", "));
-            return Ok(ExitCode::FAILURE);
+        let next = match tokio::time::timeout_at(deadline.into(), client.next()).await {
+            Ok(next) => next?,
+            Err(_) => {
+                eprintln!(
+                    "mcpd: not {goal} after {}: {}",
+                    humantime::format_duration(args.timeout),
+                    pending.join(", ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        match next {
+            Some(Response::Events { events, .. }) => {
+                for e in events {
+                    if let Some(entry) = watched.get_mut(&(e.app.clone(), e.instance)) {
+                        entry.1 = e.status;
+                        if let EventKind::Errored { reason } = e.kind {
+                            entry.2 = Some(reason);
+                        }
+                    }
+                }
+            }
+            Some(Response::Error(e)) => return Err(e.into()),
+            Some(other) => bail!("unexpected answer from the daemon: {other:?}"),
+            None => bail!("the daemon closed the event stream (it is shutting down?)"),
         }
-        tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
 }

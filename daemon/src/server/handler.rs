@@ -43,7 +43,8 @@ pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
                 e.to_string(),
             )),
         },
-        Request::List | Request::Watch => Response::List { apps: sup.list() },
+        // Streams (answered by the server loop); asked here, their first answer.
+        Request::List | Request::Watch | Request::Events(_) => Response::List { apps: sup.list() },
         Request::Describe(r) => match sup.describe(&r.name) {
             Ok(detail) => Response::Describe(Box::new(detail)),
             Err(e) => Response::Error(e),

@@ -109,6 +109,74 @@ async fn watch(framed: &mut Framed<UnixStream, LengthDelimitedCodec>, daemon: &D
     }
 }
 
+/// At most this many events go in one frame (an event is a few hundred bytes at most: the
+/// longest field is an errored app's reason).
+const EVENTS_PER_FRAME: usize = 256;
+
+/// `events`: the rows now, then the events as they happen, until the client goes away. The
+/// subscription is taken before the rows are read, so no event between them is missed.
+async fn events(
+    framed: &mut Framed<UnixStream, LengthDelimitedCodec>,
+    request: &mcpd_core::protocol::EventsRequest,
+    daemon: &Daemon,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = daemon.supervisor.events();
+    let mut apps = daemon.supervisor.list();
+    if let Some(name) = &request.app {
+        apps.retain(|a| &a.name == name);
+        if apps.is_empty() {
+            let e = mcpd_core::protocol::ProtoError::new(
+                mcpd_core::protocol::ErrorKind::UnknownApp,
+                format!("no app named \"{name}\": see `mcpd list`, or start it from a config file"),
+            );
+            let _ = framed.send(frame::encode(&Response::Error(e))).await;
+            return;
+        }
+    }
+    if framed.send(frame::encode(&Response::List { apps })).await.is_err() {
+        return;
+    }
+    loop {
+        let mut events = Vec::new();
+        let mut skipped = 0;
+        tokio::select! {
+            received = rx.recv() => {
+                let mut next = received;
+                loop {
+                    match next {
+                        Ok(event) => {
+                            if request.app.as_ref().is_none_or(|n| *n == event.app) {
+                                events.push(event);
+                            }
+                        }
+                        Err(RecvError::Lagged(n)) => skipped += n,
+                        Err(RecvError::Closed) => return,
+                    }
+                    if events.len() >= EVENTS_PER_FRAME {
+                        break;
+                    }
+                    next = match rx.try_recv() {
+                        Ok(event) => Ok(event),
+                        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                        Err(_) => break,
+                    };
+                }
+            },
+            incoming = framed.next() => match incoming {
+                Some(Ok(_)) => continue,
+                _ => return,
+            },
+            _ = daemon.shutdown.cancelled() => return,
+        }
+        if (!events.is_empty() || skipped > 0)
+            && framed.send(frame::encode(&Response::Events { events, skipped })).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
 /// `logs --follow`: the last lines, then new ones in batches, until the client goes away.
 async fn follow(framed: &mut Framed<UnixStream, LengthDelimitedCodec>, request: &LogsRequest, daemon: &Daemon) {
     use tokio::sync::broadcast::error::RecvError;
@@ -237,6 +305,9 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
             };
         if let Request::Watch = request {
             return watch(&mut framed, &daemon).await;
+        }
+        if let Request::Events(events_request) = &request {
+            return events(&mut framed, events_request, &daemon).await;
         }
         if let Request::Logs(logs) = &request {
             if logs.follow {

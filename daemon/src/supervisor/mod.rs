@@ -18,8 +18,8 @@ pub mod state;
 use crate::guard::Guard;
 use app::{AppHandle, Command, Shared};
 use mcpd_core::config::AppConfig;
-use mcpd_core::model::LogLine;
 use mcpd_core::model::{AppDetail, AppInfo, AppName};
+use mcpd_core::model::{LifecycleEvent, LogLine};
 use mcpd_core::paths::Paths;
 use mcpd_core::protocol::{
     AppOutcome, ErrorKind, LogsRequest, ProtoError, ReloadRequest, Response, StartRequest, Targets,
@@ -46,7 +46,14 @@ pub(crate) struct Ctx {
     pub changes: tokio::sync::watch::Sender<u64>,
     /// The sampling interval: the smallest `memory_check_interval` of any app (1 s default).
     pub sample_every_ms: AtomicU64,
+    /// Lifecycle events for subscribers (bounded: a slow subscriber is told what it missed).
+    pub events: tokio::sync::broadcast::Sender<LifecycleEvent>,
+    /// The last event's sequence number.
+    pub event_seq: AtomicU64,
 }
+
+/// How many lifecycle events wait for the slowest subscriber before it misses some.
+const EVENTS_QUEUED: usize = 1024;
 
 /// A verb that acts on running apps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +119,8 @@ impl Supervisor {
             samples_tick: tokio::sync::watch::Sender::new(0),
             changes: tokio::sync::watch::Sender::new(0),
             sample_every_ms: AtomicU64::new(sampler::SAMPLE_INTERVAL.as_millis() as u64),
+            events: tokio::sync::broadcast::Sender::new(EVENTS_QUEUED),
+            event_seq: AtomicU64::new(0),
         });
         let apps_token = shutdown.child_token();
         let tracker = TaskTracker::new();
@@ -330,6 +339,11 @@ impl Supervisor {
     /// Receivers that change when any app changes, and after each resource sample.
     pub fn subscribe(&self) -> (tokio::sync::watch::Receiver<u64>, tokio::sync::watch::Receiver<u64>) {
         (self.ctx.changes.subscribe(), self.ctx.samples_tick.subscribe())
+    }
+
+    /// A receiver of every lifecycle event from now on.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<LifecycleEvent> {
+        self.ctx.events.subscribe()
     }
 
     /// What `mcpd save` writes: every app's config and whether it runs.

@@ -91,6 +91,8 @@ pub struct Ending {
     pub stage: EndStage,
     /// Why it is ending (the exit record's reason).
     pub why: String,
+    /// When it was asked to stop (or SIGKILLed).
+    pub signalled_at: Option<Instant>,
 }
 
 /// Where an ending generation is.

@@ -66,7 +66,7 @@ impl Step<'_> {
             self.actions.push(Action::SignalStop { gen: gen.id });
             EndStage::Signalled { kill_at: Some(later(self.now, self.policy.kill_timeout)) }
         };
-        self.m.ending.push(Ending { gen, stage, why: why.to_string() });
+        self.m.ending.push(Ending { gen, stage, why: why.to_string(), signalled_at: Some(self.now) });
     }
 
     /// Ending generations still keeping sessions are asked to stop now (stop, delete).
@@ -75,6 +75,7 @@ impl Step<'_> {
         for e in &mut self.m.ending {
             if let EndStage::Sessions { .. } = e.stage {
                 e.stage = EndStage::Signalled { kill_at: Some(kill_at) };
+                e.signalled_at = Some(self.now);
                 self.actions.push(Action::SignalStop { gen: e.gen.id });
             }
         }
@@ -121,6 +122,7 @@ impl Step<'_> {
                 if let Some(e) = self.m.ending.iter_mut().find(|e| e.gen.id == gen) {
                     if let EndStage::Sessions { .. } = e.stage {
                         e.stage = EndStage::Signalled { kill_at: Some(kill_at) };
+                        e.signalled_at = Some(self.now);
                         self.actions.push(Action::SignalStop { gen });
                     }
                 }
@@ -301,6 +303,7 @@ impl Step<'_> {
                         gen: old,
                         stage: EndStage::Sessions { until: later(self.now, d) },
                         why: why.text.clone(),
+                        signalled_at: None,
                     }),
                     None => self.end(old, false, &why.text),
                 }
@@ -323,8 +326,12 @@ impl Step<'_> {
         if let Some(i) = self.m.ending.iter().position(|e| e.gen.id == id) {
             let gone = self.m.ending.remove(i);
             if let Some(run) = self.m.reload.take_if(|r| r.old == Some(gone.gen)) {
-                let killed = self.policy_killed(&gone);
-                let end = if killed { format!("SIGKILLed at the end of kill_timeout ({how})") } else { how };
+                let took = gone.signalled_at.map_or(0, |at| self.now.saturating_duration_since(at).as_millis());
+                let end = if self.policy_killed(&gone) {
+                    format!("SIGKILLed after kill_timeout ({how})")
+                } else {
+                    format!("drained in {took} ms ({how})")
+                };
                 let new = self.m.state.gen().or(run.new).unwrap_or(gone.gen);
                 for waiter in run.waiters {
                     let old = Some((gone.gen, end.clone()));
@@ -438,6 +445,7 @@ impl Step<'_> {
             match e.stage {
                 EndStage::Sessions { until } if now >= until => {
                     e.stage = EndStage::Signalled { kill_at: Some(kill_at) };
+                    e.signalled_at = Some(now);
                     self.actions.push(Action::SignalStop { gen: e.gen.id });
                 }
                 EndStage::Signalled { kill_at: Some(at) } if now >= at => {

@@ -4,6 +4,7 @@
 use super::{AppTask, GenNews};
 use crate::supervisor::drain::{self, ms};
 use crate::supervisor::state::{Event, GenId, State};
+use mcpd_core::model::EventKind;
 use std::time::Instant;
 
 impl AppTask {
@@ -55,7 +56,9 @@ impl AppTask {
         if was_next {
             tracing::warn!(app = %self.snap.config.name, pid = record.pid, exit = %how, "reload: the new generation ended before it was ready");
         }
+        let exited = EventKind::Exited { pid: record.pid, how: how.clone(), reason: record.reason.clone() };
         self.snap.record_exit(record);
+        self.queued_events.push(exited);
         self.step(Event::Exited { gen, how, code });
         if serving {
             self.set_exit_outcome(self.outcome_text());

@@ -11,7 +11,7 @@ use super::state::{next, Action, Answer, Event, Gen, GenId, Machine, Policy, Rol
 use super::Ctx;
 use crate::logs::AppLogs;
 use mcpd_core::config::{AppConfig, Ready};
-use mcpd_core::model::ExitRecord;
+use mcpd_core::model::{EventKind, ExitRecord};
 use mcpd_core::protocol::AppOutcome;
 use mcpd_core::signal::Signal;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 mod checks;
 mod commands;
+mod events;
 mod exits;
 mod front;
 
@@ -129,6 +130,7 @@ pub(crate) fn spawn(
         publish,
         replies: HashMap::new(),
         next_waiter: 1,
+        queued_events: Vec::new(),
     };
     tracker.spawn(task.run(rx, reports, exits, samples, shutdown));
     AppHandle { tx, snapshot }
@@ -182,6 +184,8 @@ struct AppTask {
     /// Requests waiting for the machine's answer.
     replies: HashMap<WaiterId, Reply>,
     next_waiter: WaiterId,
+    /// Events of this step (spawns, exits), published with the status the step ends in.
+    queued_events: Vec<EventKind>,
 }
 
 async fn until(deadline: Option<Instant>) {
@@ -263,6 +267,15 @@ impl AppTask {
     /// Feeds one event to the state machine, performs its actions (feeding their results back
     /// at once) and sends its answers.
     fn step(&mut self, event: Event) {
+        let before = self.lifecycle_view();
+        self.step_machine(event);
+        for kind in std::mem::take(&mut self.queued_events) {
+            self.emit(kind);
+        }
+        self.emit_changes(before);
+    }
+
+    fn step_machine(&mut self, event: Event) {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
             let for_gen = match (&event, &self.machine.state) {
@@ -317,6 +330,7 @@ impl AppTask {
                         let gen = Gen { id: self.next_gen, pid: generation.pid };
                         self.next_gen += 1;
                         tracing::info!(app = %name, pid = gen.pid, ?role, "started");
+                        self.queued_events.push(EventKind::Spawned { pid: gen.pid, next: role == Role::Next });
                         self.watch(gen, generation, config);
                         queue.push_back(Event::Spawned { gen, role });
                         if ready_at_spawn {
