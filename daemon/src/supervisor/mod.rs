@@ -50,6 +50,8 @@ pub(crate) struct Ctx {
     pub events: tokio::sync::broadcast::Sender<LifecycleEvent>,
     /// The last event's sequence number.
     pub event_seq: AtomicU64,
+    /// How generations are spawned (real processes; a double in the app task's tests).
+    pub spawner: Arc<dyn process::Spawner>,
 }
 
 /// How many lifecycle events wait for the slowest subscriber before it misses some.
@@ -121,6 +123,7 @@ impl Supervisor {
             sample_every_ms: AtomicU64::new(sampler::SAMPLE_INTERVAL.as_millis() as u64),
             events: tokio::sync::broadcast::Sender::new(EVENTS_QUEUED),
             event_seq: AtomicU64::new(0),
+            spawner: Arc::new(process::Processes),
         });
         let apps_token = shutdown.child_token();
         let tracker = TaskTracker::new();

@@ -43,6 +43,127 @@ impl Drop for Generation {
     }
 }
 
+/// A future an app task runs on a task of its own.
+pub(crate) type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+/// A live generation as its app task controls it: real processes ([`Generation`]), or a
+/// double in the app task's tests.
+pub(crate) trait GenControl: Send + Sync + std::fmt::Debug {
+    /// The leader's pid (and the group's id).
+    fn pid(&self) -> u32;
+    /// Sends `signal` to every process of the group.
+    fn signal(&self, signal: Signal);
+    /// Asks the generation to stop (its shutdown message or its kill signal).
+    fn request_stop(&self, config: &AppConfig);
+    /// Resolves when the leader exits (taken once).
+    fn leader_exit(&mut self) -> Boxed<std::io::Result<ExitStatus>>;
+    /// Its private socket behind a front (removed with it).
+    fn set_upstream(&mut self, path: PathBuf);
+    /// After the leader exited: ends the rest of the group (`first` signal, SIGKILL at
+    /// `deadline`) and describes the exit.
+    fn finish(
+        &self,
+        ctx: Arc<Ctx>,
+        status: std::io::Result<ExitStatus>,
+        first: Option<Signal>,
+        deadline: std::time::Instant,
+        reason: String,
+    ) -> Boxed<(mcpd_core::model::ExitRecord, super::group::GroupEnd)>;
+}
+
+/// What a generation is spawned with.
+#[derive(Debug)]
+pub(crate) struct SpawnArgs<'a> {
+    pub config: &'a AppConfig,
+    /// The fds handed over (listening sockets, or its private socket behind a front).
+    pub fds: &'a [RawFd],
+    /// Its private socket, for probes.
+    pub via: Option<PathBuf>,
+    pub reports: UnboundedSender<Report>,
+    pub logs: &'a Arc<AppLogs>,
+    pub tracker: &'a TaskTracker,
+}
+
+/// How app tasks spawn generations.
+pub(crate) trait Spawner: Send + Sync + std::fmt::Debug {
+    fn spawn(&self, ctx: &Ctx, args: SpawnArgs<'_>) -> Result<Box<dyn GenControl>, SpawnError>;
+}
+
+/// Real processes, each the leader of its own group.
+#[derive(Debug)]
+pub(crate) struct Processes;
+
+impl Spawner for Processes {
+    fn spawn(&self, ctx: &Ctx, a: SpawnArgs<'_>) -> Result<Box<dyn GenControl>, SpawnError> {
+        let generation = spawn(a.config, ctx, a.fds, a.via, a.reports, a.logs, a.tracker)?;
+        Ok(Box::new(generation))
+    }
+}
+
+impl GenControl for Generation {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn signal(&self, signal: Signal) {
+        signal_group(self.pid, signal);
+    }
+
+    fn request_stop(&self, config: &AppConfig) {
+        Generation::request_stop(self, config);
+    }
+
+    fn leader_exit(&mut self) -> Boxed<std::io::Result<ExitStatus>> {
+        Box::pin(Generation::leader_exit(self))
+    }
+
+    fn set_upstream(&mut self, path: PathBuf) {
+        self.upstream = Some(path);
+    }
+
+    fn finish(
+        &self,
+        ctx: Arc<Ctx>,
+        status: std::io::Result<ExitStatus>,
+        first: Option<Signal>,
+        deadline: std::time::Instant,
+        reason: String,
+    ) -> Boxed<(mcpd_core::model::ExitRecord, super::group::GroupEnd)> {
+        let pid = self.pid;
+        Box::pin(async move { super::drain::finish(&ctx, pid, status, first, deadline, &reason).await })
+    }
+}
+
+/// Why a generation could not be spawned.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpawnError {
+    /// The config cannot be run as it is (env_file, user, group, program, arguments, sockets).
+    #[error("{0}")]
+    Config(String),
+    /// `cwd` is missing.
+    #[error("cwd {0} is not a directory")]
+    Cwd(PathBuf),
+    /// A socket mcpd makes for the generation could not be made.
+    #[error("cannot create the {what} {path}: {source}")]
+    Socket { what: &'static str, path: PathBuf, source: std::io::Error },
+    /// fork or exec failed.
+    #[error("cannot start {program}: {source}")]
+    Exec { program: PathBuf, source: std::io::Error },
+    /// Setting up the generation's channels failed.
+    #[error("{what}: {source}")]
+    Io { what: &'static str, source: std::io::Error },
+}
+
+impl From<String> for SpawnError {
+    fn from(message: String) -> SpawnError {
+        SpawnError::Config(message)
+    }
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> SpawnError {
+    move |source| SpawnError::Io { what, source }
+}
+
 /// Tells the notify socket files of one daemon apart.
 static NOTIFY_SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -59,14 +180,14 @@ pub(crate) fn spawn(
     reports: UnboundedSender<Report>,
     logs: &Arc<AppLogs>,
     tracker: &TaskTracker,
-) -> Result<Generation, String> {
+) -> Result<Generation, SpawnError> {
     let mut configured = match &config.env_file {
         Some(file) => read_env_file(file)?,
         None => Default::default(),
     };
     configured.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     if !config.cwd.is_dir() {
-        return Err(format!("cwd {} is not a directory", config.cwd.display()));
+        return Err(SpawnError::Cwd(config.cwd.clone()));
     }
     let notify = match config.ready {
         Ready::Notify => Some(notify_socket(config, ctx)?),
@@ -87,7 +208,7 @@ pub(crate) fn spawn(
     if let (Some(ids), Some((path, _))) = (&handover.ids, &notify) {
         // The app must be able to write to its notify socket.
         nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(ids.uid)), Some(nix::unistd::Gid::from_raw(ids.gid)))
-            .map_err(|e| format!("cannot hand the notify socket to the app's user: {e}"))?;
+            .map_err(|e| io("cannot hand the notify socket to the app's user")(e.into()))?;
     }
     let env = exec::environment(configured, &handover);
     let program = exec::resolve_program(&config.command, &config.cwd, &env)?;
@@ -103,8 +224,11 @@ pub(crate) fn spawn(
     command.wrap(ProcessGroup::leader());
     // Held across fork and registration, so the orphan reaper never takes a leader's exit.
     let mut leaders = ctx.leaders.lock().expect("leaders lock");
-    let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-    let pid = child.id().ok_or("the new process exited before its pid was read")?;
+    let mut child = command.spawn().map_err(|source| SpawnError::Exec { program: program.clone(), source })?;
+    let pid = child.id().ok_or_else(|| SpawnError::Exec {
+        program: program.clone(),
+        source: std::io::Error::other("the new process exited before its pid was read"),
+    })?;
     leaders.insert(pid);
     drop(leaders);
     ctx.guard.watch(pid);
@@ -118,15 +242,17 @@ pub(crate) fn spawn(
     // The child has its own copies of the handed-over fds now; `theirs` is closed here.
     let (ipc_read, ipc_write) = match ipc {
         Some((ours, _theirs)) => {
-            let (read, write) = tokio::net::UnixStream::from_std(ours).map_err(|e| e.to_string())?.into_split();
+            let (read, write) =
+                tokio::net::UnixStream::from_std(ours).map_err(io("cannot watch the IPC channel"))?.into_split();
             (Some(read), Some(write))
         }
         None => (None, None),
     };
     let (notify_path, notify_socket) = match notify {
-        Some((path, socket)) => {
-            (Some(path), Some(tokio::net::UnixDatagram::from_std(socket).map_err(|e| e.to_string())?))
-        }
+        Some((path, socket)) => (
+            Some(path),
+            Some(tokio::net::UnixDatagram::from_std(socket).map_err(io("cannot watch the notify socket"))?),
+        ),
         None => (None, None),
     };
     let watcher =
@@ -134,22 +260,25 @@ pub(crate) fn spawn(
     Ok(Generation { child: Some(child), pid, ipc: ipc_write, watcher, notify_path, upstream: None })
 }
 
-fn notify_socket(config: &AppConfig, ctx: &Ctx) -> Result<NotifySocket, String> {
+fn notify_socket(config: &AppConfig, ctx: &Ctx) -> Result<NotifySocket, SpawnError> {
     let seq = NOTIFY_SEQ.fetch_add(1, Ordering::Relaxed);
     let path = ctx.paths.run_dir().join(format!("{}.{seq}.notify", config.name));
     let _ = std::fs::remove_file(&path);
-    let socket = std::os::unix::net::UnixDatagram::bind(&path)
-        .map_err(|e| format!("cannot create the notify socket {}: {e}", path.display()))?;
-    setsockopt(&socket, PassCred, &true).map_err(|e| format!("cannot enable credentials on the notify socket: {e}"))?;
-    socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).map_err(|source| SpawnError::Socket {
+        what: "notify socket",
+        path: path.clone(),
+        source,
+    })?;
+    setsockopt(&socket, PassCred, &true).map_err(|e| io("cannot enable credentials on the notify socket")(e.into()))?;
+    socket.set_nonblocking(true).map_err(io("cannot make the notify socket non-blocking"))?;
     Ok((path, socket))
 }
 
-fn ipc_pair() -> Result<IpcPair, String> {
+fn ipc_pair() -> Result<IpcPair, SpawnError> {
     let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(|e| format!("cannot create the IPC channel: {e}"))?;
+        .map_err(|e| io("cannot create the IPC channel")(e.into()))?;
     let ours = std::os::unix::net::UnixStream::from(ours);
-    ours.set_nonblocking(true).map_err(|e| e.to_string())?;
+    ours.set_nonblocking(true).map_err(io("cannot make the IPC channel non-blocking"))?;
     Ok((ours, theirs))
 }
 

@@ -21,6 +21,14 @@ pub(crate) struct Sample {
     at: Instant,
 }
 
+impl Sample {
+    /// A sample of `rss_bytes` taken now (the app task's tests set memory with it).
+    #[cfg(test)]
+    pub fn of_rss(rss_bytes: u64) -> Sample {
+        Sample { rss_bytes, cpu_percent: 0.0, ticks: 0, at: Instant::now() }
+    }
+}
+
 /// Takes one sample of every leader's group.
 pub(crate) fn sample(ctx: &Ctx) {
     let leaders: Vec<u32> = ctx.leaders.lock().expect("leaders lock").iter().copied().collect();

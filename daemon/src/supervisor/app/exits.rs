@@ -2,7 +2,7 @@
 //! its own (so the app task keeps answering), then the machine hears that it is gone.
 
 use super::{AppTask, GenNews};
-use crate::supervisor::drain::{self, ms};
+use crate::supervisor::drain::ms;
 use crate::supervisor::state::{Event, GenId, State};
 use mcpd_core::model::EventKind;
 use std::time::Instant;
@@ -20,7 +20,7 @@ impl AppTask {
     fn leader_exited(&mut self, gen: GenId, status: std::io::Result<std::process::ExitStatus>) {
         let Some(live) = self.gens.get_mut(&gen) else { return };
         live.leader_gone = true;
-        let pid = live.generation.pid;
+        let pid = live.generation.pid();
         let config = live.config.clone();
         let (first, deadline) = match self.machine.stop_deadline(gen) {
             Some(Some(at)) => (None, at),
@@ -28,9 +28,10 @@ impl AppTask {
             None => (Some(config.kill_signal), Instant::now() + config.kill_timeout),
         };
         let reason = self.machine.exit_reason(gen);
-        let (ctx, tx) = (self.ctx.clone(), self.exits_tx.clone());
+        let tx = self.exits_tx.clone();
+        let finish = live.generation.finish(self.ctx.clone(), status, first, deadline, reason.clone());
         self.tracker.spawn(async move {
-            let (record, end) = drain::finish(&ctx, pid, status, first, deadline, &reason).await;
+            let (record, end) = finish.await;
             tracing::info!(app = %config.name, pid, exit = %record.describe(), %reason, group = ?end, "exited");
             let _ = tx.send(GenNews::Gone { gen, record });
         });
@@ -40,7 +41,7 @@ impl AppTask {
     fn gone(&mut self, gen: GenId, mut record: ExitRecordAlias) {
         let Some(live) = self.gens.remove(&gen) else { return };
         if let Some(front) = self.front() {
-            front.remove(live.generation.pid);
+            front.remove(live.generation.pid());
         }
         drop(live);
         let ending = self.machine.ending.iter().find(|e| e.gen.id == gen).map(|e| e.why.clone());

@@ -3,7 +3,7 @@
 //! readiness reports, the machine's deadline and shutdown.
 
 use super::drain::ms;
-use super::process::{self, Generation};
+use super::process::{GenControl, SpawnArgs, SpawnError};
 use super::ready::Report;
 use super::snapshot::Snapshot;
 use super::sockets::Listeners;
@@ -139,7 +139,7 @@ pub(crate) fn spawn(
 /// A live generation and the config it runs with.
 #[derive(Debug)]
 struct Live {
-    generation: Generation,
+    generation: Box<dyn GenControl>,
     config: Arc<AppConfig>,
     /// Its leader has exited; the rest of its group is being ended.
     leader_gone: bool,
@@ -327,7 +327,7 @@ impl AppTask {
                 let ready_at_spawn = config.ready == Ready::None;
                 match self.spawn(config.clone()) {
                     Ok(generation) => {
-                        let gen = Gen { id: self.next_gen, pid: generation.pid };
+                        let gen = Gen { id: self.next_gen, pid: generation.pid() };
                         self.next_gen += 1;
                         tracing::info!(app = %name, pid = gen.pid, ?role, "started");
                         self.queued_events.push(EventKind::Spawned { pid: gen.pid, next: role == Role::Next });
@@ -337,9 +337,9 @@ impl AppTask {
                             queue.push_back(Event::Ready { gen: gen.id });
                         }
                     }
-                    Err(reason) => {
-                        tracing::warn!(app = %name, %reason, "cannot start");
-                        queue.push_back(Event::SpawnFailed { role, reason });
+                    Err(e) => {
+                        tracing::warn!(app = %name, reason = %e, "cannot start");
+                        queue.push_back(Event::SpawnFailed { role, reason: e.to_string() });
                     }
                 }
             }
@@ -350,7 +350,7 @@ impl AppTask {
             }
             Action::Kill { gen } => {
                 if let Some(live) = self.gens.get(&gen) {
-                    tracing::warn!(app = %name, pid = live.generation.pid, "drain time over: SIGKILL to the group");
+                    tracing::warn!(app = %name, pid = live.generation.pid(), "drain time over: SIGKILL to the group");
                     live.generation.signal(Signal::KILL);
                 }
             }
@@ -360,7 +360,7 @@ impl AppTask {
                 self.snap.restarts += 1;
                 *self.snap.restarts_by_reason.entry(reason).or_default() += 1;
                 self.snap.status_text = None;
-                let old_pid = self.gens.get(&old).map_or(0, |l| l.generation.pid);
+                let old_pid = self.gens.get(&old).map_or(0, |l| l.generation.pid());
                 tracing::info!(app = %name, pid = old_pid, "reload: new generation ready, draining the old one");
             }
             Action::Remove => {}
@@ -368,7 +368,7 @@ impl AppTask {
     }
 
     /// Registers a spawned generation and waits for its leader on a task of its own.
-    fn watch(&mut self, gen: Gen, mut generation: Generation, config: Arc<AppConfig>) {
+    fn watch(&mut self, gen: Gen, mut generation: Box<dyn GenControl>, config: Arc<AppConfig>) {
         let exit = generation.leader_exit();
         let tx = self.exits_tx.clone();
         self.tracker.spawn(async move {
@@ -378,33 +378,33 @@ impl AppTask {
         self.gens.insert(gen.id, Live { generation, config, leader_gone: false });
     }
 
-    fn spawn(&mut self, config: Arc<AppConfig>) -> Result<Generation, String> {
-        let handed = self.handed_sockets(&config)?;
+    fn spawn(&mut self, config: Arc<AppConfig>) -> Result<Box<dyn GenControl>, SpawnError> {
+        let handed = self.handed_sockets(&config).map_err(SpawnError::Config)?;
         if self.snap.logs.config != config.logs {
             self.snap.logs = self.shared.logs(&config, &self.ctx);
         }
         let mut config = config;
         Arc::make_mut(&mut config).env.insert("MCPD_INSTANCE".into(), self.instance.to_string());
         let via = handed.upstream.as_ref().map(|(path, _)| path.clone());
-        let mut generation = process::spawn(
-            &config,
-            &self.ctx,
-            &handed.fds,
-            via.clone(),
-            self.reports_tx.clone(),
-            &self.snap.logs,
-            &self.tracker,
-        )?;
+        let args = SpawnArgs {
+            config: &config,
+            fds: &handed.fds,
+            via: via.clone(),
+            reports: self.reports_tx.clone(),
+            logs: &self.snap.logs,
+            tracker: &self.tracker,
+        };
+        let mut generation = self.ctx.spawner.spawn(&self.ctx, args)?;
         if let (Some(front), Some(path)) = (self.front(), via) {
-            front.add(generation.pid, path.clone());
-            generation.upstream = Some(path);
+            front.add(generation.pid(), path.clone());
+            generation.set_upstream(path);
         }
         Ok(generation)
     }
 
     /// The id of the live generation whose leader is `pid`.
     fn gen_of(&self, pid: u32) -> Option<GenId> {
-        self.gens.iter().find(|(_, l)| l.generation.pid == pid && !l.leader_gone).map(|(id, _)| *id)
+        self.gens.iter().find(|(_, l)| l.generation.pid() == pid && !l.leader_gone).map(|(id, _)| *id)
     }
 
     fn report(&mut self, report: Report) {
@@ -501,3 +501,6 @@ impl AppTask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
