@@ -5,6 +5,14 @@ use std::path::{Path, PathBuf};
 /// The environment variable that selects the daemon's home directory.
 pub const HOME_ENV: &str = "MCPD_HOME";
 
+/// Set for a daemon that a CLI verb started in the background (its log then goes only to the
+/// file, not to stderr).
+pub const BACKGROUND_ENV: &str = "MCPD_DAEMON_BACKGROUND";
+
+/// `[daemon] http` for a daemon started without a config that sets it (`mcpd start FILE` passes
+/// the file's setting this way when it starts the daemon; units and containers may set it).
+pub const HTTP_ENV: &str = "MCPD_HTTP";
+
 /// The files of one mcpd home, so daemon and clients never disagree on a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {

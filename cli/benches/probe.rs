@@ -38,11 +38,11 @@ fn main() {
         mcpd(&home, &["start", file.to_str().unwrap()]);
         let url = format!("http://127.0.0.1:{port}/mcp");
         let mut times: Vec<f64> = (0..=RUNS)
-            .map(|_| rt.block_on(mcpd_daemon::mcp::probe(&url, Duration::from_secs(5))).expect("probe").latency_ms)
+            .map(|_| rt.block_on(mcpd_core::mcp::probe(&url, Duration::from_secs(5))).expect("probe").latency_ms)
             .skip(1)
             .collect();
         times.sort_by(f64::total_cmp);
-        let report = rt.block_on(mcpd_daemon::mcp::probe(&url, Duration::from_secs(5))).unwrap();
+        let report = rt.block_on(mcpd_core::mcp::probe(&url, Duration::from_secs(5))).unwrap();
         println!(
             "  {name:<11} {} {} ({} tools): median {:.2} ms, min {:.2} ms, max {:.2} ms",
             report.server_name,

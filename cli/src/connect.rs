@@ -8,8 +8,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mcpd_core::lock::HomeLock;
 /// Set for a daemon that a verb started in the background.
-pub use mcpd_daemon::BACKGROUND_ENV;
+pub use mcpd_core::paths::BACKGROUND_ENV;
 
 /// `[daemon] http` of the config being started, passed to a daemon this CLI starts.
 static DAEMON_HTTP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -35,6 +36,10 @@ pub async fn connect_or_start(paths: &Paths) -> anyhow::Result<Client> {
         Err(e) => return Err(e.into()),
     }
     paths.create_dirs().with_context(|| format!("cannot create {}", paths.home().display()))?;
+    if HomeLock::is_held(paths) {
+        // A daemon is starting (`mcpd daemon` takes the lock before anything else): wait for it.
+        return wait_for_socket(paths, None).await;
+    }
     let log_path = paths.daemon_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -47,7 +52,7 @@ pub async fn connect_or_start(paths: &Paths) -> anyhow::Result<Client> {
         .arg("daemon")
         .env(mcpd_core::paths::HOME_ENV, paths.home())
         .env(BACKGROUND_ENV, "1")
-        .envs(DAEMON_HTTP.get().map(|addr| (mcpd_daemon::HTTP_ENV, addr)))
+        .envs(DAEMON_HTTP.get().map(|addr| (mcpd_core::paths::HTTP_ENV, addr)))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -56,7 +61,14 @@ pub async fn connect_or_start(paths: &Paths) -> anyhow::Result<Client> {
     unsafe {
         command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
     }
-    let mut child = command.spawn().context("cannot start the daemon")?;
+    let child = command.spawn().context("cannot start the daemon")?;
+    wait_for_socket(paths, Some(child)).await
+}
+
+/// Waits until the daemon answers. If the one this process started (`child`) exits, that is
+/// an error unless another daemon holds the home (it started first: this one waits for it).
+async fn wait_for_socket(paths: &Paths, mut child: Option<std::process::Child>) -> anyhow::Result<Client> {
+    let log_path = paths.daemon_log();
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         match Client::connect(paths).await {
@@ -64,7 +76,15 @@ pub async fn connect_or_start(paths: &Paths) -> anyhow::Result<Client> {
             Err(ClientError::NotRunning { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        if let Some(status) = child.try_wait()? {
+        let exited = match child.as_mut() {
+            Some(c) => c.try_wait()?,
+            None => None,
+        };
+        if let Some(status) = exited {
+            if HomeLock::is_held(paths) {
+                child = None;
+                continue;
+            }
             bail!(
                 "the daemon exited at start ({status}); its log {} says:\n{}",
                 log_path.display(),

@@ -22,13 +22,18 @@ pub struct Guard {
 
 impl Guard {
     /// Forks the guard. Must run before any thread is started (before the tokio runtime).
-    pub fn start() -> std::io::Result<Guard> {
+    /// `close` is an fd the guard must not keep (the home's lock).
+    pub fn start(close: Option<std::os::fd::RawFd>) -> std::io::Result<Guard> {
         let (read, write) = nix::unistd::pipe()?;
         // SAFETY: called while the process is single-threaded (checked by the caller's order:
         // before the runtime is built), so the child may run ordinary code.
         match unsafe { fork() }? {
             ForkResult::Child => {
                 drop(write);
+                if let Some(fd) = close {
+                    // SAFETY: closing an fd of this (forked, single-threaded) process.
+                    unsafe { libc::close(fd) };
+                }
                 run_guard(read)
             }
             ForkResult::Parent { .. } => {

@@ -8,7 +8,7 @@
 //! - `GET /apps`: what `mcpd list --json` prints.
 //! - `GET /metrics`: Prometheus text format.
 
-use crate::server::Daemon;
+use crate::context::Daemon;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};

@@ -5,14 +5,15 @@
 //! or the `kill` verb). Shutdown is a [`CancellationToken`]: every app is drained in
 //! parallel, then the socket is removed and `run` returns.
 
+mod context;
 mod front;
+
 pub mod guard;
 mod http;
+mod listen;
 mod lock;
 pub mod logs;
 mod main_entry;
-pub mod mcp;
-pub mod persist;
 pub mod server;
 pub mod supervisor;
 mod systemd;
@@ -49,8 +50,12 @@ pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -
 /// called before any other thread exists (it forks the guard), so from `main` directly.
 pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), DaemonError> {
     paths.create_dirs().map_err(io_error(format!("cannot create {}", paths.home().display())))?;
-    let guard = guard::Guard::start().map_err(io_error("cannot start the guard process"))?;
-    let lock = lock::DaemonLock::acquire(&paths)?;
+    // A lock handed over by `mcpd daemon` is checked (and its variable removed) before the
+    // guard is forked, which closes its copy so it never keeps the home locked.
+    let inherited = mcpd_core::lock::HomeLock::inherited(&paths)?;
+    let guard =
+        guard::Guard::start(inherited.as_ref().map(|l| l.fd())).map_err(io_error("cannot start the guard process"))?;
+    let lock = lock::DaemonLock::acquire(&paths, inherited)?;
     supervisor::reaper::become_subreaper().map_err(io_error("cannot become a child subreaper"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -79,3 +84,6 @@ async fn stop_on_signals(shutdown: CancellationToken) {
     systemd::stopping();
     shutdown.cancel();
 }
+
+#[cfg(test)]
+mod layering_tests;

@@ -1,16 +1,9 @@
-//! The daemon's process entry, shared by the `mcpd-daemon` binary and `mcpd daemon` (which runs
-//! it in-process when no `mcpd-daemon` binary sits beside it).
+//! The daemon's process entry: the `mcpd-daemon` binary's main (`mcpd daemon` execs it).
 
 use mcpd_core::paths::Paths;
 use std::process::ExitCode;
 
-/// Set for a daemon that a CLI verb started in the background (its log then goes only to the
-/// file, not to stderr).
-pub const BACKGROUND_ENV: &str = "MCPD_DAEMON_BACKGROUND";
-
-/// `[daemon] http` for a daemon started without a config that sets it (`mcpd start FILE` passes
-/// the file's setting this way when it starts the daemon; units and containers may set it).
-pub const HTTP_ENV: &str = "MCPD_HTTP";
+pub use mcpd_core::paths::{BACKGROUND_ENV, HTTP_ENV};
 
 /// Loads `start` (if given), opens the daemon log, and runs the daemon until it stops.
 /// Must be called from `main` before any thread exists.

@@ -2,9 +2,9 @@
 //! unreachable (3), not MCP (4), protocol error (5) and a tools hash mismatch (6).
 
 use crate::connect;
+use mcpd_core::mcp::{probe, ProbeError};
 use mcpd_core::model::AppName;
 use mcpd_core::protocol::{DescribeRequest, Response};
-use mcpd_daemon::mcp::{probe, ProbeError};
 use std::process::ExitCode;
 use std::time::Duration;
 

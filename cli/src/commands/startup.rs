@@ -92,7 +92,7 @@ async fn longest_drain(paths: &Paths) -> Duration {
             return longest;
         }
     }
-    match mcpd_daemon::persist::load(paths) {
+    match mcpd_core::persist::load(paths) {
         Ok(Some(saved)) => saved.apps.iter().map(|a| a.config.kill_timeout).max().unwrap_or_default(),
         _ => Duration::ZERO,
     }

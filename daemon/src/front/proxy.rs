@@ -27,9 +27,9 @@ impl PublicListener {
     /// listener on a duplicate of it.
     pub(crate) fn bind(
         addr: &mcpd_core::config::ListenAddr,
-    ) -> Result<(crate::supervisor::Listeners, PublicListener), String> {
+    ) -> Result<(crate::listen::Listeners, PublicListener), String> {
         use mcpd_core::config::ListenAddr;
-        let mut public = crate::supervisor::Listeners::default();
+        let mut public = crate::listen::Listeners::default();
         public.ensure(std::slice::from_ref(addr))?;
         let fd = public.fds()[0];
         // SAFETY: `fd` is the listening socket `public` owns; it is duplicated, not taken.

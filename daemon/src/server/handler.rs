@@ -27,7 +27,7 @@ pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
         Request::Save => {
             let apps = sup.saved_apps();
             let count = apps.len();
-            match crate::persist::save(&daemon.paths, apps) {
+            match mcpd_core::persist::save(&daemon.paths, apps) {
                 Ok(path) => Response::Message { text: format!("saved {count} apps to {}", path.display()) },
                 Err(e) => Response::Error(mcpd_core::protocol::ProtoError::new(
                     mcpd_core::protocol::ErrorKind::Internal,

@@ -3,6 +3,7 @@
 
 mod handler;
 
+use crate::context::Daemon;
 use crate::guard::Guard;
 use crate::supervisor::Supervisor;
 use crate::{io_error, DaemonError};
@@ -16,17 +17,6 @@ use std::time::Instant;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
-
-/// What request handlers share.
-#[derive(Debug)]
-pub(crate) struct Daemon {
-    pub supervisor: Arc<Supervisor>,
-    pub paths: Paths,
-    pub shutdown: CancellationToken,
-    pub started: Instant,
-    /// Set once the saved and boot apps were started (ready or not).
-    pub booted: std::sync::atomic::AtomicBool,
-}
 
 /// Binds the socket (0600) and serves until `shutdown`; then drains every app and removes
 /// the socket. The caller holds the home's lock.

@@ -11,8 +11,6 @@ pub mod reaper;
 pub mod restart;
 mod sampler;
 mod snapshot;
-mod sockets;
-pub(crate) use sockets::Listeners;
 pub mod state;
 
 use crate::guard::Guard;
@@ -350,7 +348,7 @@ impl Supervisor {
     }
 
     /// What `mcpd save` writes: every app's config and whether it runs.
-    pub fn saved_apps(&self) -> Vec<crate::persist::SavedApp> {
+    pub fn saved_apps(&self) -> Vec<mcpd_core::persist::SavedApp> {
         let apps = self.apps.lock().expect("apps lock");
         apps.values()
             .map(|e| {
@@ -358,14 +356,14 @@ impl Supervisor {
                     .instances
                     .iter()
                     .any(|h| !matches!(h.snapshot().state, state::State::Stopped | state::State::Errored { .. }));
-                crate::persist::SavedApp { config: (*e.first().snapshot().config).clone(), running }
+                mcpd_core::persist::SavedApp { config: (*e.first().snapshot().config).clone(), running }
             })
             .collect()
     }
 
     /// Defines the saved apps and starts those that were running; `None` if nothing was saved.
-    pub async fn resurrect(&self) -> Result<Option<Vec<AppOutcome>>, crate::persist::LoadError> {
-        let Some(saved) = crate::persist::load(&self.ctx.paths)? else { return Ok(None) };
+    pub async fn resurrect(&self) -> Result<Option<Vec<AppOutcome>>, mcpd_core::persist::LoadError> {
+        let Some(saved) = mcpd_core::persist::load(&self.ctx.paths)? else { return Ok(None) };
         let mut running = Vec::new();
         {
             let mut apps = self.apps.lock().expect("apps lock");

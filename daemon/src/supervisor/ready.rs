@@ -32,8 +32,8 @@ pub(crate) enum Report {
 pub(crate) async fn probe_once(probe: &Probe, via: Option<&std::path::Path>) -> Result<(), String> {
     match probe {
         Probe::Http { url } => {
-            let target = crate::mcp::Target { url: parse_http_url(url)?, unix: via.map(Into::into) };
-            match crate::mcp::http::get_status(&target).await.map_err(|e| e.to_string())? {
+            let target = mcpd_core::mcp::Target { url: parse_http_url(url)?, unix: via.map(Into::into) };
+            match mcpd_core::mcp::http::get_status(&target).await.map_err(|e| e.to_string())? {
                 200..=299 => Ok(()),
                 status => Err(format!("GET {} answered {status}", target.url.path)),
             }
@@ -45,7 +45,9 @@ pub(crate) async fn probe_once(probe: &Probe, via: Option<&std::path::Path>) -> 
                 .map_err(|e| format!("connect to {}: {e}", path.display())),
             None => tokio::net::TcpStream::connect(addr).await.map(drop).map_err(|e| format!("connect to {addr}: {e}")),
         },
-        Probe::Mcp { url } => crate::mcp::probe_via(url, via, PROBE_TIMEOUT).await.map(drop).map_err(|e| e.to_string()),
+        Probe::Mcp { url } => {
+            mcpd_core::mcp::probe_via(url, via, PROBE_TIMEOUT).await.map(drop).map_err(|e| e.to_string())
+        }
     }
 }
 

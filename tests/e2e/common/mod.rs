@@ -74,6 +74,12 @@ pub struct Home {
 impl Home {
     /// A fresh home in a temporary directory.
     pub fn new() -> Home {
+        let daemon = Path::new(MCPD).with_file_name("mcpd-daemon");
+        assert!(
+            daemon.is_file(),
+            "{} is missing: `mcpd daemon` execs it; build the whole workspace (`cargo test --workspace`)",
+            daemon.display()
+        );
         let dir = tempfile::Builder::new().prefix("mcpd-e2e").tempdir().expect("tempdir");
         Home { dir }
     }

@@ -21,7 +21,7 @@ static UPSTREAM_SEQ: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub(super) struct FrontRuntime {
     pub front: Arc<Front>,
-    public: crate::supervisor::Listeners,
+    public: crate::listen::Listeners,
     stop: CancellationToken,
 }
 
@@ -110,7 +110,7 @@ impl AppTask {
                 let url = url.clone();
                 async move {
                     let socket = socket.ok_or("the generation has no private socket")?;
-                    crate::mcp::probe_via(&url, Some(&socket), TOOLS_PROBE_TIMEOUT)
+                    mcpd_core::mcp::probe_via(&url, Some(&socket), TOOLS_PROBE_TIMEOUT)
                         .await
                         .map(|r| r.tools_hash)
                         .map_err(|e| e.to_string())

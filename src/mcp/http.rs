@@ -3,10 +3,10 @@
 
 use super::reply;
 use super::ProbeError;
+use crate::config::HttpUrl;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use mcpd_core::config::HttpUrl;
 use serde_json::Value;
 
 /// A reply: status, content type, the session header, and the body read so far.

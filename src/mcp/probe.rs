@@ -3,7 +3,7 @@
 use super::http::{self, EventStream, Target};
 use super::reply::{messages, result_of};
 use super::ProbeError;
-use mcpd_core::config::parse_http_url;
+use crate::config::parse_http_url;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

@@ -2,8 +2,8 @@
 //! (temporary file, fsync, rename, fsync of the directory), versioned, and readable by every
 //! later mcpd (fields added since are filled with their defaults).
 
-use mcpd_core::config::AppConfig;
-use mcpd_core::paths::Paths;
+use crate::config::AppConfig;
+use crate::paths::Paths;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::PathBuf;
@@ -114,7 +114,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::new(dir.path());
         assert!(load(&paths).unwrap().is_none());
-        let app = AppConfig::new(mcpd_core::model::AppName::new("web").unwrap(), "node".into(), vec![], "/srv".into());
+        let app = AppConfig::new(crate::model::AppName::new("web").unwrap(), "node".into(), vec![], "/srv".into());
         save(&paths, vec![SavedApp { config: app.clone(), running: true }]).unwrap();
         let saved = load(&paths).unwrap().unwrap();
         assert_eq!(saved.apps, [SavedApp { config: app, running: true }]);
@@ -124,13 +124,13 @@ mod tests {
 
     #[test]
     fn the_first_release_format_still_loads() {
-        let text = include_str!("../../tests/e2e/fixtures/dump-v1-first-release.json");
+        let text = include_str!("../tests/e2e/fixtures/dump-v1-first-release.json");
         let saved = parse(text).expect("the checked-in dump of the first release loads");
         let names: Vec<&str> = saved.apps.iter().map(|a| a.config.name.as_str()).collect();
         assert_eq!(names, ["api", "web"]);
         let web = &saved.apps[1].config;
-        assert_eq!(web.ready, mcpd_core::config::Ready::None, "fields the first release lacked get their defaults");
-        assert_eq!(web.restarts, mcpd_core::config::RestartConfig::default());
+        assert_eq!(web.ready, crate::config::Ready::None, "fields the first release lacked get their defaults");
+        assert_eq!(web.restarts, crate::config::RestartConfig::default());
         assert_eq!(web.kill_timeout, std::time::Duration::from_millis(8000));
         assert!(!saved.apps[0].running);
     }
