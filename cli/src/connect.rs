@@ -20,6 +20,9 @@ pub fn start_daemon_with_http(addr: String) {
     let _ = DAEMON_HTTP.set(addr);
 }
 
+/// How long a verb that finds no daemon waits for one being launched before starting one.
+const START_GRACE: Duration = Duration::from_millis(50);
+
 /// How long a freshly started daemon may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,9 +39,18 @@ pub async fn connect_or_start(paths: &Paths) -> anyhow::Result<Client> {
         Err(e) => return Err(e.into()),
     }
     paths.create_dirs().with_context(|| format!("cannot create {}", paths.home().display()))?;
-    if HomeLock::is_held(paths) {
-        // A daemon is starting (`mcpd daemon` takes the lock before anything else): wait for it.
-        return wait_for_socket(paths, None).await;
+    // A daemon may be starting: `mcpd daemon` takes the lock before anything else, within a
+    // few milliseconds of being run. Give one launched just before this verb that long, then
+    // wait for it rather than start a rival that would take the home from it.
+    let grace = Instant::now() + START_GRACE;
+    loop {
+        if HomeLock::is_held(paths) {
+            return wait_for_socket(paths, None).await;
+        }
+        if Instant::now() >= grace {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let log_path = paths.daemon_log();
     let log = std::fs::OpenOptions::new()
