@@ -369,6 +369,10 @@ pub struct LifecycleEvent {
     /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
+    /// The app's row after the event (none once it is deleted): a monitor keeps its table
+    /// current from these alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<Box<AppInfo>>,
 }
 
 /// What happened, in a [`LifecycleEvent`].
@@ -391,4 +395,12 @@ pub enum EventKind {
     Stopped,
     /// The app was deleted.
     Removed,
+    /// A resource sample of the serving generation (only for subscribers that ask for them).
+    Sample {
+        pid: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory_bytes: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_percent: Option<f32>,
+    },
 }

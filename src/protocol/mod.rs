@@ -54,6 +54,9 @@ pub enum HelloReply {
 pub struct EventsRequest {
     /// One app, or every app.
     pub app: Option<AppName>,
+    /// Also a `sample` event per running app after each resource sample (1 s by default).
+    #[serde(default)]
+    pub samples: bool,
 }
 
 /// `logs`: the last lines, then (with `follow`) new lines as they are written.

@@ -79,3 +79,37 @@ fn events_json_shows_a_reload_as_its_phases() {
     signal(follower.id(), libc::SIGKILL);
     let _ = follower.wait();
 }
+
+#[test]
+fn events_with_samples_report_memory_each_second() {
+    let home = Home::new();
+    home.ok(&["start", "--name", "s", "--", "sleep", "infinity"]);
+    let pid = home.pid("s");
+    let mut follower = home
+        .command(&["events", "s", "--json", "--samples", "--rows"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mcpd events");
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
+        }
+    });
+    let mut seen = Vec::new();
+    let sample = wait_for("a sample event with memory", Duration::from_secs(10), || loop {
+        match rx.try_recv() {
+            Ok(e) if e["event"] == "sample" && e["memory_bytes"].as_u64().is_some_and(|m| m > 0) => return Ok(e),
+            Ok(e) => seen.push(e),
+            Err(_) => return Err(format!("{seen:?}")),
+        }
+    });
+    assert_eq!(sample["pid"], pid, "{sample}");
+    assert_eq!(sample["row"]["name"], "s", "the row comes with --rows: {sample}");
+    assert_eq!(sample["row"]["status"], "online", "{sample}");
+    signal(follower.id(), libc::SIGKILL);
+    let _ = follower.wait();
+}

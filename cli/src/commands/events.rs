@@ -16,6 +16,12 @@ pub struct EventsArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Also each running app's memory and CPU after every resource sample.
+    #[arg(long)]
+    samples: bool,
+    /// With --json: also the app's whole `list` row after each event.
+    #[arg(long, requires = "json")]
+    rows: bool,
 }
 
 /// One event in words.
@@ -36,6 +42,11 @@ pub fn describe(e: &LifecycleEvent) -> String {
         EventKind::Errored { reason } => format!("errored: {reason}"),
         EventKind::Stopped => "stopped".to_string(),
         EventKind::Removed => "deleted".to_string(),
+        EventKind::Sample { pid, memory_bytes, cpu_percent } => format!(
+            "pid {pid}: {} memory, {} CPU",
+            memory_bytes.map_or("-".to_string(), mcpd_core::config::format_size),
+            cpu_percent.map_or("-".to_string(), |c| format!("{c:.1}%"))
+        ),
     };
     format!("#{} {app}: {what}", e.seq)
 }
@@ -45,7 +56,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let app = args.name.as_deref().map(AppName::new).transpose().map_err(anyhow::Error::msg)?;
     let paths = connect::paths()?;
     let mut client = connect::connect_or_start(&paths).await?;
-    match client.call(Request::Events(EventsRequest { app })).await? {
+    match client.call(Request::Events(EventsRequest { app, samples: args.samples })).await? {
         Response::List { .. } => {}
         Response::Error(e) => return Err(e.into()),
         other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
@@ -57,11 +68,12 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
                 if skipped > 0 {
                     eprintln!("[mcpd: {skipped} events skipped while this reader was slow]");
                 }
-                for e in &events {
+                for e in events {
                     if args.json {
-                        writeln!(stdout, "{}", serde_json::to_string(e)?)?;
+                        let e = LifecycleEvent { row: if args.rows { e.row } else { None }, ..e };
+                        writeln!(stdout, "{}", serde_json::to_string(&e)?)?;
                     } else {
-                        writeln!(stdout, "{}", describe(e))?;
+                        writeln!(stdout, "{}", describe(&e))?;
                     }
                 }
                 stdout.flush()?;

@@ -43,7 +43,8 @@ pub async fn run(args: WaitArgs) -> anyhow::Result<ExitCode> {
     let goal = if args.stopped { "stopped" } else { "ready" };
     let deadline = Instant::now() + args.timeout;
     let mut client = connect::connect_or_start(&connect::paths()?).await?;
-    let Response::List { apps } = client.call(Request::Events(EventsRequest { app: None })).await? else {
+    let Response::List { apps } = client.call(Request::Events(EventsRequest { app: None, samples: false })).await?
+    else {
         bail!("unexpected answer from the daemon");
     };
     let mut watched = Watched::new();

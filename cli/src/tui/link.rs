@@ -1,13 +1,14 @@
-//! The monitor's connections to the daemon: a watch subscription (apps after each change and
-//! each 1 s sample), a log follower for the selected app, and one short request per action.
+//! The monitor's connections to the daemon: an event subscription (the rows once, then each
+//! changed app's row with its event, and a sample per running app each second), a log
+//! follower for the selected app, and one short request per action.
 //! If the daemon goes away, it says so and connects again once a second.
 
 use super::app::{Act, Command, Incoming};
 use crate::connect;
 use mcpd_core::client::Client;
-use mcpd_core::model::AppName;
+use mcpd_core::model::{AppInfo, AppName, LifecycleEvent};
 use mcpd_core::paths::Paths;
-use mcpd_core::protocol::{DescribeRequest, LogsRequest, Request, Response, TargetRequest, Targets};
+use mcpd_core::protocol::{DescribeRequest, EventsRequest, LogsRequest, Request, Response, TargetRequest, Targets};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
@@ -72,16 +73,18 @@ async fn watch(paths: Paths, tx: UnboundedSender<Incoming>) {
         let reason = match client {
             Ok(mut client) => {
                 let _ = tx.send(Incoming::Connected);
-                let mut next = client.call(Request::Watch).await.map(Some);
+                let request = Request::Events(EventsRequest { app: None, samples: true });
+                let mut next = client.call(request).await.map(Some);
+                let mut rows = Vec::new();
                 loop {
                     match next {
-                        Ok(Some(Response::List { apps })) => {
-                            if tx.send(Incoming::Apps(apps)).is_err() {
-                                return;
-                            }
-                        }
+                        Ok(Some(Response::List { apps })) => rows = apps,
+                        Ok(Some(Response::Events { events, .. })) => apply(&mut rows, events),
                         Ok(_) => break "the daemon closed the connection".to_string(),
                         Err(e) => break e.to_string(),
+                    }
+                    if tx.send(Incoming::Apps(rows.clone())).is_err() {
+                        return;
                     }
                     next = client.next().await;
                 }
@@ -92,6 +95,20 @@ async fn watch(paths: Paths, tx: UnboundedSender<Incoming>) {
             return;
         }
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Updates the table from events: each carries its app's row after it (none once deleted).
+fn apply(rows: &mut Vec<AppInfo>, events: Vec<LifecycleEvent>) {
+    for e in events {
+        let key = (e.app.clone(), e.instance);
+        match e.row {
+            Some(row) => match rows.binary_search_by(|r| (&r.name, r.instance).cmp(&(&key.0, key.1))) {
+                Ok(i) => rows[i] = *row,
+                Err(i) => rows.insert(i, *row),
+            },
+            None => rows.retain(|r| (&r.name, r.instance) != (&key.0, key.1)),
+        }
     }
 }
 

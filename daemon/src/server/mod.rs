@@ -136,7 +136,8 @@ async fn events(
                 loop {
                     match next {
                         Ok(event) => {
-                            if request.app.as_ref().is_none_or(|n| *n == event.app) {
+                            let sample = matches!(event.kind, mcpd_core::model::EventKind::Sample { .. });
+                            if request.app.as_ref().is_none_or(|n| *n == event.app) && (request.samples || !sample) {
                                 events.push(event);
                             }
                         }

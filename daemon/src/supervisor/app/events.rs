@@ -28,8 +28,15 @@ impl AppTask {
         }
     }
 
-    /// Publishes one event (nobody listening is fine).
+    /// Publishes one event, with the app's row after it (nothing when nobody listens).
     pub(super) fn emit(&self, kind: EventKind) {
+        if self.ctx.events.receiver_count() == 0 {
+            return;
+        }
+        let row = match kind {
+            EventKind::Removed => None,
+            _ => Some(Box::new(self.snap.info(&self.ctx.samples.lock().expect("samples lock")))),
+        };
         let status = match self.machine.reload_phase() {
             Some(_) => mcpd_core::model::AppStatus::Reloading,
             None => self.machine.state.status(),
@@ -41,6 +48,7 @@ impl AppTask {
             instance: (self.snap.config.instances > 1).then_some(self.instance),
             status,
             kind,
+            row,
         };
         let _ = self.ctx.events.send(event);
     }
@@ -81,6 +89,20 @@ impl AppTask {
         } else if after.down && !before.down && after.state == State::Stopped {
             self.emit(EventKind::Stopped);
         }
+    }
+
+    /// After a resource sample: the serving generation's figures.
+    pub(super) fn emit_sample(&self) {
+        let Some(pid) = self.machine.state.pid() else { return };
+        if self.ctx.events.receiver_count() == 0 {
+            return;
+        }
+        let sample = self.ctx.samples.lock().expect("samples lock").get(&pid).copied();
+        self.emit(EventKind::Sample {
+            pid,
+            memory_bytes: sample.map(|s| s.rss_bytes),
+            cpu_percent: sample.map(|s| s.cpu_percent),
+        });
     }
 
     fn reload_event(&self, phase: ReloadPhase, old: Gen, new: Gen) {

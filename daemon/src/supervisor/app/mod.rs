@@ -205,6 +205,8 @@ impl AppTask {
         shutdown: CancellationToken,
     ) {
         let mut shutting_down = false;
+        // A monitor learns of a new app from its first event, even one that stays stopped.
+        self.emit(EventKind::Stopped);
         while !self.machine.removed {
             let deadline = self.machine.deadline();
             let sessions_due = self.machine.waits_for_sessions().next().map(|_| Instant::now() + SESSION_POLL);
@@ -219,7 +221,10 @@ impl AppTask {
                 _ = until(sessions_due) => self.sessions_check(),
                 _ = until(self.checks.watchdog_due) => self.watchdog_expired(),
                 _ = until(self.checks.health_due) => self.health_tick(),
-                Ok(()) = samples.changed() => self.memory_check(),
+                Ok(()) = samples.changed() => {
+                    self.emit_sample();
+                    self.memory_check();
+                }
                 _ = shutdown.cancelled(), if !shutting_down => {
                     shutting_down = true;
                     self.step(Event::Shutdown);
