@@ -184,3 +184,18 @@ fn stop_during_each_reload_phase_ends_every_generation() {
         assert_eq!(ok, phase == "draining-old", "{phase}: {text}");
     }
 }
+
+#[test]
+fn a_second_reload_while_one_runs_is_busy_exit_3() {
+    let home = setup();
+    home.write("delay.txt", "30");
+    let reload = reload_in_background(&home);
+    wait_phase(&home, "starting-new");
+    let out = home.run(&["reload", "rb"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "stderr: {stderr}");
+    assert!(stderr.contains("a reload is already running") && stderr.contains("[busy]"), "stderr: {stderr}");
+    stop_leaves_nothing(&home);
+    let (ok, text) = finish(reload);
+    assert!(!ok && text.contains("[reload-failed]"), "{text}");
+}

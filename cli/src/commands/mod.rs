@@ -28,20 +28,29 @@ pub fn targets(names: &[String]) -> anyhow::Result<Targets> {
     Ok(Targets::Names(names))
 }
 
-/// Prints one line per app; failures go to stderr and make the exit code non-zero.
+/// The exit code when every failure was "busy" (a reload or stop in progress): try again.
+pub const EXIT_BUSY: u8 = 3;
+
+/// Prints one line per app; failures go to stderr, with their kind in brackets, and make the
+/// exit code non-zero: [`EXIT_BUSY`] if each failure was `busy`, else 1.
 pub fn report(outcomes: &[AppOutcome]) -> ExitCode {
-    let mut failed = false;
+    let mut failures = Vec::new();
     for o in outcomes {
         if o.ok {
             println!("{}: {}", o.name, o.message);
         } else {
-            failed = true;
-            eprintln!("mcpd: {}: {}", o.name, o.message);
+            failures.push(o.error);
+            match o.error {
+                Some(kind) => eprintln!("mcpd: {}: {} [{}]", o.name, o.message, kind.as_str()),
+                None => eprintln!("mcpd: {}: {}", o.name, o.message),
+            }
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
+    if failures.is_empty() {
         ExitCode::SUCCESS
+    } else if failures.iter().all(|k| *k == Some(mcpd_core::model::Failure::Busy)) {
+        ExitCode::from(EXIT_BUSY)
+    } else {
+        ExitCode::FAILURE
     }
 }
