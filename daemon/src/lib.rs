@@ -7,6 +7,7 @@
 
 mod context;
 mod front;
+mod front_runtime;
 
 pub mod guard;
 mod http;

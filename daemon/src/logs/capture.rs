@@ -1,6 +1,8 @@
 //! Reading one pipe of a generation: split into lines, stamp, append to the sink, and hand
 //! to followers. Memory is bounded: one read buffer, one batch, one partial line of at most
-//! [`MAX_LINE`]; a child that writes faster than the disk blocks on its full pipe.
+//! [`MAX_LINE`]; a child that writes faster than the disk blocks on its full pipe. Each batch
+//! is written on a blocking thread and waited for before the next read, so a slow or stuck
+//! file stalls only this pipe's app, never the runtime.
 
 use super::{hub, AppLogs};
 use mcpd_core::config::LogFormat;
@@ -39,7 +41,7 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
                 stamper.line(&pending, &mut batch);
                 lines += 1;
             }
-            sink.lock().expect("sink lock").write(&batch, lines);
+            write(&sink, batch, lines).await;
             return;
         }
         let filled = n == buf.len();
@@ -62,12 +64,26 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
             pending.drain(..cut);
             lines += 1;
         }
-        sink.lock().expect("sink lock").write(&batch, lines);
+        batch = write(&sink, batch, lines).await;
         batch.clear();
         if filled && buf.len() < MAX_READ {
             buf.resize(buf.len() * 2, 0);
         }
     }
+}
+
+/// Appends `batch` to the sink on a blocking thread; gives the buffer back for reuse.
+async fn write(sink: &Arc<std::sync::Mutex<super::sink::Sink>>, batch: Vec<u8>, lines: u64) -> Vec<u8> {
+    if batch.is_empty() {
+        return batch;
+    }
+    let sink = sink.clone();
+    tokio::task::spawn_blocking(move || {
+        sink.lock().expect("sink lock").write(&batch, lines);
+        batch
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// The largest `i <= max` that does not fall inside a UTF-8 sequence (or `max` if none is found

@@ -1,11 +1,18 @@
 //! One log file being written: opened lazily, rotated between batches of whole lines, and
 //! kept working when the disk says no (the error is shown, writing resumes when it can).
+//!
+//! A sink is written only on blocking threads (`spawn_blocking` from the capture, which waits
+//! for each batch before it reads the pipe again): a slow or stuck file stalls its own app
+//! and nothing else. What readers need to know (`log_error`) is kept in a [`SinkStatus`]
+//! beside it, so they never wait for a write.
 
 use super::rotate;
 use mcpd_core::config::{LogConfig, LogFormat};
 use mcpd_core::paths::Paths;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +33,23 @@ pub(crate) struct Sink {
     /// Lines that could not be written since the error began.
     pub lost: u64,
     retry_at: Option<Instant>,
+    /// What readers see of `error` and `lost`.
+    pub status: Arc<SinkStatus>,
+}
+
+/// Why a sink cannot be written, readable without waiting for a write in progress.
+#[derive(Debug, Default)]
+pub(crate) struct SinkStatus(Mutex<Option<String>>);
+
+impl SinkStatus {
+    /// "cannot write FILE: ERROR (N lines lost so far)", while it cannot.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().expect("sink status lock").clone()
+    }
+
+    fn set(&self, value: Option<String>) {
+        *self.0.lock().expect("sink status lock") = value;
+    }
 }
 
 impl Sink {
@@ -39,14 +63,28 @@ impl Sink {
             error: None,
             lost: 0,
             retry_at: None,
+            status: Arc::default(),
         }
+    }
+
+    fn publish(&self) {
+        self.status.set(self.error.as_ref().map(|e| format!("{e} ({} lines lost so far)", self.lost)));
     }
 
     fn open(&mut self) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        // Non-blocking open: a FIFO without a reader fails at once (ENXIO) instead of hanging
+        // the writer; writes then block again, so a slow reader slows only this app.
+        let file = OpenOptions::new().create(true).append(true).custom_flags(libc::O_NONBLOCK).open(&self.path)?;
+        // SAFETY: fcntl on the fd of the file just opened.
+        unsafe {
+            let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
         self.size = file.metadata()?.len();
         self.opened = Instant::now();
         self.file = Some(file);
@@ -61,6 +99,7 @@ impl Sink {
         self.file = None;
         self.lost += lines;
         self.retry_at = Some(Instant::now() + RETRY_AFTER);
+        self.publish();
     }
 
     /// Appends a batch of whole lines, rotating first if it is due.
@@ -71,6 +110,7 @@ impl Sink {
         if self.file.is_none() {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
                 self.lost += lines;
+                self.publish();
                 return;
             }
             if let Err(e) = self.open() {
@@ -92,6 +132,7 @@ impl Sink {
                 if self.error.take().is_some() {
                     tracing::warn!(file = %self.path.display(), lost = self.lost, "log file writable again");
                     self.lost = 0;
+                    self.publish();
                 }
             }
             Err(e) => self.fail("write", e, lines),
@@ -133,19 +174,34 @@ pub(crate) struct AppLogs {
     pub format: LogFormat,
     pub out: Arc<Mutex<Sink>>,
     pub err: Arc<Mutex<Sink>>,
+    /// The sinks' statuses (stdout first; one when merged).
+    statuses: Vec<Arc<SinkStatus>>,
+    /// The files' paths (stdout, stderr), read without waiting for a write.
+    pub paths: [PathBuf; 2],
 }
 
 impl AppLogs {
     /// The sinks of `app` with `config`.
     pub fn new(app: &str, config: &LogConfig, paths: &Paths) -> AppLogs {
         let default = |stream: &str| paths.logs_dir().join(format!("{app}.{stream}.log"));
-        let out = Arc::new(Mutex::new(Sink::new(config.out_file.clone().unwrap_or_else(|| default("out")), config)));
+        let out_path = config.out_file.clone().unwrap_or_else(|| default("out"));
+        let err_path = if config.merge_logs {
+            out_path.clone()
+        } else {
+            config.err_file.clone().unwrap_or_else(|| default("err"))
+        };
+        let out_sink = Sink::new(out_path.clone(), config);
+        let mut statuses = vec![out_sink.status.clone()];
+        let out = Arc::new(Mutex::new(out_sink));
         let err = if config.merge_logs {
             out.clone()
         } else {
-            Arc::new(Mutex::new(Sink::new(config.err_file.clone().unwrap_or_else(|| default("err")), config)))
+            let err_sink = Sink::new(err_path.clone(), config);
+            statuses.push(err_sink.status.clone());
+            Arc::new(Mutex::new(err_sink))
         };
-        AppLogs { app: app.to_string(), config: config.clone(), format: config.log_format, out, err }
+        let paths = [out_path, err_path];
+        AppLogs { app: app.to_string(), config: config.clone(), format: config.log_format, out, err, statuses, paths }
     }
 
     /// The files, stdout first (one when merged).
@@ -157,11 +213,8 @@ impl AppLogs {
         }
     }
 
-    /// Why the logs cannot be written, if they cannot.
+    /// Why the logs cannot be written, if they cannot (never waits for a write).
     pub fn error(&self) -> Option<String> {
-        self.sinks().iter().find_map(|s| {
-            let s = s.lock().expect("sink lock");
-            s.error.as_ref().map(|e| format!("{e} ({} lines lost so far)", s.lost))
-        })
+        self.statuses.iter().find_map(|s| s.get())
     }
 }

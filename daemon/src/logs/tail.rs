@@ -12,12 +12,11 @@ use std::path::{Path, PathBuf};
 pub(crate) fn tail(logs: &AppLogs, n: usize, stream: Option<LogStream>) -> Vec<LogLine> {
     let merged = std::sync::Arc::ptr_eq(&logs.out, &logs.err);
     let mut out = Vec::new();
-    for (sink, file_stream) in [(&logs.out, LogStream::Out), (&logs.err, LogStream::Err)] {
+    for (path, file_stream) in [(&logs.paths[0], LogStream::Out), (&logs.paths[1], LogStream::Err)] {
         if (merged && file_stream == LogStream::Err) || (!merged && stream.is_some_and(|s| s != file_stream)) {
             continue;
         }
-        let path = sink.lock().expect("sink lock").path.clone();
-        for raw in last_lines(&path, n) {
+        for raw in last_lines(path, n) {
             let line = parse(&raw, logs.format, &logs.app, file_stream);
             if stream.is_none_or(|s| s == line.stream) {
                 out.push(line);

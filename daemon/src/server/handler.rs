@@ -19,15 +19,17 @@ pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
         Request::Delete(r) => sup.act(&r.targets, Verb::Delete).await,
         Request::Reload(r) => sup.reload(r).await,
         Request::Reset(r) => sup.act(&r.targets, Verb::Reset).await,
-        Request::Logs(r) => match sup.log_tail(&r) {
+        Request::Logs(r) => match sup.log_tail(&r).await {
             Ok(lines) => Response::Logs { lines, skipped: 0 },
             Err(e) => Response::Error(e),
         },
-        Request::Flush(r) => sup.flush_logs(&r.targets),
+        Request::Flush(r) => sup.flush_logs(&r.targets).await,
         Request::Save => {
             let apps = sup.saved_apps();
             let count = apps.len();
-            match mcpd_core::persist::save(&daemon.paths, apps) {
+            let paths = daemon.paths.clone();
+            let saved = crate::supervisor::blocking(move || mcpd_core::persist::save(&paths, apps)).await;
+            match saved.unwrap_or_else(|| Err(std::io::Error::other("the writer thread failed"))) {
                 Ok(path) => Response::Message { text: format!("saved {count} apps to {}", path.display()) },
                 Err(e) => Response::Error(mcpd_core::protocol::ProtoError::new(
                     mcpd_core::protocol::ErrorKind::Internal,

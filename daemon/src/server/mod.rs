@@ -172,7 +172,7 @@ async fn events(
 async fn follow(framed: &mut Framed<UnixStream, LengthDelimitedCodec>, request: &LogsRequest, daemon: &Daemon) {
     use tokio::sync::broadcast::error::RecvError;
     let mut rx = crate::logs::hub().subscribe();
-    let first = match daemon.supervisor.log_tail(request) {
+    let first = match daemon.supervisor.log_tail(request).await {
         Ok(lines) => Response::Logs { lines, skipped: 0 },
         Err(e) => Response::Error(e),
     };

@@ -26,6 +26,7 @@ pub(crate) async fn finish(
 ) -> (ExitRecord, GroupEnd) {
     ctx.leaders.lock().expect("leaders lock").remove(&pid);
     let end = end_group(ctx, pid, first, deadline).await;
+    ctx.groups.lock().expect("groups lock").remove(&pid);
     ctx.guard.forget(pid);
     let (code, signal) = match &status {
         Ok(s) => (s.code(), s.signal()),

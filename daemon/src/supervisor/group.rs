@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 /// How long to wait for a SIGKILLed group to disappear before saying so in the log.
 const KILL_GRACE: Duration = Duration::from_secs(5);
-/// How often to look whether a group is gone while waiting for it (bounded by a deadline).
-const GROUP_POLL: Duration = Duration::from_millis(10);
+/// How often to look whether a group is gone when no child of the daemon exits meanwhile
+/// (members that are not its children end without a SIGCHLD to it); bounded by a deadline.
+const GROUP_POLL: Duration = Duration::from_millis(100);
 
 /// Sends `signal` to a group; a group already gone is not an error.
 pub(crate) fn signal_group(pgid: u32, signal: Signal) {
@@ -58,8 +59,12 @@ pub(crate) async fn end_group(ctx: &Ctx, pgid: u32, first: Option<Signal>, deadl
     GroupEnd::Killed
 }
 
+/// Waits until no process is left in the group (reaping those that are the daemon's
+/// children), woken by each SIGCHLD the daemon gets.
 async fn wait_group_gone(ctx: &Ctx, pgid: u32, deadline: Instant) -> bool {
+    let mut exits = ctx.child_exits.subscribe();
     loop {
+        exits.borrow_and_update();
         ctx.reap_orphans();
         if !group_alive(pgid) {
             return true;
@@ -68,6 +73,9 @@ async fn wait_group_gone(ctx: &Ctx, pgid: u32, deadline: Instant) -> bool {
             return false;
         }
         let step = deadline.saturating_duration_since(Instant::now()).min(GROUP_POLL);
-        tokio::time::sleep(step).await;
+        tokio::select! {
+            _ = exits.changed() => {}
+            _ = tokio::time::sleep(step) => {}
+        }
     }
 }

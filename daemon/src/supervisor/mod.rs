@@ -35,6 +35,10 @@ pub(crate) struct Ctx {
     pub paths: Paths,
     /// Pids of the generation leaders the app tasks wait for; the reaper leaves them alone.
     pub leaders: Mutex<HashSet<u32>>,
+    /// Process groups of generations not yet known to be empty (the reaper looks in these).
+    pub groups: Mutex<HashSet<u32>>,
+    /// Bumped after each SIGCHLD was handled: what a group's drain waits on.
+    pub child_exits: tokio::sync::watch::Sender<u64>,
     pub guard: Guard,
     /// Last resource sample per process group.
     pub samples: Mutex<HashMap<u32, sampler::Sample>>,
@@ -114,6 +118,8 @@ impl Supervisor {
         let ctx = Arc::new(Ctx {
             paths,
             leaders: Mutex::default(),
+            groups: Mutex::default(),
+            child_exits: tokio::sync::watch::Sender::new(0),
             guard,
             samples: Mutex::default(),
             samples_tick: tokio::sync::watch::Sender::new(0),
@@ -215,6 +221,37 @@ impl Supervisor {
     /// (`--config`), else re-read from the file it came from. A config error fails the whole
     /// request before any app is touched.
     pub async fn reload(&self, request: ReloadRequest) -> Response {
+        // The files the targets came from are read first, on a blocking thread.
+        let sources: Vec<std::path::PathBuf> = {
+            let apps = self.apps.lock().expect("apps lock");
+            let names = match resolve(&apps, &request.targets) {
+                Ok(names) => names,
+                Err(response) => return response,
+            };
+            let mut sources: Vec<_> = names
+                .iter()
+                .filter(|n| !request.apps.iter().any(|a| &a.name == *n))
+                .filter_map(|n| apps[n].first().snapshot().config.source.clone())
+                .collect();
+            sources.sort();
+            sources.dedup();
+            sources
+        };
+        let read = move || sources.into_iter().map(|f| (f.clone(), mcpd_core::config::load(&f))).collect::<Vec<_>>();
+        let mut loaded = BTreeMap::new();
+        for (file, result) in blocking(read).await.unwrap_or_default() {
+            match result {
+                Ok(config) => {
+                    loaded.insert(file, config.apps);
+                }
+                Err(e) => {
+                    return Response::Error(ProtoError::new(
+                        ErrorKind::InvalidRequest,
+                        format!("{e}\nnothing was reloaded: fix {}", file.display()),
+                    ))
+                }
+            }
+        }
         let mut plan = Vec::new();
         {
             let apps = self.apps.lock().expect("apps lock");
@@ -222,24 +259,12 @@ impl Supervisor {
                 Ok(names) => names,
                 Err(response) => return response,
             };
-            let mut files: BTreeMap<std::path::PathBuf, Vec<AppConfig>> = BTreeMap::new();
             for name in names {
                 let current = apps[&name].first().snapshot().config;
                 let config = match (request.apps.iter().find(|a| a.name == name), &current.source) {
                     (Some(given), _) => given.clone(),
                     (None, Some(file)) => {
-                        if !files.contains_key(file) {
-                            match mcpd_core::config::load(file) {
-                                Ok(loaded) => files.insert(file.clone(), loaded.apps),
-                                Err(e) => {
-                                    return Response::Error(ProtoError::new(
-                                        ErrorKind::InvalidRequest,
-                                        format!("{e}\nnothing was reloaded: fix {}", file.display()),
-                                    ))
-                                }
-                            };
-                        }
-                        match files[file].iter().find(|a| a.name == name) {
+                        match loaded.get(file).and_then(|apps: &Vec<AppConfig>| apps.iter().find(|a| a.name == name)) {
                             Some(found) => found.clone(),
                             None => {
                                 return Response::Error(ProtoError::new(
@@ -288,17 +313,22 @@ impl Supervisor {
         Response::Done { outcomes }
     }
 
-    /// The last lines of the requested logs.
-    pub fn log_tail(&self, request: &LogsRequest) -> Result<Vec<LogLine>, ProtoError> {
+    /// The last lines of the requested logs, read on a blocking thread.
+    pub async fn log_tail(&self, request: &LogsRequest) -> Result<Vec<LogLine>, ProtoError> {
+        let (lines, stream) = (request.lines, request.stream);
         if request.daemon {
-            return Ok(crate::logs::daemon_tail(&self.ctx.paths, request.lines));
+            let paths = self.ctx.paths.clone();
+            return Ok(blocking(move || crate::logs::daemon_tail(&paths, lines)).await.unwrap_or_default());
         }
-        let apps = self.apps.lock().expect("apps lock");
-        let handles: Vec<&AppHandle> = match &request.app {
-            Some(name) => vec![apps.get(name).ok_or_else(|| unknown_app_error(name))?.first()],
-            None => apps.values().map(Entry::first).collect(),
+        let logs: Vec<_> = {
+            let apps = self.apps.lock().expect("apps lock");
+            match &request.app {
+                Some(name) => vec![apps.get(name).ok_or_else(|| unknown_app_error(name))?.first().snapshot().logs],
+                None => apps.values().map(|e| e.first().snapshot().logs).collect(),
+            }
         };
-        Ok(handles.iter().flat_map(|h| crate::logs::tail(&h.snapshot().logs, request.lines, request.stream)).collect())
+        let read = move || logs.iter().flat_map(|l| crate::logs::tail(l, lines, stream)).collect();
+        Ok(blocking(read).await.unwrap_or_default())
     }
 
     /// Whether a followed line belongs to the request.
@@ -313,20 +343,32 @@ impl Supervisor {
         app_ok && request.stream.is_none_or(|s| s == line.stream)
     }
 
-    /// Empties the targets' log files (live and rotated).
-    pub fn flush_logs(&self, targets: &Targets) -> Response {
-        let apps = self.apps.lock().expect("apps lock");
-        let names = match resolve(&apps, targets) {
-            Ok(names) => names,
-            Err(response) => return response,
+    /// Empties the targets' log files (live and rotated), on a blocking thread (a write in
+    /// progress may hold a file for as long as its disk takes).
+    pub async fn flush_logs(&self, targets: &Targets) -> Response {
+        let snaps: Vec<_> = {
+            let apps = self.apps.lock().expect("apps lock");
+            let names = match resolve(&apps, targets) {
+                Ok(names) => names,
+                Err(response) => return response,
+            };
+            names.into_iter().map(|name| (name.clone(), apps[&name].first().snapshot())).collect()
         };
+        let flush = move || {
+            snaps
+                .into_iter()
+                .map(|(name, snap)| {
+                    let result: std::io::Result<()> =
+                        snap.logs.sinks().iter().try_for_each(|s| s.lock().expect("sink lock").flush());
+                    (name, snap, result)
+                })
+                .collect::<Vec<_>>()
+        };
+        let flushed = blocking(flush).await.unwrap_or_default();
         let samples = self.ctx.samples.lock().expect("samples lock");
-        let outcomes = names
+        let outcomes = flushed
             .into_iter()
-            .map(|name| {
-                let snap = apps[&name].first().snapshot();
-                let result: std::io::Result<()> =
-                    snap.logs.sinks().iter().try_for_each(|s| s.lock().expect("sink lock").flush());
+            .map(|(name, snap, result)| {
                 let (ok, message) = match result {
                     Ok(()) => (true, "logs flushed".to_string()),
                     Err(e) => (false, format!("cannot flush its logs: {e}")),
@@ -363,7 +405,9 @@ impl Supervisor {
 
     /// Defines the saved apps and starts those that were running; `None` if nothing was saved.
     pub async fn resurrect(&self) -> Result<Option<Vec<AppOutcome>>, mcpd_core::persist::LoadError> {
-        let Some(saved) = mcpd_core::persist::load(&self.ctx.paths)? else { return Ok(None) };
+        let paths = self.ctx.paths.clone();
+        let loaded = blocking(move || mcpd_core::persist::load(&paths)).await;
+        let Some(saved) = loaded.unwrap_or(Ok(None))? else { return Ok(None) };
         let mut running = Vec::new();
         {
             let mut apps = self.apps.lock().expect("apps lock");
@@ -464,6 +508,11 @@ async fn collect(replies: Vec<Pending>) -> Response {
         }));
     }
     Response::Done { outcomes }
+}
+
+/// Runs file I/O on a blocking thread, never on the runtime's.
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(work).await.ok()
 }
 
 fn unknown_app_error(name: &AppName) -> ProtoError {

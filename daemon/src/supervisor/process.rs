@@ -231,6 +231,7 @@ pub(crate) fn spawn(
     })?;
     leaders.insert(pid);
     drop(leaders);
+    ctx.groups.lock().expect("groups lock").insert(pid);
     ctx.guard.watch(pid);
     // Tracked, so a shutdown waits until every line the app wrote is in its files.
     if let Some(out) = child.stdout().take() {

@@ -2,7 +2,9 @@
 //! over /proc for all apps.
 
 use super::Ctx;
-use std::collections::HashMap;
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -29,19 +31,22 @@ impl Sample {
     }
 }
 
-/// Takes one sample of every leader's group.
+/// Takes one sample of every leader's group, walking `/proc` once (so it runs on a blocking
+/// thread), and reaps zombie children of the daemon that left their group on the way (the
+/// reaper looks only in groups).
 pub(crate) fn sample(ctx: &Ctx) {
-    let leaders: Vec<u32> = ctx.leaders.lock().expect("leaders lock").iter().copied().collect();
-    if leaders.is_empty() {
-        ctx.samples.lock().expect("samples lock").clear();
-        return;
-    }
+    let leaders: HashSet<u32> = ctx.leaders.lock().expect("leaders lock").iter().copied().collect();
+    let me = std::process::id() as i32;
     let page = procfs::page_size();
     let tps = procfs::ticks_per_second().max(1);
     let mut sums: HashMap<u32, (u64, u64)> = leaders.iter().map(|&p| (p, (0, 0))).collect();
     if let Ok(all) = procfs::process::all_processes() {
         for process in all.flatten() {
             let Ok(stat) = process.stat() else { continue };
+            if stat.ppid == me && stat.state == 'Z' && !leaders.contains(&(stat.pid as u32)) {
+                let _ = waitpid(Pid::from_raw(stat.pid), Some(WaitPidFlag::WNOHANG));
+                continue;
+            }
             if let Some(sum) = sums.get_mut(&(stat.pgrp as u32)) {
                 sum.0 += stat.rss * page;
                 sum.1 += stat.utime + stat.stime;
@@ -67,7 +72,8 @@ pub(crate) async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         next += Duration::from_millis(ctx.sample_every_ms.load(std::sync::atomic::Ordering::Relaxed));
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
-                sample(&ctx);
+                let c = ctx.clone();
+                let _ = tokio::task::spawn_blocking(move || sample(&c)).await;
                 ctx.samples_tick.send_modify(|n| *n += 1);
                 // A slow pass never makes the next samples come in a burst.
                 next = next.max(tokio::time::Instant::now());

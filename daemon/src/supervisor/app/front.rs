@@ -68,10 +68,15 @@ impl AppTask {
             return Ok(());
         }
         self.front = None;
-        let (public, listener) = front::PublicListener::bind(&config.listen)?;
+        // Bound and served on the fronts' own thread (see `front_runtime`).
+        let runtime = crate::front_runtime::handle().map_err(|e| format!("cannot start the fronts' thread: {e}"))?;
+        let (public, listener) = {
+            let _in_front_runtime = runtime.enter();
+            front::PublicListener::bind(&config.listen)?
+        };
         let front = Arc::new(Front::default());
         let stop = CancellationToken::new();
-        tokio::spawn(front::serve(listener, front.clone(), stop.clone()));
+        runtime.spawn(front::serve(listener, front.clone(), stop.clone()));
         tracing::info!(app = %self.snap.config.name, listen = %config.listen, "front listening");
         let runtime = Arc::new(FrontRuntime { front, public, stop });
         *slot = Arc::downgrade(&runtime);

@@ -186,6 +186,8 @@ impl Harness {
         let ctx = Arc::new(Ctx {
             paths,
             leaders: Mutex::default(),
+            groups: Mutex::default(),
+            child_exits: watch::Sender::new(0),
             guard: Guard::disabled(),
             samples: Mutex::default(),
             samples_tick: watch::Sender::new(0),
