@@ -8,6 +8,7 @@ mod events;
 mod examples;
 mod front;
 mod health;
+mod isolation;
 mod lifecycle;
 mod load;
 mod logs;

@@ -17,7 +17,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 use tokio_util::task::TaskTracker;
 
 /// A running generation. Its leader's pid is also its process group id.
@@ -79,7 +79,7 @@ pub(crate) struct SpawnArgs<'a> {
     pub fds: &'a [RawFd],
     /// Its private socket, for probes.
     pub via: Option<PathBuf>,
-    pub reports: UnboundedSender<Report>,
+    pub reports: Sender<Report>,
     pub logs: &'a Arc<AppLogs>,
     pub tracker: &'a TaskTracker,
 }
@@ -177,7 +177,7 @@ pub(crate) fn spawn(
     ctx: &Ctx,
     listen: &[RawFd],
     via: Option<PathBuf>,
-    reports: UnboundedSender<Report>,
+    reports: Sender<Report>,
     logs: &Arc<AppLogs>,
     tracker: &TaskTracker,
 ) -> Result<Generation, SpawnError> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Interest};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::UnixDatagram;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 /// What a watcher reports to its app task.
 #[derive(Debug)]
@@ -63,14 +63,14 @@ pub(crate) async fn watch(
     via: Option<std::path::PathBuf>,
     notify: Option<UnixDatagram>,
     ipc: Option<OwnedReadHalf>,
-    tx: UnboundedSender<Report>,
+    tx: Sender<Report>,
 ) {
     let via = via.as_deref();
     if let Some(probe) = ready.probe() {
         while !matches!(tokio::time::timeout(PROBE_TIMEOUT, probe_once(&probe, via)).await, Ok(Ok(()))) {
             tokio::time::sleep(PROBE_INTERVAL).await;
         }
-        let _ = tx.send(Report::Ready { pid });
+        let _ = tx.send(Report::Ready { pid }).await;
     }
     // Notify and IPC channels stay open for the generation's life (STATUS= updates, messages).
     tokio::join!(
@@ -88,12 +88,12 @@ pub(crate) async fn watch(
 }
 
 /// Reads `NODE_CHANNEL_SERIALIZATION_MODE=json` messages: one JSON value per line.
-async fn ipc_loop(pid: u32, read: OwnedReadHalf, tx: &UnboundedSender<Report>) {
+async fn ipc_loop(pid: u32, read: OwnedReadHalf, tx: &Sender<Report>) {
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Ok(serde_json::Value::String(message)) = serde_json::from_str::<serde_json::Value>(&line) {
             if message == "ready" {
-                let _ = tx.send(Report::Ready { pid });
+                let _ = tx.send(Report::Ready { pid }).await;
             }
         }
     }
@@ -101,7 +101,7 @@ async fn ipc_loop(pid: u32, read: OwnedReadHalf, tx: &UnboundedSender<Report>) {
 
 /// Reads sd_notify datagrams; a message counts when its sender is in the generation's group
 /// (or already gone: a short-lived helper such as `systemd-notify`).
-async fn notify_loop(pgid: u32, socket: UnixDatagram, tx: &UnboundedSender<Report>) {
+async fn notify_loop(pgid: u32, socket: UnixDatagram, tx: &Sender<Report>) {
     let mut buf = vec![0u8; 4096];
     loop {
         if socket.readable().await.is_err() {
@@ -142,13 +142,13 @@ async fn notify_loop(pgid: u32, socket: UnixDatagram, tx: &UnboundedSender<Repor
         }
         for line in String::from_utf8_lossy(&buf[..len]).lines() {
             if line == "READY=1" {
-                let _ = tx.send(Report::Ready { pid: pgid });
+                let _ = tx.send(Report::Ready { pid: pgid }).await;
             } else if let Some(text) = line.strip_prefix("STATUS=") {
-                let _ = tx.send(Report::Status { pid: pgid, text: text.to_string() });
+                let _ = tx.send(Report::Status { pid: pgid, text: text.to_string() }).await;
             } else if line == "WATCHDOG=1" {
-                let _ = tx.send(Report::Watchdog { pid: pgid });
+                let _ = tx.send(Report::Watchdog { pid: pgid }).await;
             } else if line == "STOPPING=1" {
-                let _ = tx.send(Report::Status { pid: pgid, text: "stopping".into() });
+                let _ = tx.send(Report::Status { pid: pgid, text: "stopping".into() }).await;
             }
         }
         // BARRIER=1 senders wait until their fd is closed: we have processed everything before it.

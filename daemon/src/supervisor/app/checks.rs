@@ -99,7 +99,7 @@ impl AppTask {
                     Ok(result) => result,
                     Err(_) => Err(format!("no answer within {}", humantime::format_duration(health.timeout))),
                 };
-            let _ = tx.send(Report::Health { pid, result });
+            let _ = tx.send(Report::Health { pid, result }).await;
         });
     }
 

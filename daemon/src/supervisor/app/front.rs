@@ -126,7 +126,7 @@ impl AppTask {
                 (Err(e), _) => Err(format!("cannot probe the old generation: {e}")),
                 (_, Err(e)) => Err(format!("cannot probe the new generation: {e}")),
             };
-            let _ = tx.send(crate::supervisor::ready::Report::Tools { pid, hashes });
+            let _ = tx.send(crate::supervisor::ready::Report::Tools { pid, hashes }).await;
         });
         true
     }

@@ -99,16 +99,16 @@ pub(crate) fn spawn(
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> AppHandle {
-    // Unbounded: commands come one per request of a control connection, and each request
-    // waits for its answer, so at most one per connection (bounded by the server) is queued.
+    // Unbounded: each control request waits for its answer, so at most one command per open
+    // control connection is queued (and only the daemon's own user may connect).
     let (tx, rx) = mpsc::unbounded_channel();
     let logs = shared.logs(&config, &ctx);
     let mut snap = Snapshot::new(config, logs);
     snap.instance = instance;
     let (publish, snapshot) = watch::channel(snap.clone());
-    // Unbounded: reports come from this app's generations' watchers (a few per generation,
-    // and notify datagrams are read only while the task keeps up); exits two per generation.
-    let (reports_tx, reports) = mpsc::unbounded_channel();
+    // Reports are bounded: a generation that floods its notify socket waits on its own
+    // socket buffer. Exits are unbounded: two per generation, and generations are bounded.
+    let (reports_tx, reports) = mpsc::channel(REPORTS_QUEUED);
     let (exits_tx, exits) = mpsc::unbounded_channel();
     let samples = ctx.samples_tick.subscribe();
     let task = AppTask {
@@ -154,6 +154,9 @@ enum GenNews {
     Gone { gen: GenId, record: ExitRecord },
 }
 
+/// Readiness reports (ready, STATUS=, WATCHDOG=1, probe results) queued for the app task.
+const REPORTS_QUEUED: usize = 64;
+
 /// How often an old generation behind a front is looked at for idle sessions.
 const SESSION_POLL: Duration = Duration::from_millis(100);
 
@@ -178,7 +181,7 @@ struct AppTask {
     /// The config a reload's new generation runs with, until it is spawned.
     pending: Option<Arc<AppConfig>>,
     listeners: Listeners,
-    reports_tx: mpsc::UnboundedSender<Report>,
+    reports_tx: mpsc::Sender<Report>,
     exits_tx: mpsc::UnboundedSender<GenNews>,
     publish: watch::Sender<Snapshot>,
     /// Requests waiting for the machine's answer.
@@ -199,7 +202,7 @@ impl AppTask {
     async fn run(
         mut self,
         mut rx: mpsc::UnboundedReceiver<Command>,
-        mut reports: mpsc::UnboundedReceiver<Report>,
+        mut reports: mpsc::Receiver<Report>,
         mut exits: mpsc::UnboundedReceiver<GenNews>,
         mut samples: watch::Receiver<u64>,
         shutdown: CancellationToken,

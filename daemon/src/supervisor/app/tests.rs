@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 /// One spawned double: what was done to it, and how to end it.
 #[derive(Debug)]
 struct Child {
-    reports: mpsc::UnboundedSender<Report>,
+    reports: mpsc::Sender<Report>,
     exit: Option<oneshot::Sender<ExitStatus>>,
     stop_requests: u32,
     signals: Vec<Signal>,
@@ -53,7 +53,7 @@ impl Double {
     }
 
     fn ready(&self, pid: u32) {
-        let _ = self.state().children[&pid].reports.send(Report::Ready { pid });
+        let _ = self.state().children[&pid].reports.try_send(Report::Ready { pid });
     }
 
     /// Ends the leader with an exit code (or a signal, negative).
