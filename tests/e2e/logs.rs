@@ -1,9 +1,12 @@
-//! Log capture end to end: files and stamps, rotation without loss, `logs`, `--follow`, and an
+//! Log capture end to end: files and stamps, rotation without loss, `logs`, `--follow` (long
+//! lines at full speed, a follower that falls behind, a daemon that goes away), and an
 //! unwritable log directory.
 
 use crate::common::{alive, signal, wait_for, Home};
 use std::collections::BTreeSet;
 use std::io::Read;
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn log_dir(home: &Home) -> std::path::PathBuf {
@@ -232,4 +235,265 @@ fn flush_empties_the_logs() {
     home.ok(&["flush", "f"]);
     assert_eq!(std::fs::metadata(log_dir(&home).join("f.out.log")).unwrap().len(), 0);
     assert!(home.ok(&["logs", "f"]).is_empty());
+}
+
+/// A running `mcpd logs ... --follow`: what it printed so far (each stdout line through `keep`,
+/// which may shorten it), its stderr, and its pid. Killed when dropped if still running.
+struct Follower {
+    child: Child,
+    out: Arc<Mutex<Vec<String>>>,
+    err: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Follower {
+    fn spawn(home: &Home, args: &[&str], keep: fn(String) -> String) -> Follower {
+        let mut child = home
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mcpd logs --follow");
+        let (out, err) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(String::new())));
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let readers = vec![
+            {
+                let out = out.clone();
+                std::thread::spawn(move || {
+                    use std::io::BufRead;
+                    for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                        out.lock().unwrap().push(keep(line));
+                    }
+                })
+            },
+            {
+                let err = err.clone();
+                std::thread::spawn(move || {
+                    use std::io::BufRead;
+                    for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                        let mut err = err.lock().unwrap();
+                        err.push_str(&line);
+                        err.push('\n');
+                    }
+                })
+            },
+        ];
+        Follower { child, out, err, readers }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
+    /// Fails the test if the follower has ended.
+    fn assert_running(&mut self, when: &str) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("the follower ended {when} ({status}); stderr: {}", self.stderr());
+        }
+    }
+
+    /// Waits (bounded) for the follower to end by itself; returns its status.
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let status = wait_for("the follower to exit", timeout, || {
+            self.child.try_wait().map_err(|e| e.to_string())?.ok_or_else(|| "still running".to_string())
+        });
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        status
+    }
+
+    /// Ends the follower as Ctrl-C would; returns its status.
+    fn interrupt(mut self) -> ExitStatus {
+        signal(self.pid(), libc::SIGINT);
+        self.wait_exit(Duration::from_secs(10))
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            signal(self.pid(), libc::SIGCONT);
+            signal(self.pid(), libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Bytes of each long line, newline included: the longest line capture keeps whole.
+const LONG_LINE: usize = 64 * 1024;
+
+/// A long line as the follower printed it (`big | L00000042 xxx…`), reduced to its number, or
+/// to a description of what is wrong with it.
+fn long_line_number(line: String) -> String {
+    let message = line.strip_prefix("big | ").unwrap_or("");
+    let whole = message.len() == LONG_LINE - 1
+        && message.as_bytes()[0] == b'L'
+        && message.as_bytes()[9] == b' '
+        && message[10..].bytes().all(|b| b == b'x');
+    match message.get(1..9).filter(|_| whole) {
+        Some(number) => number.to_string(),
+        None => format!("bad line of {} bytes: {:?}", line.len(), &line[..line.len().min(80)]),
+    }
+}
+
+#[test]
+fn follow_keeps_up_with_64k_lines_at_full_speed() {
+    const WANTED: usize = 300;
+    let home = Home::new();
+    // Every line is 64 KiB with its newline; bounded files so the flood cannot fill the disk.
+    let config = home.write(
+        "big.toml",
+        &format!(
+            "[apps.big]\ncommand = \"python3\"\nargs = [\"-c\", \"import sys\\ni = 0\\nwhile True:\\n    sys.stdout.write(f'L{{i:08}} ' + 'x' * {} + '\\\\n')\\n    i += 1\\n\"]\n\
+             log_max_size = \"4M\"\nlog_retain = 2\n",
+            LONG_LINE - 11
+        ),
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let mut follower = Follower::spawn(&home, &["logs", "big", "--follow", "--lines", "0", "--out"], long_line_number);
+    wait_for(&format!("{WANTED} long lines through the follower"), Duration::from_secs(20), || {
+        follower.assert_running("while the app flooded");
+        let count = follower.out.lock().unwrap().len();
+        if count >= WANTED {
+            Ok(())
+        } else {
+            Err(format!("{count} lines"))
+        }
+    });
+    follower.assert_running("after it received the lines");
+    let stderr = follower.stderr();
+    let lines = follower.lines();
+    follower.interrupt();
+    let mut previous: Option<u64> = None;
+    for line in &lines {
+        let number: u64 = line.parse().unwrap_or_else(|_| panic!("{line}"));
+        if let Some(previous) = previous {
+            // A gap is allowed only if the follower was told of it.
+            assert!(
+                number == previous + 1 || (number > previous && stderr.contains("skipped")),
+                "line {number} after {previous}; stderr: {stderr}"
+            );
+        }
+        previous = Some(number);
+    }
+}
+
+#[test]
+fn a_stopped_follower_is_told_what_it_skipped_and_keeps_following() {
+    const FLOOD: usize = 20_000;
+    let home = Home::new();
+    let trigger = home.file("flood-now");
+    let flooded = home.file("flooded");
+    // Waits (saying so) until the trigger file exists, then writes FLOOD lines of 1 KiB, far
+    // more than the daemon keeps for a follower, marks that they are all written, and ticks.
+    let script = format!(
+        "import os, sys, time\n\
+         while not os.path.exists('{trigger}'):\n    print('waiting', flush=True)\n    time.sleep(0.02)\n\
+         for i in range({FLOOD}):\n    sys.stdout.write(f'flood {{i:06}} ' + 'y' * 1000 + '\\n')\n\
+         sys.stdout.flush()\n\
+         open('{flooded}', 'w').close()\n\
+         i = 0\n\
+         while True:\n    i += 1\n    print(f'tick {{i}}', flush=True)\n    time.sleep(0.02)\n",
+        trigger = trigger.display(),
+        flooded = flooded.display()
+    );
+    let config = home.write(
+        "flood.toml",
+        &format!(
+            "[apps.flood]\ncommand = \"python3\"\nargs = [\"-c\", {script:?}]\nlog_max_size = \"4M\"\nlog_retain = 2\n"
+        ),
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let mut follower = Follower::spawn(&home, &["logs", "flood", "--follow", "--lines", "0", "--out"], |l| {
+        l.chars().take(40).collect()
+    });
+    wait_for("the follower to be following", Duration::from_secs(10), || {
+        follower.assert_running("before the flood");
+        let lines = follower.lines();
+        if lines.iter().any(|l| l == "flood | waiting") {
+            Ok(())
+        } else {
+            Err(format!("{lines:?}"))
+        }
+    });
+    signal(follower.pid(), libc::SIGSTOP);
+    std::fs::write(&trigger, "").unwrap();
+    wait_for("the app to have written the whole flood", Duration::from_secs(20), || {
+        if flooded.exists() {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    });
+    signal(follower.pid(), libc::SIGCONT);
+    wait_for("the follower to report skipped lines, then print ticks", Duration::from_secs(20), || {
+        follower.assert_running("after it was resumed");
+        let (stderr, lines) = (follower.stderr(), follower.lines());
+        let ticks = lines.iter().filter(|l| l.starts_with("flood | tick ")).count();
+        if stderr.contains("skipped") && ticks >= 5 {
+            Ok(())
+        } else {
+            Err(format!("{ticks} ticks; stderr: {stderr}"))
+        }
+    });
+    let stderr = follower.stderr();
+    let skipped: u64 = stderr
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("a number of skipped lines: {stderr}"));
+    assert!(skipped > 0 && skipped <= FLOOD as u64, "{stderr}");
+    let lines = follower.lines();
+    let floods = lines.iter().filter(|l| l.starts_with("flood | flood ")).count();
+    assert!(floods < FLOOD, "some lines were skipped, not queued: {floods}");
+    follower.assert_running("at the end");
+    follower.interrupt();
+}
+
+#[test]
+fn a_follower_exits_non_zero_when_the_daemon_goes_away() {
+    let home = Home::new();
+    let config = home.write(
+        "tick.toml",
+        "[apps.tick]\ncommand = \"sh\"\nargs = [\"-c\", \"while :; do echo tick; sleep 0.02; done\"]\n",
+    );
+    for how in ["mcpd kill", "SIGKILL"] {
+        home.ok(&["start", config.to_str().unwrap()]);
+        let mut follower = Follower::spawn(&home, &["logs", "tick", "--follow", "--lines", "0"], |l| l);
+        wait_for("the follower to print a line", Duration::from_secs(10), || {
+            follower.assert_running("before the daemon went away");
+            let lines = follower.lines();
+            if lines.iter().any(|l| l == "tick | tick") {
+                Ok(())
+            } else {
+                Err(format!("{lines:?}"))
+            }
+        });
+        let daemon = home.daemon_pid().expect("the daemon's pid");
+        match how {
+            "mcpd kill" => drop(home.ok(&["kill"])),
+            _ => signal(daemon, libc::SIGKILL),
+        }
+        let status = follower.wait_exit(Duration::from_secs(5));
+        let stderr = follower.stderr();
+        assert_eq!(status.code(), Some(1), "after {how}: {status}; stderr: {stderr}");
+        assert!(stderr.contains("daemon"), "after {how}, a message naming the daemon: {stderr}");
+        wait_for("the daemon to be gone", Duration::from_secs(10), || {
+            if alive(daemon) {
+                Err(format!("{daemon} alive"))
+            } else {
+                Ok(())
+            }
+        });
+    }
 }

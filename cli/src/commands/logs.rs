@@ -58,14 +58,18 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
             Response::Logs { lines, skipped } => {
                 if skipped > 0 {
                     eprintln!(
-                        "[mcpd: {skipped} lines skipped while this terminal was slow; they are in {}]",
+                        "[mcpd: this terminal fell behind; skipped up to {skipped} lines (they are in {}); still following]",
                         paths.logs_dir().display()
                     );
                 }
-                for line in &lines {
-                    print_line(&mut stdout, line, &args)?;
+                let printed = lines.iter().try_for_each(|line| print_line(&mut stdout, line, &args));
+                if let Err(e) = printed.and_then(|()| stdout.flush()) {
+                    // The reader went away (`mcpd logs -f | head`): a normal end.
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    return Err(e.into());
                 }
-                stdout.flush()?;
             }
             Response::Error(e) => return Err(e.into()),
             other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
@@ -73,12 +77,12 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
         if !args.follow {
             return Ok(ExitCode::SUCCESS);
         }
-        response = match client.next().await? {
-            Some(next) => next,
-            None => {
-                eprintln!("[mcpd: the daemon closed the log stream]");
-                return Ok(ExitCode::SUCCESS);
-            }
+        // A follower ends by Ctrl-C (or when its output is closed); the stream ending is the
+        // daemon going away (stopped, killed, or gone wrong), which a script must see.
+        response = match client.next().await {
+            Ok(Some(next)) => next,
+            Ok(None) => anyhow::bail!("the daemon closed the log stream (stopped or killed); no longer following"),
+            Err(e) => return Err(anyhow::Error::new(e).context("the log stream broke; no longer following")),
         };
     }
 }

@@ -168,6 +168,17 @@ async fn events(
     }
 }
 
+/// A follow frame carries at most this many lines...
+const FOLLOW_LINES: usize = 1024;
+/// ...and stops growing once its lines take this many bytes as JSON (see [`json_size`]). It
+/// always holds at least one line, and the line that reaches the cap stays in it, so a frame
+/// is at most this plus one line. A line is at most 64 KiB as read (`MAX_LINE` in
+/// `logs/capture.rs`), at most 6 × that as JSON (a control byte becomes `\u00XX`, an invalid
+/// byte U+FFFD's 3 bytes), so a frame stays under 1.5 MiB, well below the 4 MiB
+/// `frame::MAX_FRAME_BYTES` that either side accepts, whatever the lines hold; and a flood of
+/// long lines still goes out 16 lines of 64 KiB to a frame, few enough frames to be cheap.
+const FOLLOW_BYTES: usize = 1024 * 1024;
+
 /// `logs --follow`: the last lines, then new ones in batches, until the client goes away.
 async fn follow(framed: &mut Framed<UnixStream, LengthDelimitedCodec>, request: &LogsRequest, daemon: &Daemon) {
     use tokio::sync::broadcast::error::RecvError;
@@ -180,39 +191,97 @@ async fn follow(framed: &mut Framed<UnixStream, LengthDelimitedCodec>, request: 
     if framed.send(frame::encode(&first)).await.is_err() || failed {
         return;
     }
+    // Lines skipped just after the lines of the last frame: they open the next one.
+    let mut owed = 0;
     loop {
-        let mut lines = Vec::new();
-        let mut skipped = 0;
+        let mut batch = FollowBatch { skipped: std::mem::take(&mut owed), ..FollowBatch::default() };
+        if batch.skipped == 0 {
+            tokio::select! {
+                received = rx.recv() => match received {
+                    Ok(line) => batch.add(request, &line),
+                    Err(RecvError::Lagged(n)) => batch.skipped = n,
+                    Err(RecvError::Closed) => return,
+                },
+                incoming = framed.next() => match incoming {
+                    Some(Ok(_)) => continue,
+                    _ => return,
+                },
+                _ = daemon.shutdown.cancelled() => return,
+            }
+        }
+        // Take what is already queued too, so a flood goes out in few frames.
+        owed = batch.fill(&mut rx, request);
+        if batch.lines.is_empty() && batch.skipped == 0 {
+            continue;
+        }
+        let frame = frame::encode(&Response::Logs { lines: batch.lines, skipped: batch.skipped });
+        // A stopped client blocks the send; the daemon's shutdown does not wait for it.
         tokio::select! {
-            received = rx.recv() => match received {
-                Ok(line) => {
-                    let mut next = Ok(line);
-                    // Take what is already queued too, so a flood goes out in few frames.
-                    while let Ok(line) = next {
-                        if Supervisor::log_matches(request, &line) {
-                            lines.push((*line).clone());
-                        }
-                        if lines.len() >= 1024 {
-                            break;
-                        }
-                        next = rx.try_recv();
-                    }
-                }
-                Err(RecvError::Lagged(n)) => skipped = n,
-                Err(RecvError::Closed) => return,
-            },
-            incoming = framed.next() => match incoming {
-                Some(Ok(_)) => continue,
-                _ => return,
+            sent = framed.send(frame) => if sent.is_err() {
+                return;
             },
             _ = daemon.shutdown.cancelled() => return,
         }
-        if (!lines.is_empty() || skipped > 0)
-            && framed.send(frame::encode(&Response::Logs { lines, skipped })).await.is_err()
-        {
-            return;
+    }
+}
+
+/// One frame of a follow stream: `skipped` lines missed, then `lines`.
+#[derive(Debug, Default)]
+struct FollowBatch {
+    lines: Vec<mcpd_core::model::LogLine>,
+    skipped: u64,
+    /// The lines' size as JSON.
+    bytes: usize,
+}
+
+impl FollowBatch {
+    fn add(&mut self, request: &LogsRequest, line: &mcpd_core::model::LogLine) {
+        if Supervisor::log_matches(request, line) {
+            self.bytes += json_size(line);
+            self.lines.push(line.clone());
         }
     }
+
+    fn full(&self) -> bool {
+        self.lines.len() >= FOLLOW_LINES || self.bytes >= FOLLOW_BYTES
+    }
+
+    /// Adds the lines already queued, until the batch is full, the queue is empty, or a gap
+    /// (the follower fell behind) comes after some lines: the gap's size is returned, to open
+    /// the next frame, so the client reports it where it happened.
+    fn fill(
+        &mut self,
+        rx: &mut tokio::sync::broadcast::Receiver<Arc<mcpd_core::model::LogLine>>,
+        request: &LogsRequest,
+    ) -> u64 {
+        use tokio::sync::broadcast::error::TryRecvError;
+        while !self.full() {
+            match rx.try_recv() {
+                Ok(line) => self.add(request, &line),
+                Err(TryRecvError::Lagged(n)) if self.lines.is_empty() => self.skipped += n,
+                Err(TryRecvError::Lagged(n)) => return n,
+                // Empty, or Closed: the next `recv` says so.
+                Err(_) => break,
+            }
+        }
+        0
+    }
+}
+
+/// An upper bound of a line's size in a frame: its message as escaped JSON, plus the other
+/// fields and the punctuation.
+fn json_size(line: &mcpd_core::model::LogLine) -> usize {
+    let escaped: usize = line
+        .message
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum();
+    // {"app":"","stream":"out","time_ms":18446744073709551615,"message":""} is 70 bytes.
+    escaped + line.app.len() + 80
 }
 
 /// Starts the saved apps and waits until they are ready (or failed), then tells the service
@@ -314,5 +383,98 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
         if sent.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod follow_tests {
+    use super::*;
+    use mcpd_core::model::{LogLine, LogStream};
+    use tokio::sync::broadcast;
+
+    fn line(message: &str) -> Arc<LogLine> {
+        Arc::new(LogLine {
+            app: "web".into(),
+            stream: LogStream::Out,
+            time_ms: Some(u64::MAX),
+            message: message.into(),
+        })
+    }
+
+    fn every_app() -> LogsRequest {
+        LogsRequest { app: None, lines: 0, follow: true, stream: None, daemon: false }
+    }
+
+    #[test]
+    fn json_size_bounds_the_encoded_line() {
+        let nasty = ["", "plain", "say \"hi\" \\ there", "\u{1}\u{1f}\u{7f}\t\r\n\u{8}\u{c}", "é€😀"];
+        for message in nasty.iter().map(|m| m.to_string()).chain([
+            "\u{0}".repeat(64 * 1024),
+            "x".repeat(64 * 1024),
+            "\"".repeat(64 * 1024),
+        ]) {
+            let l = line(&message);
+            let encoded = serde_json::to_vec(&*l).unwrap().len();
+            assert!(
+                json_size(&l) >= encoded,
+                "{} < {encoded} for {:?}",
+                json_size(&l),
+                &message[..message.len().min(20)]
+            );
+            assert!(json_size(&l) <= encoded + 100, "close to the real size");
+        }
+    }
+
+    #[test]
+    fn long_lines_are_batched_by_bytes_and_every_frame_fits() {
+        let (tx, mut rx) = broadcast::channel(4096);
+        let worst = "\u{0}".repeat(64 * 1024);
+        for i in 0..100 {
+            tx.send(line(&if i % 2 == 0 { "x".repeat(64 * 1024) } else { worst.clone() })).unwrap();
+        }
+        let mut taken = 0;
+        while taken < 100 {
+            let mut batch = FollowBatch::default();
+            assert_eq!(batch.fill(&mut rx, &every_app()), 0);
+            assert!(!batch.lines.is_empty() && batch.skipped == 0);
+            taken += batch.lines.len();
+            let frame = frame::encode(&Response::Logs { lines: batch.lines, skipped: 0 });
+            assert!(frame.len() <= FOLLOW_BYTES + 64 * 1024 * 6 + 100, "{} bytes", frame.len());
+            assert!(frame.len() < frame::MAX_FRAME_BYTES / 2);
+        }
+        assert_eq!(taken, 100);
+        // Short lines are capped by count.
+        for _ in 0..2000 {
+            tx.send(line("short")).unwrap();
+        }
+        let mut batch = FollowBatch::default();
+        batch.fill(&mut rx, &every_app());
+        assert_eq!(batch.lines.len(), FOLLOW_LINES);
+    }
+
+    #[test]
+    fn a_gap_opens_the_frame_that_follows_it() {
+        let (tx, mut rx) = broadcast::channel(4);
+        for i in 0..10 {
+            tx.send(line(&format!("{i}"))).unwrap();
+        }
+        // Nothing taken yet: the gap opens this frame.
+        let mut batch = FollowBatch::default();
+        assert_eq!(batch.fill(&mut rx, &every_app()), 0);
+        assert_eq!(batch.skipped, 6);
+        assert_eq!(batch.lines.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), ["6", "7", "8", "9"]);
+        // A line taken, then a gap: the frame ends, and the gap is owed to the next one.
+        let mut batch = FollowBatch::default();
+        batch.add(&every_app(), &line("before"));
+        for i in 10..20 {
+            tx.send(line(&format!("{i}"))).unwrap();
+        }
+        assert_eq!(batch.fill(&mut rx, &every_app()), 6);
+        assert_eq!(batch.lines.len(), 1);
+        // Lines of other apps count for nothing.
+        let mut batch = FollowBatch::default();
+        let only_api = LogsRequest { app: Some(mcpd_core::model::AppName::new("api").unwrap()), ..every_app() };
+        batch.fill(&mut rx, &only_api);
+        assert!(batch.lines.is_empty() && batch.bytes == 0);
     }
 }
