@@ -24,6 +24,7 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
         LogStream::Out => logs.out.clone(),
         LogStream::Err => logs.err.clone(),
     };
+    let status = logs.statuses[if stream == LogStream::Err && logs.statuses.len() > 1 { 1 } else { 0 }].clone();
     let mut buf = vec![0u8; FIRST_READ];
     let mut pending: Vec<u8> = Vec::new();
     let mut batch: Vec<u8> = Vec::new();
@@ -45,6 +46,13 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
             return;
         }
         let filled = n == buf.len();
+        if status.dropping() && hub().receiver_count() == 0 {
+            // The file cannot take lines now: count them (cheaply) as lost, format nothing.
+            let lines = memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+            pending.clear();
+            status.drop_lines(lines);
+            continue;
+        }
         let mut data = &buf[..n];
         while let Some(at) = memchr::memchr(b'\n', data) {
             if pending.is_empty() {

@@ -17,8 +17,9 @@ use mcpd_core::model::LogLine;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
 
-/// How many lines a follower may fall behind before it is told it skipped some.
-const HUB_CAPACITY: usize = 4096;
+/// How many lines a follower may fall behind before it is told it skipped some (at most
+/// 64 MiB held for a stopped follower, lines being at most 64 KiB).
+const HUB_CAPACITY: usize = 1024;
 
 /// Every captured line (and the daemon's own log lines) for followers.
 pub(crate) fn hub() -> &'static broadcast::Sender<Arc<LogLine>> {

@@ -14,6 +14,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,18 +38,46 @@ pub(crate) struct Sink {
     pub status: Arc<SinkStatus>,
 }
 
-/// Why a sink cannot be written, readable without waiting for a write in progress.
+/// Why a sink cannot be written, readable without waiting for a write in progress; and,
+/// while it drops lines, until when and how many the capture dropped without formatting.
 #[derive(Debug, Default)]
-pub(crate) struct SinkStatus(Mutex<Option<String>>);
+pub(crate) struct SinkStatus {
+    text: Mutex<Option<String>>,
+    /// Milliseconds since [`epoch`] until which lines are dropped (0: not dropping).
+    dropping_until: AtomicU64,
+    /// Lines the capture dropped, not yet counted in the sink's `lost`.
+    dropped: AtomicU64,
+}
+
+/// A fixed instant the statuses' deadlines count from.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_millis()).unwrap_or(u64::MAX)
+}
 
 impl SinkStatus {
+    /// Whether lines are being dropped now (unwritable, next try not due): the capture then
+    /// only counts them ([`SinkStatus::drop_lines`]), formatting nothing nobody will read.
+    pub fn dropping(&self) -> bool {
+        since_epoch(Instant::now()) < self.dropping_until.load(Ordering::Relaxed)
+    }
+
+    /// Counts lines dropped while [`SinkStatus::dropping`].
+    pub fn drop_lines(&self, lines: u64) {
+        self.dropped.fetch_add(lines, Ordering::Relaxed);
+    }
+
     /// "cannot write FILE: ERROR (N lines lost so far)", while it cannot.
     pub fn get(&self) -> Option<String> {
-        self.0.lock().expect("sink status lock").clone()
+        self.text.lock().expect("sink status lock").clone()
     }
 
     fn set(&self, value: Option<String>) {
-        *self.0.lock().expect("sink status lock") = value;
+        *self.text.lock().expect("sink status lock") = value;
     }
 }
 
@@ -67,8 +96,14 @@ impl Sink {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.lost += self.status.dropped.swap(0, Ordering::Relaxed);
         self.status.set(self.error.as_ref().map(|e| format!("{e} ({} lines lost so far)", self.lost)));
+        let until = match (&self.error, self.retry_at) {
+            (Some(_), Some(at)) => since_epoch(at),
+            _ => 0,
+        };
+        self.status.dropping_until.store(until, Ordering::Relaxed);
     }
 
     fn open(&mut self) -> std::io::Result<()> {
@@ -175,7 +210,7 @@ pub(crate) struct AppLogs {
     pub out: Arc<Mutex<Sink>>,
     pub err: Arc<Mutex<Sink>>,
     /// The sinks' statuses (stdout first; one when merged).
-    statuses: Vec<Arc<SinkStatus>>,
+    pub statuses: Vec<Arc<SinkStatus>>,
     /// The files' paths (stdout, stderr), read without waiting for a write.
     pub paths: [PathBuf; 2],
 }
