@@ -6,7 +6,8 @@
 # Settings (environment):
 #   CONFIG          mcpd config defining the apps `blue` and `green` (default: mcpd.toml here)
 #   UPSTREAM        the nginx include that names the live colour (default /etc/nginx/mcpd/upstream.conf)
-#   NGINX           how to call nginx (default: nginx); e.g. "nginx -c /path/nginx.conf"
+#   NGINX_CMD       how to call nginx (default: nginx); e.g. "nginx -c /path/nginx.conf"
+#                   (not NGINX: nginx itself reads NGINX as the sockets of a binary upgrade)
 #   NGINX_URL       nginx's base URL for the colour check (default http://127.0.0.1:8080)
 #   EXPECT_HASH     if set, the new colour's tools_hash must equal it (`mcpd probe --expect-hash`)
 #   READY_TIMEOUT   how long the new colour may take to get ready (default 30s)
@@ -19,7 +20,11 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 CONFIG=${CONFIG:-$here/mcpd.toml}
 UPSTREAM=${UPSTREAM:-/etc/nginx/mcpd/upstream.conf}
-NGINX=${NGINX:-nginx}
+if [ -n "${NGINX:-}" ]; then
+    echo "deploy: ignoring NGINX (nginx reads it as inherited sockets); set NGINX_CMD to say how to call nginx" >&2
+fi
+unset NGINX
+NGINX_CMD=${NGINX_CMD:-nginx}
 NGINX_URL=${NGINX_URL:-http://127.0.0.1:8080}
 READY_TIMEOUT=${READY_TIMEOUT:-30s}
 SWITCH_TIMEOUT=${SWITCH_TIMEOUT:-60s}
@@ -45,7 +50,7 @@ say "live: $live; deploying $next on port $port"
 rollback() {
   say "$1; rolling back: $live keeps serving"
   if [ -n "${saved:-}" ]; then
-    cp "$saved" "$UPSTREAM" && $NGINX -t -q && $NGINX -s reload || say "cannot restore $UPSTREAM: check nginx now"
+    cp "$saved" "$UPSTREAM" && $NGINX_CMD -t -q && $NGINX_CMD -s reload || say "cannot restore $UPSTREAM: check nginx now"
   fi
   "$MCPD" stop "$next" >/dev/null 2>&1
   exit 1
@@ -73,13 +78,13 @@ map "" \$mcp_colour {
 }
 CONF
 mv "$UPSTREAM.new" "$UPSTREAM"
-$NGINX -t -q || rollback "nginx -t refused the new upstream"
+$NGINX_CMD -t -q || rollback "nginx -t refused the new upstream"
 # The workers running now route to the old colour: note them before the reload.
-pid_file=${NGINX_PID:-$($NGINX -T 2>/dev/null | awk '$1 == "pid" { gsub(";", "", $2); print $2; exit }')}
+pid_file=${NGINX_PID:-$($NGINX_CMD -T 2>/dev/null | awk '$1 == "pid" { gsub(";", "", $2); print $2; exit }')}
 master=$(cat "${pid_file:-/run/nginx.pid}" 2>/dev/null)
 old_workers=$(ps -o pid= --ppid "${master:-0}" 2>/dev/null)
 [ -n "$old_workers" ] || rollback "cannot find nginx's workers (master pid ${master:-unknown}; set NGINX_PID)"
-$NGINX -s reload || rollback "nginx -s reload failed"
+$NGINX_CMD -s reload || rollback "nginx -s reload failed"
 
 # 4. Wait until nginx serves the new colour and every old worker is gone (they finish the
 #    requests they hold, which still go to the old colour).

@@ -2,15 +2,29 @@
 
 use std::time::Duration;
 
-/// Parses a duration string; bare digits are milliseconds (as PM2 reads them).
+/// The longest duration a config may give: arithmetic on durations (deadlines, backoff)
+/// then never overflows.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses a duration string; bare digits are milliseconds (as PM2 reads them). At most
+/// [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        return t.parse::<u64>().map(Duration::from_millis).map_err(|_| format!("duration {text:?} is too large"));
+    let too_long = || format!("duration {text:?} is longer than the limit of 365 days");
+    let d = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        t.parse::<u64>().map(Duration::from_millis).map_err(|_| too_long())?
+    } else {
+        humantime::parse_duration(t).map_err(|e| match e {
+            humantime::DurationError::NumberOverflow => too_long(),
+            _ => {
+                format!("invalid duration {text:?}: write e.g. \"250ms\", \"10s\", \"1m\" or a number of milliseconds")
+            }
+        })?
+    };
+    if d > MAX_DURATION {
+        return Err(too_long());
     }
-    humantime::parse_duration(t).map_err(|_| {
-        format!("invalid duration {text:?}: write e.g. \"250ms\", \"10s\", \"1m\" or a number of milliseconds")
-    })
+    Ok(d)
 }
 
 /// Serde for a `Duration` as whole milliseconds, so JSON shows `"kill_timeout": 5000`.
@@ -35,7 +49,7 @@ mod tests {
 
     #[test]
     fn durations() {
-        let cases: [(&str, Option<u64>); 9] = [
+        let cases: [(&str, Option<u64>); 13] = [
             ("250ms", Some(250)),
             ("10s", Some(10_000)),
             ("1m", Some(60_000)),
@@ -45,6 +59,10 @@ mod tests {
             ("5x", None),
             ("", None),
             ("-1s", None),
+            ("365days", Some(365 * 24 * 3600 * 1000)),
+            ("366days", None),
+            ("10000000000000000000s", None),
+            ("99999999999999999999999", None),
         ];
         for (text, want) in cases {
             let got = parse_duration(text).ok().map(|d| d.as_millis() as u64);

@@ -146,23 +146,44 @@ impl Default for Limits {
     }
 }
 
+/// The largest size a config may give (1 PiB).
+pub const MAX_SIZE: u64 = 1 << 50;
+
 /// Parses a size: `"512M"`, `"1G"`, `"300K"` are binary (KiB, MiB, GiB) as in PM2;
-/// `"512MB"`, `"512MiB"`, `"1.5 GB"` are read by `bytesize`; a bare integer is bytes.
+/// `"512MB"`, `"512MiB"`, `"1.5 GB"` are read by `bytesize`; a bare integer is bytes. Finite
+/// and at most [`MAX_SIZE`].
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
+    let invalid = || format!("invalid size {text:?}: write e.g. \"512M\", \"1G\", \"300MB\" or a number of bytes");
+    let too_big = || format!("size {text:?} is larger than the limit of 1 PiB");
     let binary = [('K', 1u64 << 10), ('M', 1 << 20), ('G', 1 << 30)];
     for (suffix, unit) in binary {
         if let Some(number) = t.strip_suffix(suffix).or_else(|| t.strip_suffix(suffix.to_ascii_lowercase())) {
-            if let Ok(n) = number.trim().parse::<f64>() {
-                if n >= 0.0 {
-                    return Ok((n * unit as f64) as u64);
+            let number = number.trim();
+            // Digits and one point only: no "inf", "nan" or exponents.
+            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                continue;
+            }
+            if let Ok(n) = number.parse::<f64>() {
+                let bytes = n * unit as f64;
+                if !bytes.is_finite() || bytes > MAX_SIZE as f64 {
+                    return Err(too_big());
                 }
+                return Ok(bytes as u64);
             }
         }
     }
-    t.parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|_| format!("invalid size {text:?}: write e.g. \"512M\", \"1G\", \"300MB\" or a number of bytes"))
+    // No "inf", "nan" or exponents ("1e99MB"), which float parsing would accept.
+    let lower = t.to_ascii_lowercase();
+    let exponent = lower.as_bytes().windows(2).any(|w| w[0].is_ascii_digit() && w[1] == b'e');
+    if lower.contains("inf") || lower.contains("nan") || exponent {
+        return Err(invalid());
+    }
+    let bytes = t.parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|_| invalid())?;
+    if bytes > MAX_SIZE {
+        return Err(too_big());
+    }
+    Ok(bytes)
 }
 
 /// Formats a size as PM2 users write it: `80M`, `99.2M`, `1G`, `512K`, `100B`.
@@ -204,7 +225,7 @@ mod tests {
 
     #[test]
     fn sizes() {
-        let cases: [(&str, Option<u64>); 8] = [
+        let cases: [(&str, Option<u64>); 15] = [
             ("512M", Some(512 << 20)),
             ("1G", Some(1 << 30)),
             ("150m", Some(150 << 20)),
@@ -213,6 +234,13 @@ mod tests {
             ("512MiB", Some(512 << 20)),
             ("1024", Some(1024)),
             ("lots", None),
+            ("1e99M", None),
+            ("infK", None),
+            ("NaNG", None),
+            ("2048T", None),
+            ("1.5G", Some(3 << 29)),
+            ("1PiB", Some(1 << 50)),
+            ("1e99MB", None),
         ];
         for (text, want) in cases {
             assert_eq!(parse_size(text).ok(), want, "{text}");

@@ -173,8 +173,16 @@ impl Walker<'_> {
                         Err(e) => self.error(vspan, &kpath, e),
                     }
                 }
-                "interval" => check.interval = self.duration(v, &kpath, vspan).unwrap_or(check.interval),
-                "timeout" => check.timeout = self.duration(v, &kpath, vspan).unwrap_or(check.timeout),
+                "interval" => match self.duration(v, &kpath, vspan.clone()) {
+                    Some(d) if d >= Duration::from_millis(100) => check.interval = d,
+                    Some(_) => self.error(vspan, &kpath, "must be at least 100ms".into()),
+                    None => {}
+                },
+                "timeout" => match self.duration(v, &kpath, vspan.clone()) {
+                    Some(d) if d >= Duration::from_millis(1) => check.timeout = d,
+                    Some(_) => self.error(vspan, &kpath, "must be more than 0ms".into()),
+                    None => {}
+                },
                 "failures" => match v.as_integer().and_then(|n| u32::try_from(n).ok()).filter(|n| *n >= 1) {
                     Some(n) => check.failures = n,
                     None => self.error(vspan, &kpath, "expected a whole number of at least 1".into()),

@@ -79,7 +79,7 @@ fn blue_green_swaps_fail_no_call_and_a_colour_that_never_gets_ready_rolls_back()
             .env("MCPD_HOME", home.path())
             .env("CONFIG", config)
             .env("UPSTREAM", &upstream)
-            .env("NGINX", format!("nginx -c {}", nginx_conf.display()))
+            .env("NGINX_CMD", format!("nginx -c {}", nginx_conf.display()))
             .env("NGINX_URL", format!("http://127.0.0.1:{public}"))
             .env("READY_TIMEOUT", "10s")
             .envs(expect_hash.map(|h| ("EXPECT_HASH", h)))
@@ -93,6 +93,8 @@ fn blue_green_swaps_fail_no_call_and_a_colour_that_never_gets_ready_rolls_back()
         calls = load.calls_past(calls, 100);
         let (ok, said) = deploy(&config, None);
         assert!(ok, "deploy {i} failed: {said}");
+        // nginx reads NGINX as the sockets of a binary upgrade: the script must not pass one.
+        assert!(!said.contains("NGINX environment variable"), "deploy {i}: nginx saw a NGINX variable: {said}");
         assert_eq!(live(&upstream), colour, "deploy {i}: {said}");
         let old = if colour == "green" { "blue" } else { "green" };
         let row = home.app(old).unwrap();

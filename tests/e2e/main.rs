@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `mcpd` binary, a real daemon in a temporary MCPD_HOME, and
 //! real child processes.
 
+mod bounds;
 mod common;
 mod control;
 mod deploy;

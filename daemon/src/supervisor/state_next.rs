@@ -9,6 +9,9 @@ use mcpd_core::config::{RestartConfig, RestartMode};
 use std::time::{Duration, Instant};
 use State::*;
 
+/// The least time between two spawns of one app's automatic restarts.
+pub const MIN_RESTART_SPACING: Duration = Duration::from_millis(100);
+
 /// One step of the machine: `event` at `now` under `policy`.
 pub fn next(machine: &Machine, event: Event, now: Instant, policy: &Policy) -> Transition {
     let mut step = Step { m: machine.clone(), actions: Vec::new(), answers: Vec::new(), stayed: None, now, policy };
@@ -389,6 +392,9 @@ impl Step<'_> {
     fn decide(&mut self, restarts: &RestartConfig, exit: ExitFacts, how: &str, reason: RestartReason) {
         match decide(restarts, self.policy.restart_delay, &mut self.m.counters, exit, how) {
             Decision::Restart { delay } => {
+                // At most one spawn per MIN_RESTART_SPACING: a crash loop with no delay
+                // costs a little CPU, not a core.
+                let delay = delay.max(MIN_RESTART_SPACING.saturating_sub(exit.uptime));
                 self.m.state = WaitingRestart { until: later(self.now, delay), why: Why::plain(reason) };
             }
             Decision::Stop { why } => {
