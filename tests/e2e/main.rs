@@ -12,6 +12,7 @@ mod health;
 mod isolation;
 mod lifecycle;
 mod load;
+mod logfaults;
 mod logs;
 mod mcp;
 mod monit;

@@ -12,14 +12,16 @@ use mcpd_core::paths::Paths;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long to wait before trying an unwritable file again.
+/// How long to wait before trying an unwritable file (or a failed rotation) again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often the live path is compared with the open file (deleted or replaced by hand).
+const CHECK_PATH_EVERY: Duration = Duration::from_secs(1);
 
 /// A log file and its rotation state.
 #[derive(Debug)]
@@ -34,6 +36,12 @@ pub(crate) struct Sink {
     /// Lines that could not be written since the error began.
     pub lost: u64,
     retry_at: Option<Instant>,
+    /// The open file's device and inode, and when the path was last compared with them.
+    identity: Option<(u64, u64)>,
+    checked_at: Instant,
+    /// A rotation failed: why (shown until one succeeds), and not tried again before when.
+    rotate_error: Option<String>,
+    rotate_retry_at: Option<Instant>,
     /// What readers see of `error` and `lost`.
     pub status: Arc<SinkStatus>,
 }
@@ -92,13 +100,21 @@ impl Sink {
             error: None,
             lost: 0,
             retry_at: None,
+            identity: None,
+            checked_at: Instant::now(),
+            rotate_error: None,
+            rotate_retry_at: None,
             status: Arc::default(),
         }
     }
 
     fn publish(&mut self) {
         self.lost += self.status.dropped.swap(0, Ordering::Relaxed);
-        self.status.set(self.error.as_ref().map(|e| format!("{e} ({} lines lost so far)", self.lost)));
+        let text = match &self.error {
+            Some(e) => Some(format!("{e} ({} lines lost so far)", self.lost)),
+            None => self.rotate_error.clone(),
+        };
+        self.status.set(text);
         let until = match (&self.error, self.retry_at) {
             (Some(_), Some(at)) => since_epoch(at),
             _ => 0,
@@ -120,7 +136,10 @@ impl Sink {
                 libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
             }
         }
-        self.size = file.metadata()?.len();
+        let meta = file.metadata()?;
+        self.size = meta.len();
+        self.identity = Some((meta.dev(), meta.ino()));
+        self.checked_at = Instant::now();
         self.opened = Instant::now();
         self.file = Some(file);
         Ok(())
@@ -152,13 +171,18 @@ impl Sink {
                 return self.fail("open", e, lines);
             }
         }
+        if self.checked_at.elapsed() >= CHECK_PATH_EVERY {
+            self.reopen_if_replaced();
+        }
         let too_big = self.size > 0 && self.size + batch.len() as u64 > self.config.log_max_size;
         let too_old = self.config.log_rotate_interval.is_some_and(|every| self.opened.elapsed() >= every);
-        if (too_big || too_old) && self.size > 0 {
+        let may_rotate = self.rotate_retry_at.is_none_or(|at| Instant::now() >= at);
+        if (too_big || too_old) && self.size > 0 && may_rotate {
             self.rotate();
         }
         let Some(file) = self.file.as_mut() else {
             self.lost += lines;
+            self.publish();
             return;
         };
         match file.write_all(batch) {
@@ -170,7 +194,26 @@ impl Sink {
                     self.publish();
                 }
             }
-            Err(e) => self.fail("write", e, lines),
+            Err(e) => {
+                // Whole lines or none: cut off what part of the batch was written (a full
+                // disk), so no line is left torn; the batch counts as lost.
+                let _ = file.set_len(self.size);
+                self.fail("write", e, lines)
+            }
+        }
+    }
+
+    /// The live path deleted or replaced by hand (not by our rotation): open it afresh, so
+    /// lines do not go on into a deleted inode.
+    fn reopen_if_replaced(&mut self) {
+        self.checked_at = Instant::now();
+        let on_disk = std::fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
+        if self.file.is_some() && on_disk != self.identity {
+            tracing::warn!(file = %self.path.display(), "the log file was deleted or replaced; opening it again");
+            self.file = None;
+            if let Err(e) = self.open() {
+                self.fail("open", e, 0);
+            }
         }
     }
 
@@ -179,13 +222,26 @@ impl Sink {
         self.file = None;
         match rotate::rotate(&self.path, &self.config) {
             Ok(()) => {
+                if self.rotate_error.take().is_some() {
+                    tracing::warn!(file = %self.path.display(), "log file rotated again");
+                }
+                self.rotate_retry_at = None;
                 if let Err(e) = self.open() {
                     self.fail("open", e, 0);
                 }
+                self.publish();
             }
             Err(e) => {
-                tracing::warn!(file = %self.path.display(), error = %e, "cannot rotate a log file; writing on");
+                // Said once, shown as log_error until a rotation works, tried again after a
+                // while (not every batch).
+                if self.rotate_error.is_none() {
+                    tracing::warn!(file = %self.path.display(), error = %e, "cannot rotate a log file; writing on");
+                }
+                self.rotate_retry_at = Some(Instant::now() + RETRY_AFTER);
+                self.rotate_error =
+                    Some(format!("cannot rotate {}: {e}; it grows past log_max_size", self.path.display()));
                 let _ = self.open();
+                self.publish();
             }
         }
     }
