@@ -26,22 +26,50 @@ use tokio_util::sync::CancellationToken;
 /// Serves `listener` until `stop` (which the daemon cancels only once every app is stopped,
 /// so the endpoint answers 503 all through the drain).
 pub(crate) async fn serve(listener: crate::front::PublicListener, daemon: Arc<Daemon>, stop: CancellationToken) {
+    let mut gate = crate::accept::Gate::new("http endpoint", MAX_CONNECTIONS);
     loop {
+        let permit = tokio::select! {
+            permit = gate.permit() => permit,
+            _ = stop.cancelled() => return,
+        };
         let accepted = tokio::select! {
             a = crate::front::accept(&listener) => a,
             _ = stop.cancelled() => return,
         };
-        let Ok((io, _)) = accepted else { continue };
+        let io = match accepted {
+            Ok((io, _)) => io,
+            Err(e) => {
+                let pause = gate.failed(&e);
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => continue,
+                    _ = stop.cancelled() => return,
+                }
+            }
+        };
+        gate.accepted();
         let daemon = daemon.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let daemon = daemon.clone();
                 async move { Ok::<_, std::convert::Infallible>(answer(&req, &daemon)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(io, service);
+            // A client that keeps a connection open without asking is closed after a while.
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            drop(permit);
         });
     }
 }
+
+/// Connections open at once on the endpoint; more wait in the backlog.
+const MAX_CONNECTIONS: usize = 256;
+/// Time to send a request's headers (slow clients are closed).
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest a connection to the endpoint stays open (scrapes take milliseconds).
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn answer(req: &Request<hyper::body::Incoming>, daemon: &Daemon) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {

@@ -5,6 +5,7 @@
 //! or the `kill` verb). Shutdown is a [`CancellationToken`]: every app is drained in
 //! parallel, then the socket is removed and `run` returns.
 
+mod accept;
 mod context;
 mod front;
 mod front_runtime;
@@ -51,6 +52,9 @@ pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -
 /// called before any other thread exists (it forks the guard), so from `main` directly.
 pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), DaemonError> {
     paths.create_dirs().map_err(io_error(format!("cannot create {}", paths.home().display())))?;
+    if let Some(found) = accept::raise_nofile_limit() {
+        supervisor::set_apps_nofile(found);
+    }
     // A lock handed over by `mcpd daemon` is checked (and its variable removed) before the
     // guard is forked, which closes its copy so it never keeps the home locked.
     let inherited = mcpd_core::lock::HomeLock::inherited(&paths)?;

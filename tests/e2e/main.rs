@@ -7,6 +7,7 @@ mod control;
 mod deploy;
 mod events;
 mod examples;
+mod exhaustion;
 mod front;
 mod health;
 mod isolation;

@@ -54,13 +54,29 @@ pub async fn serve(
     });
     tokio::spawn(resurrect_then_ready(daemon.clone(), boot.apps));
     tokio::spawn(crate::systemd::watchdog(shutdown.clone()));
+    let mut gate = crate::accept::Gate::new("control socket", MAX_CONNECTIONS);
     loop {
+        let permit = tokio::select! {
+            permit = gate.permit() => permit,
+            _ = shutdown.cancelled() => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, daemon.clone()));
+                    gate.accepted();
+                    let daemon = daemon.clone();
+                    tokio::spawn(async move {
+                        connection(stream, daemon).await;
+                        drop(permit);
+                    });
                 }
-                Err(e) => tracing::warn!(error = %e, "accept failed"),
+                Err(e) => {
+                    let pause = gate.failed(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
             },
             _ = shutdown.cancelled() => break,
         }
@@ -72,6 +88,11 @@ pub async fn serve(
     tracing::info!("every app stopped; daemon exiting");
     Ok(())
 }
+
+/// Control connections open at once; more wait in the socket's backlog.
+const MAX_CONNECTIONS: usize = 256;
+/// A client must say hello, and send each next request, within this long.
+const CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Coalesces a burst of changes into one update.
 const WATCH_COALESCE: std::time::Duration = std::time::Duration::from_millis(20);
@@ -328,13 +349,18 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
         return;
     }
     let mut framed = Framed::new(stream, codec());
-    let hello: Hello = match framed.next().await {
-        Some(Ok(bytes)) => match frame::decode(&bytes) {
+    let hello: Hello = match tokio::time::timeout(CLIENT_TIMEOUT, framed.next()).await {
+        Ok(Some(Ok(bytes))) => match frame::decode(&bytes) {
             Ok(hello) => hello,
-            Err(e) => return tracing::warn!(error = %e, "closing a connection that did not say hello"),
+            Err(e) => {
+                let refusal = ProtoError::new(ErrorKind::InvalidRequest, format!("expected a hello: {e}"));
+                let _ = framed.send(frame::encode(&HelloReply::Refused(refusal))).await;
+                return tracing::debug!(error = %e, "closing a connection that did not say hello");
+            }
         },
-        Some(Err(e)) => return tracing::warn!(error = %e, "closing a connection with a bad frame"),
-        None => return,
+        Ok(Some(Err(e))) => return tracing::debug!(error = %e, "closing a connection with a bad frame"),
+        Ok(None) => return,
+        Err(_) => return tracing::debug!("closing a connection that said nothing"),
     };
     if hello.protocol != PROTOCOL_VERSION {
         let refusal = ProtoError::new(
@@ -357,11 +383,15 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
     if framed.send(frame::encode(&welcome)).await.is_err() {
         return;
     }
-    while let Some(next) = framed.next().await {
+    while let Ok(Some(next)) = tokio::time::timeout(CLIENT_TIMEOUT, framed.next()).await {
         let request: Request =
             match next.map_err(|e| e.to_string()).and_then(|b| frame::decode(&b).map_err(|e| e.to_string())) {
                 Ok(request) => request,
-                Err(e) => return tracing::warn!(error = %e, "closing a connection that sent a bad request"),
+                Err(e) => {
+                    let error = ProtoError::new(ErrorKind::InvalidRequest, format!("a request mcpd cannot read: {e}"));
+                    let _ = framed.send(frame::encode(&Response::Error(error))).await;
+                    return tracing::debug!(error = %e, "closing a connection that sent a bad request");
+                }
             };
         if let Request::Watch = request {
             return watch(&mut framed, &daemon).await;

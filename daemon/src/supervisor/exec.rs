@@ -27,9 +27,14 @@ const NOT_INHERITED: &[&str] = &[
     "MCPD_DAEMON_BACKGROUND",
     "MCPD_LOG",
     "MCPD_HTTP",
+    "MCPD_LOCK_FD",
 ];
 
 const PID_DIGITS: usize = 10;
+
+/// The soft open-files limit apps get (the one the daemon found before raising its own; 0:
+/// leave it).
+pub(crate) static APPS_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A prepared execve.
 #[derive(Debug)]
@@ -237,6 +242,18 @@ impl ExecPlan {
 
     /// In the forked child: place the fds, write LISTEN_PID, execve. Returns only on failure.
     pub fn exec(&mut self) -> std::io::Error {
+        let soft = APPS_NOFILE.load(std::sync::atomic::Ordering::Relaxed);
+        if soft != 0 {
+            // Apps get the open-files limit the daemon started with, not the one it raised.
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: getrlimit and setrlimit are plain system calls on a struct on our stack.
+            unsafe {
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && soft < limit.rlim_cur {
+                    limit.rlim_cur = soft;
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                }
+            }
+        }
         let first_free = 3 + self.fds.len() as RawFd;
         for (i, &(source, _)) in self.fds.iter().enumerate() {
             // SAFETY: fcntl on an fd we own; F_DUPFD_CLOEXEC allocates nothing in user space.

@@ -59,6 +59,11 @@ pub(crate) struct Ctx {
 /// How many lifecycle events wait for the slowest subscriber before it misses some.
 const EVENTS_QUEUED: usize = 1024;
 
+/// The open-files limit spawned apps get (the daemon raises its own).
+pub(crate) fn set_apps_nofile(limit: u64) {
+    exec::APPS_NOFILE.store(limit, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A verb that acts on running apps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
