@@ -45,7 +45,23 @@ impl Client {
     /// Connects to the daemon of `paths` and exchanges hellos.
     pub async fn connect(paths: &Paths) -> Result<Client, ClientError> {
         let socket = paths.socket();
-        let stream = UnixStream::connect(&socket).await.map_err(|source| ClientError::NotRunning { socket, source })?;
+        let stream = UnixStream::connect(&socket)
+            .await
+            .map_err(|source| ClientError::NotRunning { socket: socket.clone(), source })?;
+        // Nothing is sent (a request may carry secrets) to a socket another user serves.
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let me = unsafe { libc::geteuid() };
+        let server = stream.peer_cred().map_err(ClientError::Io)?.uid();
+        if server != 0 && server != me {
+            return Err(ClientError::Refused(ProtoError::new(
+                crate::protocol::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is served by uid {server}, neither root nor you (uid {me}): not sending anything; check who can write to {}",
+                    socket.display(),
+                    paths.home().display()
+                ),
+            )));
+        }
         let mut framed = Framed::new(stream, codec());
         framed.send(frame::encode(&Hello::current())).await?;
         let reply: HelloReply = match framed.next().await {

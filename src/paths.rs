@@ -70,11 +70,57 @@ impl Paths {
         self.home.join("run")
     }
 
-    /// Creates the home (mode 0700) and its subdirectories if missing.
+    /// Creates the home (mode 0700) and its subdirectories if missing, then checks that
+    /// they are private (see [`Paths::check_private`]).
     pub fn create_dirs(&self) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         for dir in [self.home.clone(), self.logs_dir(), self.run_dir()] {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        }
+        self.check_private()
+    }
+
+    /// The home, `logs/` and `run/` must be real directories (not symlinks), owned by the
+    /// user running mcpd, and writable by nobody else: otherwise another local user could
+    /// plant a symlink or a socket there that mcpd would use. The error says how to fix it.
+    pub fn check_private(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let me = unsafe { libc::geteuid() };
+        for dir in [self.home.clone(), self.logs_dir(), self.run_dir()] {
+            let meta = match std::fs::symlink_metadata(&dir) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let refuse = |why: String| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{}: {why}; mcpd keeps its socket, lock and logs there (nothing was started)",
+                        dir.display()
+                    ),
+                ))
+            };
+            if !meta.file_type().is_dir() {
+                return refuse(
+                    "is not a directory (a symlink?): remove it, or set MCPD_HOME to a directory of your own".into(),
+                );
+            }
+            if meta.uid() != me {
+                return refuse(format!(
+                    "belongs to uid {}, not to uid {me} that runs mcpd: `chown {me} {}`, or set MCPD_HOME to a directory of your own",
+                    meta.uid(),
+                    dir.display()
+                ));
+            }
+            if meta.mode() & 0o022 != 0 {
+                return refuse(format!(
+                    "is writable by other users (mode {:o}): `chmod go-w {}`",
+                    meta.mode() & 0o7777,
+                    dir.display()
+                ));
+            }
         }
         Ok(())
     }

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     ShuttingDown,
     /// The daemon failed in a way the user cannot fix by changing the request.
     Internal,
+    /// The other end is not who it must be (a socket served by another user).
+    PermissionDenied,
 }
 
 /// A failed request: its kind and a message that says what to do.

@@ -10,6 +10,7 @@ mod examples;
 mod exhaustion;
 mod front;
 mod health;
+mod home;
 mod isolation;
 mod lifecycle;
 mod load;

@@ -123,12 +123,17 @@ impl Sink {
     }
 
     fn open(&mut self) -> std::io::Result<()> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
+        // A missing directory is an error shown as log_error, never created here.
         // Non-blocking open: a FIFO without a reader fails at once (ENXIO) instead of hanging
         // the writer; writes then block again, so a slow reader slows only this app.
-        let file = OpenOptions::new().create(true).append(true).custom_flags(libc::O_NONBLOCK).open(&self.path)?;
+        // Never through a symlink: a link planted where a log file goes would make mcpd
+        // (maybe root) append app output to another file.
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(&self.path)?;
         // SAFETY: fcntl on the fd of the file just opened.
         unsafe {
             let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
