@@ -7,6 +7,7 @@ mod deploy;
 mod events;
 mod examples;
 mod front;
+mod front_bounds;
 mod health;
 mod lifecycle;
 mod load;
