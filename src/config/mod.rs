@@ -15,7 +15,9 @@ mod ready;
 pub use duration::{duration_ms, parse_duration};
 pub use envfile::{parse_env_file, read_env_file};
 pub use error::{ConfigError, ConfigErrors};
-pub use front::{FrontConfig, OnToolsChange};
+pub use front::{
+    FrontConfig, OnToolsChange, DEFAULT_FRONT_HEADER_TIMEOUT, DEFAULT_FRONT_MAX_BODY, DEFAULT_FRONT_MAX_CONNECTIONS,
+};
 pub use limits::{
     duration_ms_opt, format_size, parse_size, HealthCheck, Limits, Probe, RestartConfig, RestartMode,
     DEFAULT_MEMORY_CHECK_INTERVAL,

@@ -47,17 +47,8 @@ impl Walker<'_> {
                 }
             },
             "max_memory_restart" => {
-                let size = match value.as_integer() {
-                    Some(bytes) => u64::try_from(bytes).map_err(|_| "a size must not be negative".to_string()),
-                    None => match value.as_str() {
-                        Some(text) => parse_size(text),
-                        None => Err(format!("expected a size like \"512M\", found {}", type_name(value))),
-                    },
-                };
-                match size {
-                    Ok(0) => self.error(span, kpath, "must be above 0".into()),
-                    Ok(bytes) => cfg.limits.max_memory_restart = Some(bytes),
-                    Err(e) => self.error(span, kpath, e),
+                if let Some(bytes) = self.size(value, kpath, span) {
+                    cfg.limits.max_memory_restart = Some(bytes);
                 }
             }
             "memory_check_interval" => match self.duration(value, kpath, span.clone()) {
@@ -88,7 +79,8 @@ impl Walker<'_> {
             return None;
         };
         let mut listen = None;
-        let (mut idle, mut deadline) = (None, None);
+        let (mut idle, mut deadline, mut header_timeout) = (None, None, None);
+        let (mut max_connections, mut max_body) = (None, None);
         for (k, v) in table.iter() {
             let kpath = format!("{key}.{k}");
             let vspan = v.span().unwrap_or(span.clone());
@@ -102,10 +94,26 @@ impl Walker<'_> {
                 }
                 "session_idle_timeout" => idle = self.duration(v, &kpath, vspan),
                 "drain_deadline" => deadline = self.duration(v, &kpath, vspan),
+                "header_timeout" => match self.duration(v, &kpath, vspan.clone()) {
+                    Some(d) if d >= Duration::from_millis(100) => header_timeout = Some(d),
+                    Some(_) => self.error(vspan, &kpath, "must be at least 100ms".into()),
+                    None => {}
+                },
+                "max_connections" => match v.as_integer().and_then(|n| usize::try_from(n).ok()).filter(|n| *n > 0) {
+                    Some(n) => max_connections = Some(n),
+                    None => self.error(
+                        vspan,
+                        &kpath,
+                        format!("expected a whole number of connections above 0, found {}", type_name(v)),
+                    ),
+                },
+                "max_body" => max_body = self.size(v, &kpath, vspan),
                 other => self.error(
                     vspan,
                     &kpath,
-                    format!("unknown key {other:?}; use listen, session_idle_timeout, drain_deadline"),
+                    format!(
+                        "unknown key {other:?}; use listen, session_idle_timeout, drain_deadline, max_connections, header_timeout, max_body"
+                    ),
                 ),
             }
         }
@@ -116,7 +124,27 @@ impl Walker<'_> {
         let mut front = crate::config::FrontConfig::new(listen);
         front.session_idle_timeout = idle.unwrap_or(front.session_idle_timeout);
         front.drain_deadline = deadline.unwrap_or(front.drain_deadline);
+        front.header_timeout = header_timeout.unwrap_or(front.header_timeout);
+        front.max_connections = max_connections.unwrap_or(front.max_connections);
+        front.max_body = max_body.unwrap_or(front.max_body);
         Some(front)
+    }
+
+    /// A size above 0: bytes, or text like `"512M"`.
+    fn size(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<u64> {
+        let size = match item.as_integer() {
+            Some(bytes) => u64::try_from(bytes).map_err(|_| "a size must not be negative".to_string()),
+            None => match item.as_str() {
+                Some(text) => parse_size(text),
+                None => Err(format!("expected a size like \"512M\", found {}", type_name(item))),
+            },
+        };
+        match size {
+            Ok(0) => self.error(span, key, "must be above 0".into()),
+            Ok(bytes) => return Some(bytes),
+            Err(e) => self.error(span, key, e),
+        }
+        None
     }
 
     fn exit_codes(&mut self, item: &Item, key: &str, span: Range<usize>) -> Vec<i32> {

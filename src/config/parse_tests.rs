@@ -89,6 +89,15 @@ fn every_error_is_reported_with_line_and_key() {
         ("[apps.a]\ncommand = \"x\"\ninstances = 2\nlisten = [\"tcp://127.0.0.1:2\"]\n", &[(3, "apps.a.instances")]),
         ("[apps.a]\ncommand = \"x\"\ninstances = \"2\"\n", &[(3, "apps.a.instances")]),
         ("[apps.a]\ncommand = \"x\"\nfront = { port = 1 }\n", &[(3, "apps.a.front"), (3, "apps.a.front.port")]),
+        (
+            "[apps.a]\ncommand = \"x\"\nfront = { listen = \"127.0.0.1:1\", max_connections = 0, header_timeout = \"10ms\" }\n",
+            &[(3, "apps.a.front.max_connections"), (3, "apps.a.front.header_timeout")],
+        ),
+        (
+            "[apps.a]\ncommand = \"x\"\nfront = { listen = \"127.0.0.1:1\", max_body = \"lots\", max_connections = \"9\" }\n",
+            &[(3, "apps.a.front.max_body"), (3, "apps.a.front.max_connections")],
+        ),
+        ("[apps.a]\ncommand = \"x\"\nfront = { listen = \"127.0.0.1:1\", max_body = 0 }\n", &[(3, "apps.a.front.max_body")]),
         ("[apps.a]\ncommand = \"x\"\nstop_exit_codes = [0, 300]\n", &[(3, "apps.a.stop_exit_codes[1]")]),
         ("[apps.a]\ncommand = \"x\"\nexp_backoff_factor = 0.5\n", &[(3, "apps.a.exp_backoff_factor")]),
         ("[apps.a]\ncommand = \"x\"\nmax_restarts = -1\n", &[(3, "apps.a.max_restarts")]),
@@ -153,4 +162,32 @@ fn error_messages_name_file_line_column_and_key() {
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("conf/mcpd.toml:3:16: apps.a.kill_timeout: invalid duration \"5x\""), "message was: {err}");
+}
+
+#[test]
+fn front_bounds_have_defaults_and_can_be_set() {
+    let text = r#"
+[apps.a]
+command = "x"
+front = { listen = "127.0.0.1:3000", session_idle_timeout = "5s", max_connections = 64, header_timeout = "2s", max_body = "1M" }
+
+[apps.b]
+command = "x"
+front = { listen = "127.0.0.1:3001" }
+"#;
+    let cfg = parse(text, Path::new("mcpd.toml"), Path::new("/srv")).unwrap();
+    let (a, b) = (cfg.apps[0].front.as_ref().unwrap(), cfg.apps[1].front.as_ref().unwrap());
+    assert_eq!(a.session_idle_timeout, Duration::from_secs(5));
+    assert_eq!((a.max_connections, a.header_timeout, a.max_body), (64, Duration::from_secs(2), 1 << 20));
+    assert_eq!(
+        (b.max_connections, b.header_timeout, b.max_body),
+        (1024, Duration::from_secs(10), 4 << 20),
+        "defaults: 1024 connections, 10 s for headers, 4 MiB bodies"
+    );
+    // A dump.json written before these keys existed loads with the defaults.
+    let mut old = serde_json::to_value(b).unwrap();
+    for key in ["max_connections", "header_timeout", "max_body"] {
+        old.as_object_mut().unwrap().remove(key);
+    }
+    assert_eq!(&serde_json::from_value::<crate::config::FrontConfig>(old).unwrap(), b);
 }

@@ -9,6 +9,7 @@ mod events;
 mod examples;
 mod exhaustion;
 mod front;
+mod front_bounds;
 mod health;
 mod home;
 mod isolation;

@@ -1,9 +1,10 @@
-//! The front's HTTP/1.1 server (hyper): each request is streamed to the chosen generation's
-//! private socket and the answer streamed back, event by event, without buffering a body.
+//! The front's requests: each is streamed to the chosen generation's private socket and the
+//! answer streamed back, event by event, without buffering a body (bodies of requests are
+//! bounded by `max_body`).
 
-use super::Front;
+use super::{Front, Miss};
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -11,84 +12,9 @@ use hyper_util::rt::TokioIo;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio_util::sync::CancellationToken;
+use std::time::Duration;
 
 type Reply = Response<BoxBody<Bytes, hyper::Error>>;
-
-/// The public socket of a front.
-#[derive(Debug)]
-pub(crate) enum PublicListener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener),
-}
-
-impl PublicListener {
-    /// Binds `addr` (as `listen` sockets are bound); returns the owner of the socket and a
-    /// listener on a duplicate of it.
-    pub(crate) fn bind(
-        addr: &mcpd_core::config::ListenAddr,
-    ) -> Result<(crate::listen::Listeners, PublicListener), String> {
-        use mcpd_core::config::ListenAddr;
-        let mut public = crate::listen::Listeners::default();
-        public.ensure(std::slice::from_ref(addr))?;
-        let fd = public.fds()[0];
-        // SAFETY: `fd` is the listening socket `public` owns; it is duplicated, not taken.
-        let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().map_err(|e| e.to_string())?;
-        let listener = match addr {
-            ListenAddr::Tcp(_) => {
-                let l = std::net::TcpListener::from(dup);
-                l.set_nonblocking(true).map_err(|e| e.to_string())?;
-                PublicListener::Tcp(tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?)
-            }
-            ListenAddr::Unix(_) => {
-                let l = std::os::unix::net::UnixListener::from(dup);
-                l.set_nonblocking(true).map_err(|e| e.to_string())?;
-                PublicListener::Unix(tokio::net::UnixListener::from_std(l).map_err(|e| e.to_string())?)
-            }
-        };
-        Ok((public, listener))
-    }
-}
-
-/// Accepts on the public socket until `shutdown`, one hyper connection task each.
-pub(crate) async fn serve(listener: PublicListener, front: Arc<Front>, shutdown: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            a = accept(&listener) => a,
-            _ = shutdown.cancelled() => return,
-        };
-        let (io, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(error = %e, "front: accept failed");
-                continue;
-            }
-        };
-        let front = front.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| proxy(req, peer.clone(), front.clone()));
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-        });
-    }
-}
-
-pub(crate) type Io = TokioIo<Box<dyn IoStream>>;
-pub(crate) trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> IoStream for T {}
-
-pub(crate) async fn accept(listener: &PublicListener) -> std::io::Result<(Io, Option<String>)> {
-    match listener {
-        PublicListener::Tcp(l) => {
-            let (s, addr) = l.accept().await?;
-            let _ = s.set_nodelay(true);
-            Ok((TokioIo::new(Box::new(s) as Box<dyn IoStream>), Some(addr.ip().to_string())))
-        }
-        PublicListener::Unix(l) => {
-            let (s, _) = l.accept().await?;
-            Ok((TokioIo::new(Box::new(s) as Box<dyn IoStream>), None))
-        }
-    }
-}
 
 const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
@@ -116,18 +42,66 @@ fn plain(status: StatusCode, text: &str) -> Reply {
     r
 }
 
-async fn proxy(
+/// What an expired, deleted or unknown session gets, as the spec has a server answer.
+fn session_not_found() -> Reply {
+    let body = r#"{"jsonrpc":"2.0","error":{"code":-32001,"message":"Session not found"},"id":null}"#;
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())).map_err(|never| match never {}).boxed());
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+/// How long a body too large to pass is read and dropped before the 413 is sent.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Reads and drops up to `max` bytes of a body that will not be passed on (and for at most
+/// [`DRAIN_TIME`]): a client still writing its body when the 413 and the close come would
+/// get a reset instead of the answer.
+async fn drain(mut body: Incoming, max: u64) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut read = 0u64;
+        while read <= max {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len() as u64),
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+/// 413; the connection is closed, as the rest of the body is not read.
+fn too_large(max_body: u64) -> Reply {
+    let mut r = plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the request body is larger than {max_body} bytes (front.max_body)\n"),
+    );
+    r.headers_mut().insert("connection", HeaderValue::from_static("close"));
+    r
+}
+
+pub(super) async fn proxy(
     req: Request<Incoming>,
     peer: Option<String>,
     front: Arc<Front>,
+    max_body: u64,
 ) -> Result<Reply, std::convert::Infallible> {
+    if req.body().size_hint().lower() > max_body {
+        drain(req.into_body(), max_body).await;
+        return Ok(too_large(max_body));
+    }
     let session = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let Some(route) = front.route(session.as_deref()) else {
-        let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "no generation of this app is ready; try again shortly\n");
-        r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
-        return Ok(r);
+    let route = match front.route(session.as_deref()) {
+        Ok(route) => route,
+        Err(Miss::UnknownSession) => return Ok(session_not_found()),
+        Err(Miss::NotReady) => {
+            let mut r =
+                plain(StatusCode::SERVICE_UNAVAILABLE, "no generation of this app is ready; try again shortly\n");
+            r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            return Ok(r);
+        }
     };
-    let done = session.clone().map(|s| Done { front: front.clone(), session: s });
+    let mut done = session.clone().map(|s| Done { front: front.clone(), session: s });
     let is_delete = req.method() == hyper::Method::DELETE;
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -143,20 +117,25 @@ async fn proxy(
     if let Some(pq) = parts.uri.path_and_query().cloned() {
         parts.uri = pq.as_str().parse().unwrap_or(parts.uri);
     }
-    let upstream = Request::from_parts(parts, body);
+    // A body without a length (chunked) is cut at the bound as it streams.
+    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+    let upstream = Request::from_parts(parts, Limited::new(body, limit));
     // Until its answer is in (also if the client goes away first), a session-less request
     // counts as load on its generation.
     let awaiting = Awaiting { front: front.clone(), route: route.clone() };
     let (response, sender) = match send(&front, &route.socket, upstream).await {
         Ok(r) => r,
+        Err(e) if e.too_large() => return Ok(too_large(max_body)),
         Err(e) => {
             tracing::warn!(pid = route.pid, error = %e, "front: the generation did not answer");
             return Ok(plain(StatusCode::BAD_GATEWAY, "the app's process did not answer\n"));
         }
     };
     let minted = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
-    if let (None, Some(id)) = (&session, &minted) {
-        front.pin(id, route.pid);
+    if let (None, Some(id)) = (&session, minted) {
+        // The session is in use until this response (maybe a stream) ends.
+        front.pin(&id, route.pid);
+        done = Some(Done { front: front.clone(), session: id });
     }
     drop(awaiting);
     if let (true, Some(id), true) = (is_delete, &session, response.status().is_success()) {
@@ -168,32 +147,66 @@ async fn proxy(
     Ok(Response::from_parts(parts, Tracked { inner: body, _done: done, reuse }.boxed()))
 }
 
+/// A request body as it goes to a generation: the client's, cut at `max_body`.
+type UpBody = Limited<Incoming>;
+
 /// A keep-alive connection to a generation's private socket.
-pub(crate) type Upstream = hyper::client::conn::http1::SendRequest<Incoming>;
+pub(crate) type Upstream = hyper::client::conn::http1::SendRequest<UpBody>;
+
+/// Why a request did not get an answer from its generation.
+#[derive(Debug)]
+enum SendError {
+    Connect(String),
+    Http(hyper::Error),
+}
+
+impl SendError {
+    /// Whether the client's body went past `max_body` on its way.
+    fn too_large(&self) -> bool {
+        let SendError::Http(e) = self else { return false };
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            if cause.is::<http_body_util::LengthLimitError>() {
+                return true;
+            }
+            source = cause.source();
+        }
+        false
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) => f.write_str(e),
+            SendError::Http(e) => write!(f, "{e}"),
+        }
+    }
+}
 
 /// Sends on an idle pooled connection to `socket` when one is ready, else on a new one.
 async fn send(
     front: &Front,
     socket: &std::path::Path,
-    request: Request<Incoming>,
-) -> Result<(Response<Incoming>, Upstream), String> {
+    request: Request<UpBody>,
+) -> Result<(Response<Incoming>, Upstream), SendError> {
     let mut sender = match front.take_idle(socket) {
         Some(sender) => sender,
         None => {
             let stream = tokio::net::UnixStream::connect(socket)
                 .await
-                .map_err(|e| format!("connect to {}: {e}", socket.display()))?;
+                .map_err(|e| SendError::Connect(format!("connect to {}: {e}", socket.display())))?;
             let (sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(SendError::Http)?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });
             let mut sender = sender;
-            sender.ready().await.map_err(|e| e.to_string())?;
+            sender.ready().await.map_err(SendError::Http)?;
             sender
         }
     };
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(SendError::Http)?;
     Ok((response, sender))
 }
 

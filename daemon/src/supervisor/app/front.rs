@@ -57,12 +57,14 @@ impl AppTask {
 
     fn ensure_front(&mut self, config: &FrontConfig) -> Result<(), String> {
         let wanted = std::slice::from_ref(&config.listen);
-        if self.front.as_ref().is_some_and(|f| f.public.matches(wanted)) {
+        if let Some(f) = self.front.as_ref().filter(|f| f.public.matches(wanted)) {
+            f.front.configure(config.into());
             return Ok(());
         }
         let mut slot = self.shared.front.lock().expect("front lock");
         if let Some(existing) = slot.upgrade().filter(|f| f.public.matches(wanted)) {
             // Another instance of the app opened it.
+            existing.front.configure(config.into());
             self.snap.front = Some(existing.front.clone());
             self.front = Some(existing);
             return Ok(());
@@ -74,7 +76,7 @@ impl AppTask {
             let _in_front_runtime = runtime.enter();
             front::PublicListener::bind(&config.listen)?
         };
-        let front = Arc::new(Front::default());
+        let front = Arc::new(Front::new(config.into()));
         let stop = CancellationToken::new();
         runtime.spawn(front::serve(listener, front.clone(), stop.clone()));
         tracing::info!(app = %self.snap.config.name, listen = %config.listen, "front listening");
