@@ -65,10 +65,16 @@ fn garbage_closes_only_that_connection() {
     ];
     for (name, bytes) in cases {
         let reply = send_raw(&home, &bytes);
-        // After a good hello the daemon welcomes, then closes on the garbage; before, it just closes.
+        // A frame that is not a hello is refused with a reason; after a good hello the daemon
+        // welcomes, then answers the garbage with an error; bytes that are no frame just close.
         if name.contains("after a good hello") {
-            let welcome: HelloReply = frame::decode(&reply[4..]).expect("a welcome frame");
+            let len = u32::from_be_bytes(reply[..4].try_into().unwrap()) as usize;
+            let welcome: HelloReply = frame::decode(&reply[4..4 + len]).expect("a welcome frame");
             assert!(matches!(welcome, HelloReply::Welcome { .. }), "{name}: {welcome:?}");
+            assert!(String::from_utf8_lossy(&reply).contains("invalid_request"), "{name}: {reply:?}");
+        } else if name.contains("not a hello") {
+            let refusal: HelloReply = frame::decode(&reply[4..]).expect("a refusal frame");
+            assert!(matches!(refusal, HelloReply::Refused(_)), "{name}: {refusal:?}");
         } else {
             assert!(reply.is_empty(), "{name}: daemon answered {reply:?}");
         }

@@ -205,7 +205,9 @@ fn an_unwritable_log_path_leaves_the_app_running_and_says_so() {
     assert!(row["log_error"].as_str().unwrap().contains("cannot open"), "{row}");
     let pid = home.pid("w");
     assert!(alive(pid));
+    // The directory is never created by mcpd (a missing one stays an error): make it.
     std::fs::remove_file(&blocker).unwrap();
+    std::fs::create_dir(&blocker).unwrap();
     home.wait_app("w", "the error cleared once the path works", |r| r["log_error"].is_null());
     let text = wait_for("lines in the log once writable", Duration::from_secs(10), || {
         std::fs::read_to_string(blocker.join("w.log")).map_err(|e| e.to_string()).and_then(|t| {

@@ -105,6 +105,8 @@ fn saved_apps_come_back_after_the_daemon_is_killed() {
     let daemon = home.daemon_pid().unwrap();
     signal(daemon, libc::SIGKILL);
     wait_for("the daemon to die", Duration::from_secs(10), || if alive(daemon) { Err("alive".into()) } else { Ok(()) });
+    // The next verb starts a daemon, which brings the saved apps back just after it listens.
+    home.wait_app("keep", "the saved app back online", |r| r["status"] == "online");
     let rows = home.list();
     let status =
         |name: &str| rows.iter().find(|r| r["name"] == name).map(|r| r["status"].as_str().unwrap_or("").to_string());
