@@ -52,6 +52,13 @@ pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -
 /// called before any other thread exists (it forks the guard), so from `main` directly.
 pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), DaemonError> {
     paths.create_dirs().map_err(io_error(format!("cannot create {}", paths.home().display())))?;
+    // One malloc arena for every thread: the blocking threads (log writes, the sampler) would
+    // each get an arena of their own and keep its pages; the daemon allocates little.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     if let Some(found) = accept::raise_nofile_limit() {
         supervisor::set_apps_nofile(found);
     }
