@@ -20,4 +20,5 @@ mod recipes;
 mod reload;
 mod restarts;
 mod service;
+mod signals;
 mod wedge;

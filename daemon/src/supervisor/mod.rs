@@ -379,6 +379,29 @@ impl Supervisor {
         Response::Done { outcomes }
     }
 
+    /// SIGHUP: reopens the daemon's log file and every app's (after logrotate renamed them
+    /// aside). Each sink is flagged first, so one busy with a slow write reopens before its
+    /// next; the others, and the daemon's log, are reopened at once on a blocking thread.
+    /// Returns why the daemon's own log could not be reopened, if it could not.
+    pub async fn reopen_logs(&self) -> Option<String> {
+        let logs: Vec<_> = {
+            let apps = self.apps.lock().expect("apps lock");
+            apps.values().flat_map(|e| &e.instances).map(|h| h.snapshot().logs).collect()
+        };
+        for status in logs.iter().flat_map(|l| &l.statuses) {
+            status.request_reopen();
+        }
+        let reopen = move || {
+            for sink in logs.iter().flat_map(|l| l.sinks()) {
+                if let Ok(mut sink) = sink.try_lock() {
+                    sink.honour_reopen();
+                }
+            }
+            crate::logs::reopen_daemon_log().err().map(|e| e.to_string())
+        };
+        blocking(reopen).await.unwrap_or_else(|| Some("the reopening thread failed".into()))
+    }
+
     /// Receivers that change when any app changes, and after each resource sample.
     pub fn subscribe(&self) -> (tokio::sync::watch::Receiver<u64>, tokio::sync::watch::Receiver<u64>) {
         (self.ctx.changes.subscribe(), self.ctx.samples_tick.subscribe())
