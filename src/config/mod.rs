@@ -32,6 +32,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// What clients are shown instead of an env value: values are secrets.
+pub const HIDDEN: &str = "(hidden)";
+
 /// Default drain time between the stop signal and SIGKILL.
 pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default pause before a crashed app is started again.
@@ -137,6 +140,17 @@ impl AppConfig {
             (Ready::Mcp { url }, _) | (_, Some(Probe::Mcp { url })) => Some(url),
             _ => None,
         }
+    }
+
+    /// The config as clients are shown it (`describe`): every env value replaced by
+    /// [`HIDDEN`], names kept. The daemon keeps the real values (it hands them to the app, and
+    /// `mcpd save` stores them in `dump.json`, mode 0600).
+    pub fn with_env_hidden(&self) -> AppConfig {
+        let mut shown = self.clone();
+        for value in shown.env.values_mut() {
+            *value = HIDDEN.to_string();
+        }
+        shown
     }
 
     /// An app with every option at its default, as `mcpd start --name N -- CMD` makes.

@@ -19,6 +19,7 @@ mod readiness;
 mod recipes;
 mod reload;
 mod restarts;
+mod secrets;
 mod service;
 mod signals;
 mod wedge;
