@@ -3,6 +3,7 @@
 //! Parsing walks the TOML document by hand instead of deriving `Deserialize`, so that every
 //! error in a file is reported at once, each with its file, line, column and key.
 
+pub mod checks;
 mod duration;
 mod envfile;
 mod error;
@@ -21,7 +22,7 @@ pub use limits::{
     DEFAULT_MEMORY_CHECK_INTERVAL,
 };
 pub use logs::{parse_rotate_interval, LogConfig, LogFormat};
-pub use parse::{load, parse};
+pub use parse::{load, load_checked, parse};
 pub use ready::{parse_http_url, HttpUrl, ListenAddr, Ready};
 
 use crate::model::AppName;
@@ -219,6 +220,9 @@ pub struct ConfigFile {
     pub apps: Vec<AppConfig>,
     /// Its `[daemon]` table: settings the daemon reads when it starts.
     pub daemon: DaemonSettings,
+    /// What may fail where the daemon runs (a program not found in PATH here), from
+    /// [`load_checked`]: `FILE:LINE:COLUMN: KEY: warning: ...`.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// `[daemon]`: settings of the daemon itself.

@@ -43,7 +43,8 @@ fn describe_list_and_http_never_show_env_values() {
     assert!(text.contains("SECRET") && !text.contains("hunter2"), "{text}");
     let list = home.ok(&["list", "--json"]);
     assert!(!list.contains("hunter2"), "{list}");
-    let (status, apps) = crate::common::http(port, "GET /apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let (status, apps) =
+        crate::common::http(port, "GET /apps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
     assert_eq!(status, 200, "{apps}");
     assert!(apps.contains("vault") && !apps.contains("hunter2"), "{apps}");
 }

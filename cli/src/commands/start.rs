@@ -82,8 +82,11 @@ fn request(args: StartArgs) -> anyhow::Result<(StartRequest, Option<mcpd_core::c
     };
     let path = Path::new(first);
     if path.is_file() || first.ends_with(".toml") {
-        let config = mcpd_core::config::load(path)
+        let config = mcpd_core::config::load_checked(path)
             .map_err(|e| anyhow::anyhow!("{e}\n{} error(s) in {}; nothing was started", e.0.len(), path.display()))?;
+        for warning in &config.warnings {
+            eprintln!("{warning}");
+        }
         let wanted = &args.targets[1..];
         let mut apps = Vec::new();
         for name in wanted {

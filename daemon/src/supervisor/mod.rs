@@ -184,6 +184,31 @@ impl Supervisor {
         collect(replies).await
     }
 
+    /// What a `start` request would fail on, found before any app is defined or touched (so a
+    /// failed start leaves no errored app behind): values no process can be given, what
+    /// [`process::preflight`] refuses, and log files or addresses an app would share with
+    /// another app of the request or one already defined. `None` when there is nothing.
+    pub async fn check_start(&self, request: &StartRequest) -> Option<Response> {
+        if request.apps.is_empty() {
+            return None;
+        }
+        let defined: Vec<Arc<AppConfig>> = {
+            let apps = self.apps.lock().expect("apps lock");
+            apps.iter()
+                .filter(|(name, _)| !request.apps.iter().any(|a| &a.name == *name))
+                .map(|(_, e)| e.first().snapshot().config)
+                .collect()
+        };
+        let (configs, logs_dir) = (request.apps.clone(), self.ctx.paths.logs_dir());
+        let problems = blocking(move || start_problems(&defined, &configs, &logs_dir)).await.unwrap_or_default();
+        (!problems.is_empty()).then(|| {
+            Response::Error(ProtoError::new(
+                ErrorKind::InvalidRequest,
+                format!("{}\nnothing was started", problems.join("\n")),
+            ))
+        })
+    }
+
     /// Applies `verb` to the targets; an unknown name fails the request before anything changes.
     pub async fn act(&self, targets: &Targets, verb: Verb) -> Response {
         let mut replies = Vec::new();
@@ -237,7 +262,8 @@ impl Supervisor {
             sources.dedup();
             sources
         };
-        let read = move || sources.into_iter().map(|f| (f.clone(), mcpd_core::config::load(&f))).collect::<Vec<_>>();
+        let read =
+            move || sources.into_iter().map(|f| (f.clone(), mcpd_core::config::load_checked(&f))).collect::<Vec<_>>();
         let mut loaded = BTreeMap::new();
         for (file, result) in blocking(read).await.unwrap_or_default() {
             match result {
@@ -489,6 +515,50 @@ impl Supervisor {
             .collect();
         Entry { id, instances }
     }
+}
+
+/// What `start` of `configs` would fail on, one line each, beside the `defined` apps (those
+/// the request does not redefine). Log files are compared where they will be (the defaults in
+/// `logs_dir` included).
+fn start_problems(defined: &[Arc<AppConfig>], configs: &[AppConfig], logs_dir: &std::path::Path) -> Vec<String> {
+    use mcpd_core::config::checks;
+    let placed = |c: &AppConfig| {
+        let mut c = c.clone();
+        let default = |stream: &str| Some(logs_dir.join(format!("{}.{stream}.log", c.name)));
+        c.logs.out_file = c.logs.out_file.clone().or_else(|| default("out"));
+        if !c.logs.merge_logs {
+            c.logs.err_file = c.logs.err_file.clone().or_else(|| default("err"));
+        }
+        c
+    };
+    let all: Vec<AppConfig> = defined.iter().map(|c| placed(c)).chain(configs.iter().map(placed)).collect();
+    let refs: Vec<&AppConfig> = all.iter().collect();
+    let mut problems = Vec::new();
+    for config in configs {
+        let values = checks::value_problems(config);
+        if values.is_empty() {
+            if let Err(e) = process::preflight(config) {
+                problems.push(format!("app \"{}\": {e}", config.name));
+            }
+        }
+        problems.extend(values.iter().map(|p| format!("app \"{}\": {}: {}", config.name, p.field.key(), p.message)));
+    }
+    for conflict in checks::conflicts(&refs).into_iter().filter(|c| c.app >= defined.len()) {
+        let other = &all[conflict.other];
+        let whose = if conflict.other < defined.len() {
+            " (already defined: `mcpd delete` it first, or change this one)"
+        } else {
+            ""
+        };
+        let other = format!("app \"{}\"'s {}{whose}", other.name, conflict.other_field.key());
+        problems.push(format!(
+            "app \"{}\": {}: {}",
+            all[conflict.app].name,
+            conflict.field.key(),
+            conflict.message(&other)
+        ));
+    }
+    problems
 }
 
 /// A request that would change how many instances a defined app runs is refused: the
