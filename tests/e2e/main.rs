@@ -2,6 +2,7 @@
 //! real child processes.
 
 mod common;
+mod config_checks;
 mod control;
 mod deploy;
 mod events;

@@ -253,6 +253,19 @@ impl Supervisor {
                 Ok(names) => names,
                 Err(response) => return response,
             };
+            // `--config FILE`: each app named must be in FILE (never reloaded from elsewhere).
+            if let (Some(file), Targets::Names(named)) = (&request.config_file, &request.targets) {
+                if let Some(missing) = named.iter().find(|n| !request.apps.iter().any(|a| &a.name == *n)) {
+                    return Response::Error(ProtoError::new(
+                        ErrorKind::InvalidRequest,
+                        format!(
+                            "{} does not define app \"{missing}\"; nothing was reloaded: add [apps.{missing}] to it, \
+                             or name the file that defines it",
+                            file.display()
+                        ),
+                    ));
+                }
+            }
             let mut sources: Vec<_> = names
                 .iter()
                 .filter(|n| !request.apps.iter().any(|a| &a.name == *n))
