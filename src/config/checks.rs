@@ -248,24 +248,34 @@ fn claims(app: &AppConfig) -> Vec<(Field, Claim)> {
 
 /// Log files (`out_file`, `err_file`) and listening addresses (`listen`, `front.listen`) that
 /// two apps share: their rotations would fight, the second bind would fail. Each conflict is
-/// reported on the later app. Apps of the same name (a redefinition) are not compared.
+/// reported on the later app. Apps of the same name (a redefinition) are not compared. Linear
+/// in the number of claims (claims are grouped by path or port).
 pub fn conflicts(apps: &[&AppConfig]) -> Vec<Conflict> {
-    let all: Vec<Vec<(Field, Claim)>> = apps.iter().map(|a| claims(a)).collect();
+    #[derive(PartialEq, Eq, Hash)]
+    enum Bucket {
+        Path(PathBuf),
+        Port(u16),
+    }
+    let mut seen: std::collections::HashMap<Bucket, Vec<(usize, Field, Claim)>> = Default::default();
     let mut out = Vec::new();
-    for (i, mine) in all.iter().enumerate() {
-        for (field, claim) in mine {
-            let earlier = all[..i].iter().enumerate().filter(|(j, _)| apps[*j].name != apps[i].name);
-            let found =
-                earlier.flat_map(|(j, theirs)| theirs.iter().map(move |t| (j, t))).find(|(_, t)| t.1.clashes(claim));
-            if let Some((j, (other_field, _))) = found {
+    for (i, app) in apps.iter().enumerate() {
+        for (field, claim) in claims(app) {
+            let bucket = match &claim {
+                Claim::File(p) | Claim::Addr(ListenAddr::Unix(p)) => Bucket::Path(p.clone()),
+                Claim::Addr(ListenAddr::Tcp(a)) => Bucket::Port(a.port()),
+            };
+            let earlier = seen.entry(bucket).or_default();
+            let clash = earlier.iter().find(|(j, _, theirs)| apps[*j].name != app.name && theirs.clashes(&claim));
+            if let Some((j, other_field, _)) = clash {
                 out.push(Conflict {
                     app: i,
                     field: field.clone(),
-                    other: j,
+                    other: *j,
                     other_field: other_field.clone(),
                     what: claim.show(),
                 });
             }
+            earlier.push((i, field, claim));
         }
     }
     out
