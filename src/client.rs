@@ -28,6 +28,15 @@ pub enum ClientError {
     /// The daemon closed the connection without answering.
     #[error("the daemon closed the connection without answering")]
     Closed,
+    /// The request is larger than one frame may be; nothing was sent.
+    #[error(
+        "the request is {bytes} bytes, over the {} bytes one control request may carry; nothing was sent: ask for less at a time",
+        frame::MAX_FRAME_BYTES
+    )]
+    TooLarge {
+        /// Its size as JSON.
+        bytes: usize,
+    },
     /// The daemon sent something this client cannot read.
     #[error("could not read the daemon's answer: {0}")]
     Decode(#[from] frame::DecodeError),
@@ -90,7 +99,11 @@ impl Client {
 
     /// Sends one request and waits for its response.
     pub async fn call(&mut self, request: impl Into<Request>) -> Result<Response, ClientError> {
-        self.framed.send(frame::encode(&request.into())).await?;
+        let payload = frame::encode(&request.into());
+        if payload.len() > frame::MAX_FRAME_BYTES {
+            return Err(ClientError::TooLarge { bytes: payload.len() });
+        }
+        self.framed.send(payload).await?;
         match self.framed.next().await {
             Some(frame) => Ok(frame::decode(&frame?)?),
             None => Err(ClientError::Closed),

@@ -1,11 +1,13 @@
 //! `mcpd save` / `mcpd resurrect`: the app list in `$MCPD_HOME/dump.json`, written atomically
 //! (temporary file, fsync, rename, fsync of the directory), versioned, and readable by every
-//! later mcpd (fields added since are filled with their defaults).
+//! later mcpd (fields added since are filled with their defaults). It holds the apps' env
+//! values, so it is written with mode 0600.
 
 use crate::config::AppConfig;
 use crate::paths::Paths;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 /// The format written now.
@@ -49,8 +51,14 @@ pub fn save(paths: &Paths, apps: Vec<SavedApp>) -> std::io::Result<PathBuf> {
         apps,
     };
     let tmp = path.with_extension("json.tmp");
+    // Env values are secrets: the file is created 0600 before anything is written to it (a
+    // stale temporary file, with whatever mode, is removed first; never followed if a link).
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         serde_json::to_writer_pretty(&mut file, &saved)?;
         file.write_all(b"\n")?;
         file.sync_all()?;
@@ -116,6 +124,9 @@ mod tests {
         assert!(load(&paths).unwrap().is_none());
         let app = AppConfig::new(crate::model::AppName::new("web").unwrap(), "node".into(), vec![], "/srv".into());
         save(&paths, vec![SavedApp { config: app.clone(), running: true }]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dump_path(&paths)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "env values are secrets");
         let saved = load(&paths).unwrap().unwrap();
         assert_eq!(saved.apps, [SavedApp { config: app, running: true }]);
         assert!(parse(r#"{"version": 99, "apps": []}"#).unwrap_err().contains("newer mcpd"));

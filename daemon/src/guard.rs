@@ -77,8 +77,9 @@ fn set_cloexec(file: &std::fs::File) {
 }
 
 fn run_guard(read: OwnedFd) -> ! {
-    // Signals meant for the daemon's terminal or session must not end the guard first.
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+    // Signals meant for the daemon's terminal or session, or sent to every process named
+    // mcpd (`pkill -USR1 mcpd`), must not end the guard first.
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
         // SAFETY: setting a signal to SIG_IGN installs no handler code.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }

@@ -2,8 +2,9 @@
 //!
 //! [`run`] is the whole daemon: it forks the [`guard`], takes the home's lock, becomes a
 //! child subreaper, and serves the control socket until it is told to stop (SIGTERM, SIGINT,
-//! or the `kill` verb). Shutdown is a [`CancellationToken`]: every app is drained in
-//! parallel, then the socket is removed and `run` returns.
+//! SIGQUIT, or the `kill` verb; see [`signals`] for the others). Shutdown is a
+//! [`CancellationToken`]: every app is drained in parallel, then the socket is removed and
+//! `run` returns.
 
 mod accept;
 mod context;
@@ -17,6 +18,7 @@ mod lock;
 pub mod logs;
 mod main_entry;
 pub mod server;
+mod signals;
 pub mod supervisor;
 mod systemd;
 
@@ -74,27 +76,13 @@ pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), Daem
         .build()
         .map_err(io_error("cannot start the async runtime"))?;
     let result = runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signals(shutdown.clone()));
-        server::serve(paths.clone(), guard, boot, shutdown).await
+        // Before anything is served: from here on no signal a user may send has its default
+        // action (ending the daemon, and through the guard every app, undrained).
+        let signals = signals::Signals::install().map_err(io_error("cannot install the signal handlers"))?;
+        server::serve(paths.clone(), guard, boot, CancellationToken::new(), signals).await
     });
     drop(lock);
     result
-}
-
-/// Cancels `shutdown` on SIGTERM or SIGINT.
-async fn stop_on_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install SIGTERM/SIGINT handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining every app, then exiting"),
-        _ = int.recv() => tracing::info!("SIGINT: draining every app, then exiting"),
-    }
-    systemd::stopping();
-    shutdown.cancel();
 }
 
 #[cfg(test)]

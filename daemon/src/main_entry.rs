@@ -8,17 +8,21 @@ pub use mcpd_core::paths::{BACKGROUND_ENV, HTTP_ENV};
 /// Loads `start` (if given), opens the daemon log, and runs the daemon until it stops.
 /// Must be called from `main` before any thread exists.
 pub fn daemon_main(start: Option<&std::path::Path>) -> ExitCode {
-    let mut boot = match start.map(mcpd_core::config::load).transpose() {
+    let mut boot = match start.map(mcpd_core::config::load_checked).transpose() {
         Ok(config) => config.unwrap_or_else(|| mcpd_core::config::ConfigFile {
             path: Default::default(),
             apps: Vec::new(),
             daemon: Default::default(),
+            warnings: Vec::new(),
         }),
         Err(e) => {
             eprintln!("{e}\nmcpd: {} error(s); the daemon did not start", e.0.len());
             return ExitCode::FAILURE;
         }
     };
+    for warning in &boot.warnings {
+        eprintln!("{warning}");
+    }
     if let (None, Some(addr)) = (&boot.daemon.http, std::env::var_os(HTTP_ENV)) {
         let addr = addr.to_string_lossy();
         match mcpd_core::config::ListenAddr::parse_public(&addr, std::path::Path::new("/")) {

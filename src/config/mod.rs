@@ -3,6 +3,7 @@
 //! Parsing walks the TOML document by hand instead of deriving `Deserialize`, so that every
 //! error in a file is reported at once, each with its file, line, column and key.
 
+pub mod checks;
 mod duration;
 mod envfile;
 mod error;
@@ -23,7 +24,7 @@ pub use limits::{
     DEFAULT_MEMORY_CHECK_INTERVAL,
 };
 pub use logs::{parse_rotate_interval, LogConfig, LogFormat};
-pub use parse::{load, parse};
+pub use parse::{load, load_checked, parse};
 pub use ready::{parse_http_url, HttpUrl, ListenAddr, Ready};
 
 use crate::model::AppName;
@@ -33,6 +34,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// What clients are shown instead of an env value: values are secrets.
+pub const HIDDEN: &str = "(hidden)";
 
 /// Default drain time between the stop signal and SIGKILL.
 pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -141,6 +145,17 @@ impl AppConfig {
         }
     }
 
+    /// The config as clients are shown it (`describe`): every env value replaced by
+    /// [`HIDDEN`], names kept. The daemon keeps the real values (it hands them to the app, and
+    /// `mcpd save` stores them in `dump.json`, mode 0600).
+    pub fn with_env_hidden(&self) -> AppConfig {
+        let mut shown = self.clone();
+        for value in shown.env.values_mut() {
+            *value = HIDDEN.to_string();
+        }
+        shown
+    }
+
     /// An app with every option at its default, as `mcpd start --name N -- CMD` makes.
     pub fn new(name: AppName, command: String, args: Vec<String>, cwd: PathBuf) -> AppConfig {
         AppConfig {
@@ -207,6 +222,9 @@ pub struct ConfigFile {
     pub apps: Vec<AppConfig>,
     /// Its `[daemon]` table: settings the daemon reads when it starts.
     pub daemon: DaemonSettings,
+    /// What may fail where the daemon runs (a program not found in PATH here), from
+    /// [`load_checked`]: `FILE:LINE:COLUMN: KEY: warning: ...`.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// `[daemon]`: settings of the daemon itself.

@@ -61,6 +61,18 @@ mod limits;
 
 /// Reads and validates a config file. Relative paths in it are taken from its directory.
 pub fn load(path: &Path) -> Result<ConfigFile, ConfigErrors> {
+    load_with(path, false)
+}
+
+/// Like [`load`], then asks the system for what each app needs (its `cwd`, program, `user`
+/// and `group`; see [`super::checks::system_problems`]): what `start` would fail on is an
+/// error; a program not found in PATH, or at a relative path, is a warning, in the returned
+/// file's `warnings`. File system and user database look-ups: call it off any async runtime.
+pub fn load_checked(path: &Path) -> Result<ConfigFile, ConfigErrors> {
+    load_with(path, true)
+}
+
+fn load_with(path: &Path, system: bool) -> Result<ConfigFile, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -72,22 +84,66 @@ pub fn load(path: &Path) -> Result<ConfigFile, ConfigErrors> {
     })?;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let base = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut config = parse(&text, path, &base)?;
+    let mut walker = Walker { text: &text, file: path, errors: Vec::new() };
+    let mut warnings = Walker { text: &text, file: path, errors: Vec::new() };
+    let mut config = walk(&mut walker, &base, |walker, doc, apps| {
+        // The apps that parsed are checked even when others did not: every error at once.
+        for app in apps.iter().filter(|_| system) {
+            for problem in super::checks::system_problems(app) {
+                let span = locate(doc, app.name.as_str(), &problem.field);
+                let key = format!("apps.{}.{}", app.name, problem.field.key());
+                if problem.warning {
+                    warnings.error(span, &key, format!("warning: {}", problem.message));
+                } else {
+                    walker.error(span, &key, problem.message);
+                }
+            }
+        }
+    });
     for app in &mut config.apps {
         app.source = Some(absolute.clone());
     }
-    Ok(config)
+    config.warnings = warnings.errors;
+    finish(walker, config)
 }
 
 /// Validates config text; `file` is used in messages, `base` resolves relative paths.
 pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ConfigFile, ConfigErrors> {
     let mut walker = Walker { text, file, errors: Vec::new() };
+    let config = walk(&mut walker, base, |_, _, _| {});
+    finish(walker, config)
+}
+
+fn finish(mut walker: Walker<'_>, config: ConfigFile) -> Result<ConfigFile, ConfigErrors> {
+    if walker.errors.is_empty() {
+        Ok(config)
+    } else {
+        walker.errors.sort_by_key(|e| (e.line, e.column));
+        Err(ConfigErrors(walker.errors))
+    }
+}
+
+/// Walks the whole file, collecting every error in `walker`; the apps that parsed are checked
+/// for values no process can be given and for what two apps would share, then handed to
+/// `more` (with the document, to locate what it finds).
+fn walk<'t>(
+    walker: &mut Walker<'t>,
+    base: &Path,
+    more: impl FnOnce(&mut Walker<'t>, &Document<&'t str>, &[AppConfig]),
+) -> ConfigFile {
+    let file = walker.file;
+    let text = walker.text;
     let doc = match Document::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             walker.error(span, "", e.message().trim().to_string());
-            return Err(ConfigErrors(walker.errors));
+            return ConfigFile {
+                path: file.to_path_buf(),
+                apps: Vec::new(),
+                daemon: Default::default(),
+                warnings: Vec::new(),
+            };
         }
     };
     let mut apps = Vec::new();
@@ -123,12 +179,49 @@ pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ConfigFile, ConfigE
             }
         },
     }
-    if walker.errors.is_empty() {
-        Ok(ConfigFile { path: file.to_path_buf(), apps, daemon })
-    } else {
-        walker.errors.sort_by_key(|e| (e.line, e.column));
-        Err(ConfigErrors(walker.errors))
+    // Values no process can be given, and what two apps would fight over.
+    for app in &apps {
+        for problem in super::checks::value_problems(app) {
+            let span = locate(&doc, app.name.as_str(), &problem.field);
+            walker.error(span, &format!("apps.{}.{}", app.name, problem.field.key()), problem.message);
+        }
     }
+    let refs: Vec<&AppConfig> = apps.iter().collect();
+    for conflict in super::checks::conflicts(&refs) {
+        let (mine, theirs) = (&apps[conflict.app], &apps[conflict.other]);
+        let other_span = locate(&doc, theirs.name.as_str(), &conflict.other_field);
+        let other_line = text[..other_span.start.min(text.len())].matches('\n').count() + 1;
+        let other = format!("apps.{}.{} (line {other_line})", theirs.name, conflict.other_field.key());
+        let span = locate(&doc, mine.name.as_str(), &conflict.field);
+        walker.error(span, &format!("apps.{}.{}", mine.name, conflict.field.key()), conflict.message(&other));
+    }
+    more(walker, &doc, &apps);
+    ConfigFile { path: file.to_path_buf(), apps, daemon, warnings: Vec::new() }
+}
+
+/// Where `field` of app `app` is written: its value (an env name: its key), else the app's
+/// `[apps.NAME]` header when the setting is not written (a default).
+fn locate<S>(doc: &Document<S>, app: &str, field: &super::checks::Field) -> Range<usize> {
+    use super::checks::Field;
+    let Some(apps) = doc.as_table().get("apps").and_then(Item::as_table_like) else { return 0..0 };
+    let header = apps.key(app).and_then(|k| k.span()).unwrap_or(0..0);
+    let Some(table) = apps.get(app).and_then(Item::as_table_like) else { return header };
+    let value = |key: &str| table.get(key).and_then(Item::span);
+    let element = |key: &str, i: usize| table.get(key)?.as_array()?.get(i)?.span();
+    let found = match field {
+        Field::Command => value("command"),
+        Field::Arg(i) => element("args", *i),
+        Field::Cwd => value("cwd"),
+        Field::User => value("user"),
+        Field::Group => value("group"),
+        Field::OutFile => value("out_file"),
+        Field::ErrFile => value("err_file"),
+        Field::Listen(i) => element("listen", *i),
+        Field::EnvName(name) => table.get("env").and_then(Item::as_table_like).and_then(|t| t.key(name)?.span()),
+        Field::EnvValue(name) => table.get("env").and_then(Item::as_table_like).and_then(|t| t.get(name)?.span()),
+        Field::FrontListen => table.get("front").and_then(Item::as_table_like).and_then(|t| t.get("listen")?.span()),
+    };
+    found.unwrap_or(header)
 }
 
 fn span_of(item: &Item) -> Range<usize> {

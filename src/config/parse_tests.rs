@@ -86,6 +86,19 @@ fn every_error_is_reported_with_line_and_key() {
             &[(3, "apps.a.front")],
         ),
         ("[apps.a]\ncommand = \"x\"\ninstances = 0\n", &[(3, "apps.a.instances")]),
+        ("[apps.a]\ncommand = \"x\"\nargs = [\"ok\", \"a\\u0000b\"]\n", &[(3, "apps.a.args[1]")]),
+        (
+            "[apps.a]\ncommand = \"x\"\nenv = { \"A=B\" = 1, \"\" = 2, C = \"\\u0000\" }\n",
+            &[(3, "apps.a.env.A=B"), (3, "apps.a.env."), (3, "apps.a.env.C")],
+        ),
+        (
+            "[apps.a]\ncommand = \"x\"\nout_file = \"x.log\"\n[apps.b]\ncommand = \"x\"\nout_file = \"x.log\"\n",
+            &[(6, "apps.b.out_file")],
+        ),
+        (
+            "[apps.a]\ncommand = \"x\"\nlisten = [\"unix:/s\"]\n[apps.b]\ncommand = \"x\"\nlisten = [\"unix:/s\"]\n",
+            &[(6, "apps.b.listen[0]")],
+        ),
         ("[apps.a]\ncommand = \"x\"\ninstances = 2\nlisten = [\"tcp://127.0.0.1:2\"]\n", &[(3, "apps.a.instances")]),
         ("[apps.a]\ncommand = \"x\"\ninstances = \"2\"\n", &[(3, "apps.a.instances")]),
         ("[apps.a]\ncommand = \"x\"\nfront = { port = 1 }\n", &[(3, "apps.a.front"), (3, "apps.a.front.port")]),

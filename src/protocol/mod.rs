@@ -100,8 +100,13 @@ pub struct StartRequest {
 pub struct ReloadRequest {
     /// The apps.
     pub targets: Targets,
-    /// New configs (from `--config FILE`); apps not in it re-read the file they came from.
+    /// New configs (from `--config FILE`); with `all`, apps not in it re-read the file they
+    /// came from.
     pub apps: Vec<AppConfig>,
+    /// The file `apps` were read from (`--config FILE`): then every app named in `targets`
+    /// must be among `apps`, or nothing is reloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<std::path::PathBuf>,
     /// Behind a front: answer only once the old generation is gone (its sessions drained).
     #[serde(default)]
     pub wait_drain: bool,

@@ -149,7 +149,7 @@ fn unknown_apps_fail_with_one_line_and_change_nothing() {
     assert_eq!(home.pid("real"), pid);
     let err = home.fails(&["start", "--name", "broken", "--", "/nonexistent/program"]);
     assert!(err.contains("broken") && err.contains("/nonexistent/program"), "spawn failure is reported: {err}");
-    assert_eq!(home.app("broken").unwrap()["status"], "errored");
+    assert!(home.app("broken").is_none(), "a start that cannot spawn defines nothing");
 }
 
 #[test]

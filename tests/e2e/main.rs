@@ -3,6 +3,7 @@
 
 mod bounds;
 mod common;
+mod config_checks;
 mod control;
 mod deploy;
 mod events;
@@ -24,5 +25,7 @@ mod readiness;
 mod recipes;
 mod reload;
 mod restarts;
+mod secrets;
 mod service;
+mod signals;
 mod wedge;

@@ -13,7 +13,8 @@ pub mod startup;
 pub mod wait;
 
 use mcpd_core::model::AppName;
-use mcpd_core::protocol::{AppOutcome, Targets};
+use mcpd_core::protocol::frame;
+use mcpd_core::protocol::{AppOutcome, Request, Targets};
 use std::process::ExitCode;
 
 /// Parses `NAME...` or `all`.
@@ -26,6 +27,29 @@ pub fn targets(names: &[String]) -> anyhow::Result<Targets> {
     }
     let names = names.iter().map(|n| AppName::new(n).map_err(anyhow::Error::msg)).collect::<Result<_, _>>()?;
     Ok(Targets::Names(names))
+}
+
+/// Refuses a request too large for one control frame ([`frame::MAX_FRAME_BYTES`]) before it is
+/// sent, and before a daemon is started for it: `what` names what was asked (`FILE: its N
+/// apps`), `split` says how to ask for less.
+pub fn fits(request: &Request, what: &str, items: usize, split: &str) -> anyhow::Result<()> {
+    let bytes = frame::encode(request).len();
+    if bytes <= frame::MAX_FRAME_BYTES {
+        return Ok(());
+    }
+    const MIB: usize = 1024 * 1024;
+    // How many items fit, with a tenth to spare.
+    let per_request = (items * frame::MAX_FRAME_BYTES / bytes * 9 / 10).max(1);
+    anyhow::bail!(
+        "{what} make a request of {:.1} MiB, over the {} MiB one control request may carry; nothing was {}: {split} \
+         (about {per_request} apps at a time)",
+        bytes as f64 / MIB as f64,
+        frame::MAX_FRAME_BYTES / MIB,
+        match request {
+            Request::Reload(_) => "reloaded",
+            _ => "started",
+        }
+    )
 }
 
 /// The exit code when every failure was "busy" (a reload or stop in progress): try again.

@@ -29,20 +29,41 @@ pub async fn act(act: Act, names: &[String]) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `reload`: new generations, ready before the old ones drain; `--config` gives new configs.
+/// `reload`: new generations, ready before the old ones drain; `--config FILE` gives new
+/// configs, and must define every app named (with `all`, apps FILE does not define re-read
+/// their own file).
 pub async fn reload(names: &[String], config: Option<&std::path::Path>, wait_drain: bool) -> anyhow::Result<ExitCode> {
     let targets = super::targets(names)?;
     let apps = match config {
         Some(path) => {
-            mcpd_core::config::load(path)
-                .map_err(|e| {
-                    anyhow::anyhow!("{e}\n{} error(s) in {}; nothing was reloaded", e.0.len(), path.display())
-                })?
-                .apps
+            let file = mcpd_core::config::load_checked(path).map_err(|e| {
+                anyhow::anyhow!("{e}\n{} error(s) in {}; nothing was reloaded", e.0.len(), path.display())
+            })?;
+            for warning in &file.warnings {
+                eprintln!("{warning}");
+            }
+            if let mcpd_core::protocol::Targets::Names(names) = &targets {
+                if let Some(missing) = names.iter().find(|n| !file.apps.iter().any(|a| &a.name == *n)) {
+                    let defined: Vec<&str> = file.apps.iter().map(|a| a.name.as_str()).collect();
+                    anyhow::bail!(
+                        "{} does not define app \"{missing}\" (it defines {}); nothing was reloaded: \
+                         add [apps.{missing}] to it, or name the file that defines it",
+                        path.display(),
+                        defined.join(", ")
+                    );
+                }
+            }
+            file.apps
         }
         None => Vec::new(),
     };
-    match connect::call(Request::Reload(mcpd_core::protocol::ReloadRequest { targets, apps, wait_drain })).await? {
+    let config_file = config.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
+    let request = Request::Reload(mcpd_core::protocol::ReloadRequest { targets, apps, config_file, wait_drain });
+    if let (Request::Reload(r), Some(path)) = (&request, config) {
+        let what = format!("{}: its {} apps", path.display(), r.apps.len());
+        super::fits(&request, &what, r.apps.len(), "reload from a smaller file")?;
+    }
+    match connect::call(request).await? {
         Response::Done { outcomes } => Ok(super::report(&outcomes)),
         other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
     }

@@ -43,7 +43,11 @@ pub async fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
             .map(|a| a.name.to_string())
             .chain(request.names.iter().map(|n| n.to_string()))
             .collect();
-        eprintln!("starting {} and waiting until ready...", names.join(", "));
+        let shown = match names.len() {
+            0..=10 => names.join(", "),
+            n => format!("{n} apps ({}, ...)", names[..3].join(", ")),
+        };
+        eprintln!("starting {shown} and waiting until ready...");
     }
     let response = connect::call(Request::Start(request)).await?;
     if let Some(mcpd_core::config::ListenAddr::Tcp(addr)) = &http {
@@ -82,8 +86,11 @@ fn request(args: StartArgs) -> anyhow::Result<(StartRequest, Option<mcpd_core::c
     };
     let path = Path::new(first);
     if path.is_file() || first.ends_with(".toml") {
-        let config = mcpd_core::config::load(path)
+        let config = mcpd_core::config::load_checked(path)
             .map_err(|e| anyhow::anyhow!("{e}\n{} error(s) in {}; nothing was started", e.0.len(), path.display()))?;
+        for warning in &config.warnings {
+            eprintln!("{warning}");
+        }
         let wanted = &args.targets[1..];
         let mut apps = Vec::new();
         for name in wanted {
@@ -96,7 +103,15 @@ fn request(args: StartArgs) -> anyhow::Result<(StartRequest, Option<mcpd_core::c
                 apps.push(app);
             }
         }
-        return Ok((StartRequest { apps, names: Vec::new(), wait: true }, config.daemon.http));
+        let request = StartRequest { apps, names: Vec::new(), wait: true };
+        let count = request.apps.len();
+        super::fits(
+            &Request::Start(request.clone()),
+            &format!("{}: its {count} apps", path.display()),
+            count,
+            "split the file, or start its apps in parts with `mcpd start FILE NAME...`",
+        )?;
+        return Ok((request, config.daemon.http));
     }
     let names = args.targets.iter().map(|n| AppName::new(n).map_err(anyhow::Error::msg)).collect::<Result<_, _>>()?;
     Ok((StartRequest { apps: Vec::new(), names, wait: true }, None))

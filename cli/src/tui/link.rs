@@ -138,6 +138,7 @@ async fn act_on(paths: Paths, act: Act, app: AppName, tx: UnboundedSender<Incomi
         Act::Stop => Request::Stop(targets),
         Act::Delete => Request::Delete(targets),
         Act::Reload => Request::Reload(mcpd_core::protocol::ReloadRequest {
+            config_file: None,
             targets: targets.targets,
             apps: Vec::new(),
             wait_drain: false,

@@ -19,18 +19,42 @@ fn level() -> tracing::Level {
     std::env::var("MCPD_LOG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(tracing::Level::INFO)
 }
 
-/// Installs the daemon's subscriber; `foreground` also writes to stderr. `MCPD_LOG` filters.
-pub fn init_daemon_log(paths: &Paths, foreground: bool) -> std::io::Result<()> {
-    paths.create_dirs()?;
-    let appender = RollingFileAppender::builder()
+/// The file the daemon logs to, and its directory: what a reopen (SIGHUP) needs.
+struct DaemonLog {
+    file: Arc<std::sync::Mutex<RollingFileAppender>>,
+    dir: std::path::PathBuf,
+}
+
+static DAEMON_LOG: std::sync::OnceLock<DaemonLog> = std::sync::OnceLock::new();
+
+/// Opens (creates) today's file in `dir`, pruning files older than [`KEEP_DAYS`].
+fn appender(dir: &std::path::Path) -> std::io::Result<RollingFileAppender> {
+    RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_prefix("mcpd-daemon")
         .filename_suffix("log")
         .max_log_files(KEEP_DAYS)
-        .build(paths.logs_dir())
-        .map_err(std::io::Error::other)?;
-    let writer = Tee { file: Arc::new(std::sync::Mutex::new(appender)), stderr: foreground };
+        .build(dir)
+        .map_err(std::io::Error::other)
+}
+
+/// Installs the daemon's subscriber; `foreground` also writes to stderr. `MCPD_LOG` filters.
+pub fn init_daemon_log(paths: &Paths, foreground: bool) -> std::io::Result<()> {
+    paths.create_dirs()?;
+    let file = Arc::new(std::sync::Mutex::new(appender(&paths.logs_dir())?));
+    let _ = DAEMON_LOG.set(DaemonLog { file: file.clone(), dir: paths.logs_dir() });
+    let writer = Tee { file, stderr: foreground };
     tracing_subscriber::fmt().with_max_level(level()).with_ansi(false).with_writer(writer).init();
+    Ok(())
+}
+
+/// Opens the daemon's log file again at its path (SIGHUP, after logrotate renamed it): the
+/// next line goes to the new file. File I/O: call it on a blocking thread. Without a daemon
+/// log (in-process tests), nothing to do.
+pub(crate) fn reopen_daemon_log() -> std::io::Result<()> {
+    let Some(log) = DAEMON_LOG.get() else { return Ok(()) };
+    let fresh = appender(&log.dir)?;
+    *log.file.lock().map_err(|_| std::io::Error::other("the daemon log's lock is poisoned"))? = fresh;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod tail;
 
 pub(crate) use capture::capture;
 pub use daemon_log::init_daemon_log;
+pub(crate) use daemon_log::reopen_daemon_log;
 pub(crate) use sink::AppLogs;
 pub(crate) use tail::{daemon_tail, tail};
 

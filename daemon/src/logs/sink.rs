@@ -14,7 +14,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,9 @@ pub(crate) struct SinkStatus {
     dropping_until: AtomicU64,
     /// Lines the capture dropped, not yet counted in the sink's `lost`.
     dropped: AtomicU64,
+    /// Set by SIGHUP: the file is closed and opened again at its path before the next write
+    /// (after logrotate renamed it aside), or at once by [`Sink::honour_reopen`].
+    reopen: AtomicBool,
 }
 
 /// A fixed instant the statuses' deadlines count from.
@@ -82,6 +85,13 @@ impl SinkStatus {
     /// "cannot write FILE: ERROR (N lines lost so far)", while it cannot.
     pub fn get(&self) -> Option<String> {
         self.text.lock().expect("sink status lock").clone()
+    }
+
+    /// Asks the sink to reopen its file at its path (SIGHUP), without waiting for a write in
+    /// progress; an unwritable file is tried again at once.
+    pub fn request_reopen(&self) {
+        self.reopen.store(true, Ordering::Release);
+        self.dropping_until.store(0, Ordering::Relaxed);
     }
 
     fn set(&self, value: Option<String>) {
@@ -161,10 +171,32 @@ impl Sink {
         self.publish();
     }
 
+    /// Reopens the file now if a reopen was asked for (SIGHUP): a file that was open is
+    /// opened again at its path at once, so it exists again for logrotate; one never opened
+    /// waits for the first line as before.
+    pub fn honour_reopen(&mut self) {
+        if self.status.reopen.swap(false, Ordering::AcqRel) {
+            self.reopen(true);
+        }
+    }
+
+    fn reopen(&mut self, now: bool) {
+        let was_open = self.file.take().is_some();
+        self.retry_at = None;
+        if now && was_open {
+            if let Err(e) = self.open() {
+                self.fail("open", e, 0);
+            }
+        }
+    }
+
     /// Appends a batch of whole lines, rotating first if it is due.
     pub fn write(&mut self, batch: &[u8], lines: u64) {
         if batch.is_empty() {
             return;
+        }
+        if self.status.reopen.swap(false, Ordering::AcqRel) {
+            self.reopen(false);
         }
         if self.file.is_none() {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
@@ -312,5 +344,36 @@ impl AppLogs {
     /// Why the logs cannot be written, if they cannot (never waits for a write).
     pub fn error(&self) -> Option<String> {
         self.statuses.iter().find_map(|s| s.get())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reopen_moves_the_next_line_to_a_fresh_file_at_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("app.out.log");
+        let aside = dir.path().join("app.out.log.1");
+        let mut sink = Sink::new(live.clone(), &LogConfig::default());
+        sink.write(b"one\n", 1);
+        std::fs::rename(&live, &aside).unwrap();
+        sink.write(b"two\n", 1);
+        sink.status.request_reopen();
+        sink.write(b"three\n", 1);
+        assert_eq!(std::fs::read_to_string(&aside).unwrap(), "one\ntwo\n", "before the reopen: the renamed file");
+        assert_eq!(std::fs::read_to_string(&live).unwrap(), "three\n", "after it: a fresh file at the path");
+
+        // Reopened at once, without waiting for a line: the path exists again.
+        std::fs::rename(&live, &aside).unwrap();
+        sink.status.request_reopen();
+        sink.honour_reopen();
+        assert_eq!(std::fs::read_to_string(&live).unwrap(), "");
+        // A sink never opened is not created by a reopen.
+        let mut quiet = Sink::new(dir.path().join("quiet.log"), &LogConfig::default());
+        quiet.status.request_reopen();
+        quiet.honour_reopen();
+        assert!(!dir.path().join("quiet.log").exists());
     }
 }

@@ -13,7 +13,10 @@ pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
             uptime_ms: u64::try_from(daemon.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             apps: sup.len(),
         }),
-        Request::Start(start) => sup.start(start).await,
+        Request::Start(start) => match sup.check_start(&start).await {
+            Some(refused) => refused,
+            None => sup.start(start).await,
+        },
         Request::Stop(r) => sup.act(&r.targets, Verb::Stop).await,
         Request::Restart(r) => sup.act(&r.targets, Verb::Restart).await,
         Request::Delete(r) => sup.act(&r.targets, Verb::Delete).await,

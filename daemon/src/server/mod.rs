@@ -18,13 +18,14 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
-/// Binds the socket (0600) and serves until `shutdown`; then drains every app and removes
-/// the socket. The caller holds the home's lock.
-pub async fn serve(
+/// Binds the socket (0600) and serves until `shutdown` (cancelled by the `kill` verb, or by
+/// `signals`); then drains every app and removes the socket. The caller holds the home's lock.
+pub(crate) async fn serve(
     paths: Paths,
     guard: Guard,
     boot: mcpd_core::config::ConfigFile,
     shutdown: CancellationToken,
+    signals: crate::signals::Signals,
 ) -> Result<(), DaemonError> {
     let http = match &boot.daemon.http {
         Some(addr) => Some(crate::front::PublicListener::bind(addr).map_err(|e| DaemonError::Io {
@@ -52,6 +53,7 @@ pub async fn serve(
         tokio::spawn(crate::http::serve(listener, daemon.clone(), http_stop.clone()));
         owner
     });
+    tokio::spawn(signals.serve(daemon.clone()));
     tokio::spawn(resurrect_then_ready(daemon.clone(), boot.apps));
     tokio::spawn(crate::systemd::watchdog(shutdown.clone()));
     let mut gate = crate::accept::Gate::new("control socket", MAX_CONNECTIONS);

@@ -189,6 +189,31 @@ impl Supervisor {
         collect(replies).await
     }
 
+    /// What a `start` request would fail on, found before any app is defined or touched (so a
+    /// failed start leaves no errored app behind): values no process can be given, what
+    /// [`process::preflight`] refuses, and log files or addresses an app would share with
+    /// another app of the request or one already defined. `None` when there is nothing.
+    pub async fn check_start(&self, request: &StartRequest) -> Option<Response> {
+        if request.apps.is_empty() {
+            return None;
+        }
+        let defined: Vec<Arc<AppConfig>> = {
+            let apps = self.apps.lock().expect("apps lock");
+            apps.iter()
+                .filter(|(name, _)| !request.apps.iter().any(|a| &a.name == *name))
+                .map(|(_, e)| e.first().snapshot().config)
+                .collect()
+        };
+        let (configs, logs_dir) = (request.apps.clone(), self.ctx.paths.logs_dir());
+        let problems = blocking(move || start_problems(&defined, &configs, &logs_dir)).await.unwrap_or_default();
+        (!problems.is_empty()).then(|| {
+            Response::Error(ProtoError::new(
+                ErrorKind::InvalidRequest,
+                format!("{}\nnothing was started", problems.join("\n")),
+            ))
+        })
+    }
+
     /// Applies `verb` to the targets; an unknown name fails the request before anything changes.
     pub async fn act(&self, targets: &Targets, verb: Verb) -> Response {
         let mut replies = Vec::new();
@@ -233,6 +258,19 @@ impl Supervisor {
                 Ok(names) => names,
                 Err(response) => return response,
             };
+            // `--config FILE`: each app named must be in FILE (never reloaded from elsewhere).
+            if let (Some(file), Targets::Names(named)) = (&request.config_file, &request.targets) {
+                if let Some(missing) = named.iter().find(|n| !request.apps.iter().any(|a| &a.name == *n)) {
+                    return Response::Error(ProtoError::new(
+                        ErrorKind::InvalidRequest,
+                        format!(
+                            "{} does not define app \"{missing}\"; nothing was reloaded: add [apps.{missing}] to it, \
+                             or name the file that defines it",
+                            file.display()
+                        ),
+                    ));
+                }
+            }
             let mut sources: Vec<_> = names
                 .iter()
                 .filter(|n| !request.apps.iter().any(|a| &a.name == *n))
@@ -242,7 +280,8 @@ impl Supervisor {
             sources.dedup();
             sources
         };
-        let read = move || sources.into_iter().map(|f| (f.clone(), mcpd_core::config::load(&f))).collect::<Vec<_>>();
+        let read =
+            move || sources.into_iter().map(|f| (f.clone(), mcpd_core::config::load_checked(&f))).collect::<Vec<_>>();
         let mut loaded = BTreeMap::new();
         for (file, result) in blocking(read).await.unwrap_or_default() {
             match result {
@@ -384,6 +423,29 @@ impl Supervisor {
         Response::Done { outcomes }
     }
 
+    /// SIGHUP: reopens the daemon's log file and every app's (after logrotate renamed them
+    /// aside). Each sink is flagged first, so one busy with a slow write reopens before its
+    /// next; the others, and the daemon's log, are reopened at once on a blocking thread.
+    /// Returns why the daemon's own log could not be reopened, if it could not.
+    pub async fn reopen_logs(&self) -> Option<String> {
+        let logs: Vec<_> = {
+            let apps = self.apps.lock().expect("apps lock");
+            apps.values().flat_map(|e| &e.instances).map(|h| h.snapshot().logs).collect()
+        };
+        for status in logs.iter().flat_map(|l| &l.statuses) {
+            status.request_reopen();
+        }
+        let reopen = move || {
+            for sink in logs.iter().flat_map(|l| l.sinks()) {
+                if let Ok(mut sink) = sink.try_lock() {
+                    sink.honour_reopen();
+                }
+            }
+            crate::logs::reopen_daemon_log().err().map(|e| e.to_string())
+        };
+        blocking(reopen).await.unwrap_or_else(|| Some("the reopening thread failed".into()))
+    }
+
     /// Receivers that change when any app changes, and after each resource sample.
     pub fn subscribe(&self) -> (tokio::sync::watch::Receiver<u64>, tokio::sync::watch::Receiver<u64>) {
         (self.ctx.changes.subscribe(), self.ctx.samples_tick.subscribe())
@@ -471,6 +533,50 @@ impl Supervisor {
             .collect();
         Entry { id, instances }
     }
+}
+
+/// What `start` of `configs` would fail on, one line each, beside the `defined` apps (those
+/// the request does not redefine). Log files are compared where they will be (the defaults in
+/// `logs_dir` included).
+fn start_problems(defined: &[Arc<AppConfig>], configs: &[AppConfig], logs_dir: &std::path::Path) -> Vec<String> {
+    use mcpd_core::config::checks;
+    let placed = |c: &AppConfig| {
+        let mut c = c.clone();
+        let default = |stream: &str| Some(logs_dir.join(format!("{}.{stream}.log", c.name)));
+        c.logs.out_file = c.logs.out_file.clone().or_else(|| default("out"));
+        if !c.logs.merge_logs {
+            c.logs.err_file = c.logs.err_file.clone().or_else(|| default("err"));
+        }
+        c
+    };
+    let all: Vec<AppConfig> = defined.iter().map(|c| placed(c)).chain(configs.iter().map(placed)).collect();
+    let refs: Vec<&AppConfig> = all.iter().collect();
+    let mut problems = Vec::new();
+    for config in configs {
+        let values = checks::value_problems(config);
+        if values.is_empty() {
+            if let Err(e) = process::preflight(config) {
+                problems.push(format!("app \"{}\": {e}", config.name));
+            }
+        }
+        problems.extend(values.iter().map(|p| format!("app \"{}\": {}: {}", config.name, p.field.key(), p.message)));
+    }
+    for conflict in checks::conflicts(&refs).into_iter().filter(|c| c.app >= defined.len()) {
+        let other = &all[conflict.other];
+        let whose = if conflict.other < defined.len() {
+            " (already defined: `mcpd delete` it first, or change this one)"
+        } else {
+            ""
+        };
+        let other = format!("app \"{}\"'s {}{whose}", other.name, conflict.other_field.key());
+        problems.push(format!(
+            "app \"{}\": {}: {}",
+            all[conflict.app].name,
+            conflict.field.key(),
+            conflict.message(&other)
+        ));
+    }
+    problems
 }
 
 /// A request that would change how many instances a defined app runs is refused: the

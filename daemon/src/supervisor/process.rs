@@ -170,6 +170,26 @@ static NOTIFY_SEQ: AtomicU64 = AtomicU64::new(1);
 type NotifySocket = (PathBuf, std::os::unix::net::UnixDatagram);
 type IpcPair = (std::os::unix::net::UnixStream, std::os::fd::OwnedFd);
 
+/// What [`spawn`] would refuse before it forks, checked without forking (for a `start` request,
+/// before any app is defined): `env_file`, `cwd`, `user`/`group`, the program (in the app's
+/// PATH), NUL bytes. Reads files and the user database: call it on a blocking thread.
+pub(crate) fn preflight(config: &AppConfig) -> Result<(), String> {
+    let mut configured = match &config.env_file {
+        Some(file) => read_env_file(file).map_err(|e| format!("env_file: {e}"))?,
+        None => Default::default(),
+    };
+    configured.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if !config.cwd.is_dir() {
+        return Err(format!("cwd: {} is not a directory: create it or fix the path", config.cwd.display()));
+    }
+    let ids = exec::resolve_ids(config.user.as_deref(), config.group.as_deref()).map_err(|e| format!("user: {e}"))?;
+    let handover = Handover { ids, ..Handover::default() };
+    let env = exec::environment(configured, &handover);
+    let program = exec::resolve_program(&config.command, &config.cwd, &env)
+        .map_err(|e| format!("command: {e}: install it, or give its absolute path"))?;
+    ExecPlan::new(&program, &config.args, &env, &handover).map(drop)
+}
+
 /// Spawns a generation of `config` with the given listening sockets; its readiness watcher
 /// reports to `reports`.
 pub(crate) fn spawn(

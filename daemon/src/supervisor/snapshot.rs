@@ -101,11 +101,12 @@ impl Snapshot {
         }
     }
 
-    /// The `describe` view.
+    /// The `describe` view (env values hidden).
     pub fn detail(&self, samples: &HashMap<u32, Sample>) -> AppDetail {
         AppDetail {
             info: self.info(samples),
-            config: (*self.config).clone(),
+            // Env values are secrets: no client is shown them.
+            config: self.config.with_env_hidden(),
             last_exits: self.exits.iter().cloned().collect(),
             other_instances: Vec::new(),
         }

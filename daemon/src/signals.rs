@@ -1,0 +1,88 @@
+//! What each signal to the daemon means (the README's "Signals" table):
+//!
+//! - TERM, INT, QUIT: drain every app (each with its own kill signal and drain time), then exit.
+//! - HUP: reopen the log files, the daemon's own and every app's (after logrotate renamed them).
+//! - USR1, USR2: ignored, with a log line.
+//! - PIPE: ignored (set by the Rust runtime before `main`; a write to a closed pipe fails).
+//!
+//! The handlers are installed before the daemon serves anything, so no signal that arrives
+//! early gets its default action (which would end the daemon and, through the guard, every
+//! app). Handled signals are reset to their defaults in the apps by `execve`; nothing here
+//! sets a signal to "ignore", which the apps would inherit.
+
+use crate::context::Daemon;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// The installed handlers, waiting for [`Signals::serve`].
+#[derive(Debug)]
+pub(crate) struct Signals {
+    term: Signal,
+    int: Signal,
+    quit: Signal,
+    hup: Signal,
+    usr1: Signal,
+    usr2: Signal,
+}
+
+/// What a signal asks of the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Meaning {
+    Drain(&'static str),
+    Reopen,
+    Ignore(&'static str),
+}
+
+impl Signals {
+    /// Installs every handler; called on the runtime before the daemon serves.
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+
+    async fn next(&mut self) -> Meaning {
+        tokio::select! {
+            _ = self.term.recv() => Meaning::Drain("SIGTERM"),
+            _ = self.int.recv() => Meaning::Drain("SIGINT"),
+            _ = self.quit.recv() => Meaning::Drain("SIGQUIT"),
+            _ = self.hup.recv() => Meaning::Reopen,
+            _ = self.usr1.recv() => Meaning::Ignore("SIGUSR1"),
+            _ = self.usr2.recv() => Meaning::Ignore("SIGUSR2"),
+        }
+    }
+
+    /// Acts on each signal as it comes, for as long as the daemon runs.
+    pub async fn serve(mut self, daemon: Arc<Daemon>) {
+        loop {
+            match self.next().await {
+                Meaning::Drain(name) if daemon.shutdown.is_cancelled() => {
+                    tracing::info!("{name}: already draining every app");
+                }
+                Meaning::Drain(name) => {
+                    tracing::info!("{name}: draining every app, then exiting");
+                    crate::systemd::stopping();
+                    daemon.shutdown.cancel();
+                }
+                Meaning::Reopen => {
+                    let failed = daemon.supervisor.reopen_logs().await;
+                    match failed {
+                        None => tracing::info!("SIGHUP: reopened the daemon's and every app's log files"),
+                        Some(e) => tracing::error!(
+                            "SIGHUP: reopened every app's log files, but not the daemon's: {e}; \
+                             it keeps writing to the file it had open"
+                        ),
+                    }
+                }
+                Meaning::Ignore(name) => {
+                    tracing::info!("{name}: ignored (mcpd gives it no meaning; see \"Signals\" in the README)");
+                }
+            }
+        }
+    }
+}
