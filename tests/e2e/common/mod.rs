@@ -66,6 +66,43 @@ pub fn http(port: u16, request: &str) -> Result<(u16, String), String> {
     Ok((status, text))
 }
 
+/// The newest modification time of the `.rs` files under `dir`.
+fn newest_source(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_source(&path)
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            entry.metadata().and_then(|m| m.modified()).unwrap_or(newest)
+        } else {
+            continue;
+        };
+        newest = newest.max(time);
+    }
+    newest
+}
+
+/// `mcpd daemon` execs the `mcpd-daemon` beside `mcpd`, which `cargo test` does not build:
+/// it must exist and be newer than the sources it is built from.
+fn daemon_binary_is_current() {
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let verdict = CHECKED.get_or_init(|| {
+        let daemon = Path::new(MCPD).with_file_name("mcpd-daemon");
+        let built =
+            std::fs::metadata(&daemon).and_then(|m| m.modified()).map_err(|e| format!("{}: {e}", daemon.display()))?;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let newest = newest_source(&root.join("daemon/src")).max(newest_source(&root.join("src")));
+        if built < newest {
+            return Err(format!("{} is older than its sources", daemon.display()));
+        }
+        Ok(())
+    });
+    if let Err(why) = verdict {
+        panic!("{why}: `mcpd daemon` execs it and `cargo test` does not build it; run `cargo build --workspace` first");
+    }
+}
+
 /// A temporary MCPD_HOME with its own daemon, stopped when dropped.
 pub struct Home {
     dir: tempfile::TempDir,
@@ -74,12 +111,7 @@ pub struct Home {
 impl Home {
     /// A fresh home in a temporary directory.
     pub fn new() -> Home {
-        let daemon = Path::new(MCPD).with_file_name("mcpd-daemon");
-        assert!(
-            daemon.is_file(),
-            "{} is missing: `mcpd daemon` execs it; build the whole workspace (`cargo test --workspace`)",
-            daemon.display()
-        );
+        daemon_binary_is_current();
         let dir = tempfile::Builder::new().prefix("mcpd-e2e").tempdir().expect("tempdir");
         Home { dir }
     }
