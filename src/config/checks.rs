@@ -116,6 +116,16 @@ pub fn system_problems(app: &AppConfig) -> Vec<Problem> {
     if let Some(problem) = program_problem(app) {
         out.push(problem);
     }
+    // mcpd never creates a log file's directory (it would through a planted symlink).
+    let log_files = [(Field::OutFile, app.logs.out_file.as_ref()), (Field::ErrFile, app.logs.err_file.as_ref())];
+    for (field, file) in log_files {
+        let Some(dir) = file.and_then(|f| f.parent()).filter(|d| !d.as_os_str().is_empty()) else { continue };
+        if !dir.is_dir() {
+            let message =
+                format!("directory {} does not exist: create it (mcpd does not create log directories)", dir.display());
+            out.push(Problem::error(field, message));
+        }
+    }
     if let Some(user) = &app.user {
         let found = match user.parse::<u32>() {
             Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),

@@ -42,6 +42,7 @@ fn absurd_durations_sizes_and_intervals_are_config_errors() {
         ("max_memory_restart = \"1e99M\"", "max_memory_restart", "invalid size"),
         ("max_memory_restart = \"infK\"", "max_memory_restart", "invalid size"),
         ("health = { tcp = \"127.0.0.1:9\", interval = \"0ms\" }", "interval", "at least 100ms"),
+        ("out_file = \"/nonexistent-dir/a.log\"", "out_file", "does not exist"),
     ];
     for (line, key, why) in cases {
         let file = home.write("bad.toml", &format!("[apps.a]\ncommand = \"sleep\"\nargs = [\"1\"]\n{line}\n"));

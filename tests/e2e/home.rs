@@ -39,6 +39,9 @@ fn a_symlink_planted_where_a_log_file_goes_is_not_followed() {
     home.ok(&["start", "--name", "talker", "--", "python3", "talker.py"]);
     let row = home.wait_app("talker", "its log error", |r| r["log_error"].is_string());
     assert!(row["log_error"].as_str().unwrap().contains("talker.out.log"), "{row}");
+    // The text views say it too, not only the JSON.
+    assert!(home.ok(&["list"]).contains("logs: cannot open"), "list shows the log error");
+    assert!(home.ok(&["describe", "talker"]).contains("log_error"), "describe shows the log error");
     home.ok(&["stop", "talker"]);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "the link's target was not written");
 }

@@ -194,23 +194,30 @@ fn logs_prints_the_last_lines_and_follows_across_rotation_and_restart() {
 #[test]
 fn an_unwritable_log_path_leaves_the_app_running_and_says_so() {
     let home = Home::new();
-    let blocker = home.write("blocker", "a file where the log directory should be");
+    let dir = home.file("logdir");
+    std::fs::create_dir(&dir).unwrap();
     let config = home.write(
         "w.toml",
-        &format!("[apps.w]\ncommand = \"sh\"\nargs = [\"-c\", \"while :; do echo alive; sleep 0.05; done\"]\nout_file = \"{}/w.log\"\n", blocker.display()),
+        &format!("[apps.w]\ncommand = \"sh\"\nargs = [\"-c\", \"while :; do echo alive; sleep 0.05; done\"]\nout_file = \"{}/w.log\"\n", dir.display()),
     );
     home.ok(&["start", config.to_str().unwrap()]);
+    let log = dir.join("w.log");
+    wait_for("the first lines", Duration::from_secs(10), || {
+        std::fs::metadata(&log).map(drop).map_err(|e| e.to_string())
+    });
+    // The directory goes away and a file takes its place: the log cannot be opened again.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, "a file where the log directory should be").unwrap();
     let row = home.wait_app("w", "the log error shown", |r| r["log_error"].is_string());
     assert_eq!(row["status"], "online");
     assert!(row["log_error"].as_str().unwrap().contains("cannot open"), "{row}");
     let pid = home.pid("w");
     assert!(alive(pid));
-    // The directory is never created by mcpd (a missing one stays an error): make it.
-    std::fs::remove_file(&blocker).unwrap();
-    std::fs::create_dir(&blocker).unwrap();
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
     home.wait_app("w", "the error cleared once the path works", |r| r["log_error"].is_null());
     let text = wait_for("lines in the log once writable", Duration::from_secs(10), || {
-        std::fs::read_to_string(blocker.join("w.log")).map_err(|e| e.to_string()).and_then(|t| {
+        std::fs::read_to_string(&log).map_err(|e| e.to_string()).and_then(|t| {
             if t.contains("alive") {
                 Ok(t)
             } else {

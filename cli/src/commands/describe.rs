@@ -30,6 +30,9 @@ fn text(d: &AppDetail) -> String {
     if let Some(r) = &i.reason {
         line("reason", r.clone());
     }
+    if let Some(e) = &i.log_error {
+        line("log_error", e.clone());
+    }
     line("pid", opt(i.pid.map(|p| p.to_string())));
     if let Some(r) = &i.reload {
         line("reload", format!("{}: old pid {}, new pid {}", r.phase, r.old_pid, r.new_pid));

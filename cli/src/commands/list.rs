@@ -35,6 +35,12 @@ fn table(apps: &[AppInfo]) -> String {
                 (None, None, None, Some(text)) => text.clone(),
                 _ => String::new(),
             };
+            // A log that cannot be written is said on the row, whatever else is.
+            let note = match (&a.log_error, note.is_empty()) {
+                (Some(e), true) => format!("logs: {e}"),
+                (Some(e), false) => format!("{note}; logs: {e}"),
+                (None, _) => note,
+            };
             vec![
                 a.label(),
                 a.status.to_string(),

@@ -1,8 +1,8 @@
 //! Reading one pipe of a generation: split into lines, stamp, append to the sink, and hand
 //! to followers. Memory is bounded: one read buffer, one batch, one partial line of at most
 //! [`MAX_LINE`]; a child that writes faster than the disk blocks on its full pipe. Each batch
-//! is written on a blocking thread and waited for before the next read, so a slow or stuck
-//! file stalls only this pipe's app, never the runtime.
+//! is written by this capture's writer thread (`writer.rs`) through a short queue, so a slow or
+//! stuck file stalls only this pipe's app, never the runtime.
 
 use super::{hub, AppLogs};
 use mcpd_core::config::LogFormat;
@@ -15,6 +15,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// while reads keep filling it (a flood is taken in big reads).
 const FIRST_READ: usize = 4 * 1024;
 const MAX_READ: usize = 64 * 1024;
+/// The pause after each read whose lines are dropped (an unwritable file): at most 64 KiB per
+/// pause drained.
+const DROPPING_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+/// Lines are queued for the writer in batches of at most about this much.
+const MAX_BATCH: usize = 256 * 1024;
 /// A longer line is written in pieces, each cut at a character boundary.
 pub(super) const MAX_LINE: usize = 64 * 1024;
 
@@ -24,25 +29,43 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
         LogStream::Out => logs.out.clone(),
         LogStream::Err => logs.err.clone(),
     };
+    let mut writer = super::writer::Writer::new(sink.clone());
     let status = logs.statuses[if stream == LogStream::Err && logs.statuses.len() > 1 { 1 } else { 0 }].clone();
     let mut buf = vec![0u8; FIRST_READ];
     let mut pending: Vec<u8> = Vec::new();
     let mut batch: Vec<u8> = Vec::new();
     let mut stamper =
         Stamper { format: logs.format, app: &logs.app, stream, time: SystemTime::now(), stamp: String::new() };
+    // Lines formatted but not yet queued for the writer.
+    let mut unsent = 0u64;
     loop {
-        let n = match pipe.read(&mut buf).await {
+        let read = if batch.is_empty() {
+            pipe.read(&mut buf).await
+        } else {
+            // Lines are waiting: read on only if the pipe has more already (fewer, larger
+            // batches for a flood), else queue them first (a quiet app's line goes out at once).
+            match futures_util::FutureExt::now_or_never(pipe.read(&mut buf)) {
+                Some(read) => read,
+                None => {
+                    writer.write(std::mem::take(&mut batch), std::mem::take(&mut unsent)).await;
+                    continue;
+                }
+            }
+        };
+        let n = match read {
             Ok(0) | Err(_) => 0,
             Ok(n) => n,
         };
         stamper.now();
-        let mut lines = 0u64;
         if n == 0 {
             if !pending.is_empty() {
                 stamper.line(&pending, &mut batch);
-                lines += 1;
+                unsent += 1;
             }
-            write(&sink, batch, lines).await;
+            writer.write(batch, unsent).await;
+            // Every line the app wrote is in the file before the capture (which shutdown
+            // waits for) ends.
+            writer.flush().await;
             return;
         }
         let filled = n == buf.len();
@@ -50,7 +73,11 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
             // The file cannot take lines now: count them (cheaply) as lost, format nothing.
             let lines = memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
             pending.clear();
-            status.drop_lines(lines);
+            batch.clear();
+            status.drop_lines(lines + std::mem::take(&mut unsent));
+            // Drained slowly: an app logging into a full disk is held back (its pipe fills)
+            // rather than spinning a core, and the lines would be lost anyway.
+            tokio::time::sleep(DROPPING_PAUSE).await;
             continue;
         }
         let mut data = &buf[..n];
@@ -62,7 +89,7 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
                 stamper.line(&pending, &mut batch);
                 pending.clear();
             }
-            lines += 1;
+            unsent += 1;
             data = &data[at + 1..];
         }
         pending.extend_from_slice(data);
@@ -70,28 +97,15 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
             let cut = char_boundary(&pending, MAX_LINE);
             stamper.line(&pending[..cut], &mut batch);
             pending.drain(..cut);
-            lines += 1;
+            unsent += 1;
         }
-        batch = write(&sink, batch, lines).await;
-        batch.clear();
+        if !filled || batch.len() >= MAX_BATCH {
+            writer.write(std::mem::take(&mut batch), std::mem::take(&mut unsent)).await;
+        }
         if filled && buf.len() < MAX_READ {
             buf.resize(buf.len() * 2, 0);
         }
     }
-}
-
-/// Appends `batch` to the sink on a blocking thread; gives the buffer back for reuse.
-async fn write(sink: &Arc<std::sync::Mutex<super::sink::Sink>>, batch: Vec<u8>, lines: u64) -> Vec<u8> {
-    if batch.is_empty() {
-        return batch;
-    }
-    let sink = sink.clone();
-    tokio::task::spawn_blocking(move || {
-        sink.lock().expect("sink lock").write(&batch, lines);
-        batch
-    })
-    .await
-    .unwrap_or_default()
 }
 
 /// The largest `i <= max` that does not fall inside a UTF-8 sequence (or `max` if none is found

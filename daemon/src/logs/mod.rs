@@ -7,6 +7,7 @@ mod daemon_log;
 mod rotate;
 mod sink;
 mod tail;
+mod writer;
 
 pub(crate) use capture::capture;
 pub use daemon_log::init_daemon_log;

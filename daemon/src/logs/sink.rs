@@ -222,8 +222,20 @@ impl Sink {
             self.publish();
             return;
         };
-        match file.write_all(batch) {
-            Ok(()) => {
+        let mut written = 0;
+        let failed = loop {
+            if written == batch.len() {
+                break None;
+            }
+            match file.write(&batch[written..]) {
+                Ok(0) => break Some(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Some(e),
+            }
+        };
+        match failed {
+            None => {
                 self.size += batch.len() as u64;
                 if self.error.take().is_some() {
                     tracing::warn!(file = %self.path.display(), lost = self.lost, "log file writable again");
@@ -231,11 +243,16 @@ impl Sink {
                     self.publish();
                 }
             }
-            Err(e) => {
-                // Whole lines or none: cut off what part of the batch was written (a full
-                // disk), so no line is left torn; the batch counts as lost.
-                let _ = file.set_len(self.size);
-                self.fail("write", e, lines)
+            Some(e) => {
+                // Whole lines or none (a full disk): keep the lines that fit, cut off a torn
+                // one; the rest of the batch counts as lost.
+                let whole = batch[..written].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                let kept = memchr::memchr_iter(b'\n', &batch[..whole]).count() as u64;
+                if whole < written {
+                    let _ = file.set_len(self.size + whole as u64);
+                }
+                self.size += whole as u64;
+                self.fail("write", e, lines.saturating_sub(kept))
             }
         }
     }

@@ -161,7 +161,7 @@ async fn events(
                         Ok(event) => {
                             let sample = matches!(event.kind, mcpd_core::model::EventKind::Sample { .. });
                             if request.app.as_ref().is_none_or(|n| *n == event.app) && (request.samples || !sample) {
-                                events.push(event);
+                                events.push((*event).clone());
                             }
                         }
                         Err(RecvError::Lagged(n)) => skipped += n,

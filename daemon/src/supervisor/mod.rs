@@ -49,7 +49,7 @@ pub(crate) struct Ctx {
     /// The sampling interval: the smallest `memory_check_interval` of any app (1 s default).
     pub sample_every_ms: AtomicU64,
     /// Lifecycle events for subscribers (bounded: a slow subscriber is told what it missed).
-    pub events: tokio::sync::broadcast::Sender<LifecycleEvent>,
+    pub events: tokio::sync::broadcast::Sender<Arc<LifecycleEvent>>,
     /// The last event's sequence number.
     pub event_seq: AtomicU64,
     /// How generations are spawned (real processes; a double in the app task's tests).
@@ -452,7 +452,7 @@ impl Supervisor {
     }
 
     /// A receiver of every lifecycle event from now on.
-    pub fn events(&self) -> tokio::sync::broadcast::Receiver<LifecycleEvent> {
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Arc<LifecycleEvent>> {
         self.ctx.events.subscribe()
     }
 

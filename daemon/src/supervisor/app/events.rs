@@ -50,7 +50,7 @@ impl AppTask {
             kind,
             row,
         };
-        let _ = self.ctx.events.send(event);
+        let _ = self.ctx.events.send(std::sync::Arc::new(event));
     }
 
     /// The events one step made happen.
