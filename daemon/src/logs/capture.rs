@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The read buffer starts small (a quiet app costs little) and doubles up to `MAX_READ`
 /// while reads keep filling it (a flood is taken in big reads).
-const FIRST_READ: usize = 4 * 1024;
+const FIRST_READ: usize = 1024;
 const MAX_READ: usize = 64 * 1024;
 /// The pause after each read whose lines are dropped (an unwritable file): at most 64 KiB per
 /// pause drained.

@@ -57,7 +57,7 @@ pub(crate) struct Ctx {
 }
 
 /// How many lifecycle events wait for the slowest subscriber before it misses some.
-const EVENTS_QUEUED: usize = 1024;
+const EVENTS_QUEUED: usize = 256;
 
 /// The open-files limit spawned apps get (the daemon raises its own).
 pub(crate) fn set_apps_nofile(limit: u64) {
