@@ -15,32 +15,9 @@ const MCPD: &str = env!("CARGO_BIN_EXE_mcpd");
 const REQUESTS: usize = 3000;
 const LISTS: usize = 30;
 
-const WEB_APP: &str = r#"
-import socket, socketserver
-class H(socketserver.StreamRequestHandler):
-    def handle(self):
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            while line not in (b"\r\n", b"\n", b""):
-                line = self.rfile.readline()
-            self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
-            self.wfile.flush()
-class S(socketserver.ThreadingMixIn, socketserver.BaseServer):
-    daemon_threads = True
-    def __init__(self, sock):
-        super().__init__(None, H)
-        self.socket = sock
-    def get_request(self):
-        return self.socket.accept()
-    def fileno(self):
-        return self.socket.fileno()
-S(socket.socket(fileno=3)).serve_forever()
-"#;
+const WEB_APP: &str = include_str!("../../tests/e2e/fixtures/web_on_fd3.py");
 
-const FLOOD_APP: &str =
-    "import sys\nw = sys.stdout.buffer\nline = b'x' * 99 + b'\\n'\nwhile True:\n    w.write(line)\n";
+const FLOOD_APP: &str = include_str!("../../tests/e2e/fixtures/flood.py");
 
 const SLOW_READER: &str = r#"
 import os, sys, time

@@ -6,33 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Answers every HTTP request on the socket mcpd hands over (fd 3) at once.
-pub(crate) const WEB_APP: &str = r#"
-import os, socket, socketserver, threading
-class H(socketserver.StreamRequestHandler):
-    def handle(self):
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            while line not in (b"\r\n", b"\n", b""):
-                line = self.rfile.readline()
-            self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
-            self.wfile.flush()
-class S(socketserver.ThreadingMixIn, socketserver.BaseServer):
-    daemon_threads = True
-    def __init__(self, sock):
-        super().__init__(None, H)
-        self.socket = sock
-    def get_request(self):
-        return self.socket.accept()
-    def fileno(self):
-        return self.socket.fileno()
-S(socket.socket(fileno=3)).serve_forever()
-"#;
+pub(crate) const WEB_APP: &str = include_str!("fixtures/web_on_fd3.py");
 
 /// Prints 100-byte lines as fast as it can.
-pub(crate) const FLOOD_APP: &str =
-    "import sys\nw = sys.stdout.buffer\nline = b'x' * 99 + b'\\n'\nwhile True:\n    w.write(line)\n";
+pub(crate) const FLOOD_APP: &str = include_str!("fixtures/flood.py");
 
 /// Reads a FIFO at about 200 KB/s, counting what it got in a file.
 const SLOW_READER: &str = r#"
