@@ -91,8 +91,19 @@ pub struct Ending {
     pub stage: EndStage,
     /// Why it is ending (the exit record's reason).
     pub why: String,
+    /// Whether it was replaced by a ready successor or thrown away.
+    pub kind: EndKind,
     /// When it was asked to stop (or SIGKILLed).
     pub signalled_at: Option<Instant>,
+}
+
+/// What an ending generation was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndKind {
+    /// An old generation a ready successor replaced: it drains (a reload's `draining-old`).
+    Replaced,
+    /// A reload's new generation that failed, or one nothing asked for: it is SIGKILLed.
+    Discarded,
 }
 
 /// Where an ending generation is.
@@ -384,9 +395,11 @@ impl Machine {
     pub fn reload_phase(&self) -> Option<(ReloadPhase, Gen, Gen)> {
         match &self.state {
             State::Reloading { gen, next, .. } => Some((ReloadPhase::StartingNew, *gen, *next)),
-            State::Online { gen, .. } => {
-                self.ending.iter().find(|e| e.why != "reload failed").map(|e| (ReloadPhase::DrainingOld, e.gen, *gen))
-            }
+            State::Online { gen, .. } => self
+                .ending
+                .iter()
+                .find(|e| e.kind == EndKind::Replaced)
+                .map(|e| (ReloadPhase::DrainingOld, e.gen, *gen)),
             _ => None,
         }
     }

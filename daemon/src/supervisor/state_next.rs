@@ -1,8 +1,8 @@
 //! The transition function: one event, then the waiting requests settled.
 
 use super::{
-    later, Action, Answer, Attempt, EndStage, Ending, Event, Failure, Gen, GenId, Goal, Machine, Policy, ReloadRun,
-    RestartReason, Role, State, Then, Transition, Verb, WaiterId, Why, MAX_ENDING,
+    later, Action, Answer, Attempt, EndKind, EndStage, Ending, Event, Failure, Gen, GenId, Goal, Machine, Policy,
+    ReloadRun, RestartReason, Role, State, Then, Transition, Verb, WaiterId, Why, MAX_ENDING,
 };
 use crate::supervisor::restart::{decide, Decision, ExitFacts};
 use mcpd_core::config::{RestartConfig, RestartMode};
@@ -62,14 +62,14 @@ impl Step<'_> {
 
     /// Moves `gen` out of the serving line: SIGKILLed at once (`kill`) or asked to stop.
     fn end(&mut self, gen: Gen, kill: bool, why: &str) {
-        let stage = if kill {
+        let (stage, kind) = if kill {
             self.actions.push(Action::Kill { gen: gen.id });
-            EndStage::Signalled { kill_at: None }
+            (EndStage::Signalled { kill_at: None }, EndKind::Discarded)
         } else {
             self.actions.push(Action::SignalStop { gen: gen.id });
-            EndStage::Signalled { kill_at: Some(later(self.now, self.policy.kill_timeout)) }
+            (EndStage::Signalled { kill_at: Some(later(self.now, self.policy.kill_timeout)) }, EndKind::Replaced)
         };
-        self.m.ending.push(Ending { gen, stage, why: why.to_string(), signalled_at: Some(self.now) });
+        self.m.ending.push(Ending { gen, stage, why: why.to_string(), kind, signalled_at: Some(self.now) });
     }
 
     /// Ending generations still keeping sessions are asked to stop now (stop, delete).
@@ -207,7 +207,7 @@ impl Step<'_> {
         }
         // Without a front the old generation drains within its kill_timeout: one reload at a
         // time. Behind a front old generations may keep sessions for minutes, side by side.
-        let draining = self.m.ending.iter().any(|e| e.why != "reload failed");
+        let draining = self.m.ending.iter().any(|e| e.kind == EndKind::Replaced);
         if draining && self.policy.front_drain.is_none() {
             return self.busy(waiter, "the previous reload's old generation is still draining");
         }
@@ -306,6 +306,7 @@ impl Step<'_> {
                         gen: old,
                         stage: EndStage::Sessions { until: later(self.now, d) },
                         why: why.text.clone(),
+                        kind: EndKind::Replaced,
                         signalled_at: None,
                     }),
                     None => self.end(old, false, &why.text),

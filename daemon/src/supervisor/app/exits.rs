@@ -3,8 +3,8 @@
 
 use super::{AppTask, GenNews};
 use crate::supervisor::drain::ms;
-use crate::supervisor::state::{Event, GenId, State};
-use mcpd_core::model::EventKind;
+use crate::supervisor::state::{EndKind, Event, GenId, State};
+use mcpd_core::model::{EventKind, ExitRecord};
 use std::time::Instant;
 
 impl AppTask {
@@ -38,21 +38,21 @@ impl AppTask {
     }
 
     /// A generation's whole group is gone: forget it, record its exit, step the machine.
-    fn gone(&mut self, gen: GenId, mut record: ExitRecordAlias) {
+    fn gone(&mut self, gen: GenId, mut record: ExitRecord) {
         let Some(live) = self.gens.remove(&gen) else { return };
         if let Some(front) = self.front() {
             front.remove(live.generation.pid());
         }
         drop(live);
-        let ending = self.machine.ending.iter().find(|e| e.gen.id == gen).map(|e| e.why.clone());
+        let ending = self.machine.ending.iter().find(|e| e.gen.id == gen).map(|e| e.kind);
         let was_next = matches!(&self.machine.state, State::Reloading { next, .. } if next.id == gen);
         let how = record.describe();
         let code = record.code;
         let serving = ending.is_none() && !was_next;
-        record.outcome = match (ending.as_deref(), was_next) {
-            (Some("reload failed"), _) | (_, true) => Some("the old generation kept serving".into()),
-            (Some(_), _) => Some("replaced by a ready new generation".into()),
-            _ => None,
+        record.outcome = match (ending, was_next) {
+            (Some(EndKind::Discarded), _) | (_, true) => Some("the old generation kept serving".into()),
+            (Some(EndKind::Replaced), _) => Some("replaced by a ready new generation".into()),
+            (None, false) => None,
         };
         if was_next {
             tracing::warn!(app = %self.snap.config.name, pid = record.pid, exit = %how, "reload: the new generation ended before it was ready");
@@ -89,5 +89,3 @@ impl AppTask {
         self.publish_snapshot();
     }
 }
-
-type ExitRecordAlias = mcpd_core::model::ExitRecord;
