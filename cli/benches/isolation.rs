@@ -22,7 +22,14 @@ const FLOOD_APP: &str = include_str!("../../tests/e2e/fixtures/flood.py");
 const SLOW_READER: &str = r#"
 import os, sys, time
 fd = os.open(sys.argv[1], os.O_RDONLY)
-while os.read(fd, 20000):
+total = 0
+while True:
+    data = os.read(fd, 20000)
+    if not data:
+        break
+    total += len(data)
+    with open(sys.argv[2], "w") as f:
+        f.write(str(total))
     time.sleep(0.1)
 "#;
 
@@ -33,6 +40,22 @@ fn mcpd(home: &Path, args: &[&str]) -> std::process::Output {
     let out = Command::new(MCPD).args(args).env("MCPD_HOME", home).stdin(Stdio::null()).output().expect("run mcpd");
     assert!(out.status.success(), "mcpd {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out
+}
+
+/// Polls `ready` (bounded) until it holds, so a measurement starts once its disturbance is on.
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `list --json` row of `name`.
+fn row(home: &Path, name: &str) -> serde_json::Value {
+    let out = mcpd(home, &["list", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    rows.into_iter().find(|r| r["name"] == name).unwrap_or_default()
 }
 
 fn free_port() -> u16 {
@@ -187,11 +210,21 @@ fn main() {
     // A flood into a FIFO read at 200 KB/s.
     let fifo = dir.path().join("slow.fifo");
     mkfifo(&fifo);
+    let got = dir.path().join("read.txt");
     let reader = Killed(
-        Command::new("python3").arg(dir.path().join("reader.py")).arg(&fifo).stdin(Stdio::null()).spawn().unwrap(),
+        Command::new("python3")
+            .arg(dir.path().join("reader.py"))
+            .arg(&fifo)
+            .arg(&got)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
     );
     start_flood(&home, dir.path(), "flood", &fifo);
-    std::thread::sleep(Duration::from_secs(2)); // let the pipe and the FIFO fill
+    // The pipe and the FIFO are full once the slow reader has been fed for a while.
+    wait_until("the slow reader to get 500 KB", || {
+        std::fs::read_to_string(&got).ok().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0) > 500_000
+    });
     let slow = measure(&home, port);
     print("flood into a 200 KB/s FIFO", &slow, Some(&alone));
     mcpd(&home, &["delete", "flood"]);
@@ -201,7 +234,7 @@ fn main() {
     match full_tmpfs(dir.path()) {
         Some(mnt) => {
             start_flood(&home, dir.path(), "fullflood", &mnt.join("flood.log"));
-            std::thread::sleep(Duration::from_secs(2));
+            wait_until("the full disk to show as a log error", || row(&home, "fullflood")["log_error"].is_string());
             let full = measure(&home, port);
             print("flood into a file on a full tmpfs", &full, Some(&alone));
             mcpd(&home, &["delete", "fullflood"]);
@@ -214,7 +247,19 @@ fn main() {
     let many = dir.path().join("many.toml");
     std::fs::write(&many, format!("[apps.many]\ncommand = \"sh\"\nargs = [\"-c\", {MANY_APP:?}]\n")).unwrap();
     mcpd(&home, &["start", many.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_secs(2)); // its processes started, sampled at least once
+    let leader = row(&home, "many")["pid"].as_u64().unwrap_or(0) as i32;
+    wait_until("500 processes in the app's group", || {
+        let members = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(2)) == Some(&leader.to_string())
+            })
+            .count();
+        members > 500
+    });
     let crowd = measure(&home, port);
     print("an app of 500 processes", &crowd, Some(&alone));
     mcpd(&home, &["kill"]);
