@@ -134,8 +134,11 @@ fn main() -> ExitCode {
     if let Verb::Daemon { start } = cli.command {
         return commands::daemon::run(start.as_deref());
     }
+    // No signal driver: no verb uses tokio's signals, and it costs a socketpair and its
+    // registration on every run.
     let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|rt| rt.block_on(dispatch(cli.command)));
