@@ -326,6 +326,10 @@ pub struct AppDetail {
     /// With `instances` > 1: the rows of the other instances.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_instances: Vec<AppInfo>,
+    /// How the daemon tracks the app's processes: `cgroup PATH (controllers: ...)` or
+    /// `process group (why not cgroups)`.
+    #[serde(default)]
+    pub tracking: Option<String>,
 }
 
 #[cfg(test)]

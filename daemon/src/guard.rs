@@ -18,6 +18,7 @@ use std::sync::Mutex;
 #[derive(Debug)]
 pub struct Guard {
     pipe: Mutex<Option<std::fs::File>>,
+    pid: Option<u32>,
 }
 
 impl Guard {
@@ -36,18 +37,29 @@ impl Guard {
                 }
                 run_guard(read)
             }
-            ForkResult::Parent { .. } => {
+            ForkResult::Parent { child } => {
                 drop(read);
                 let file = std::fs::File::from(write);
                 set_cloexec(&file);
-                Ok(Guard { pipe: Mutex::new(Some(file)) })
+                Ok(Guard { pipe: Mutex::new(Some(file)), pid: Some(child.as_raw() as u32) })
             }
         }
     }
 
     /// A guard that watches nothing (tests of the engine in-process).
     pub fn disabled() -> Guard {
-        Guard { pipe: Mutex::new(None) }
+        Guard { pipe: Mutex::new(None), pid: None }
+    }
+
+    /// The guard's pid (none for a disabled guard).
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Has the guard also kill every app cgroup under `tree` if the daemon dies: what left
+    /// its process group (`setsid`) is still there.
+    pub fn watch_tree(&self, tree: &std::path::Path) {
+        self.send(format!("C{}\n", tree.display()));
     }
 
     /// Adds a group to the guard's list.
@@ -87,8 +99,13 @@ fn run_guard(read: OwnedFd) -> ! {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
     let mut groups = BTreeSet::new();
+    let mut trees = Vec::new();
     for line in BufReader::new(std::fs::File::from(read)).lines() {
         let Ok(line) = line else { break };
+        if let Some(tree) = line.strip_prefix('C') {
+            trees.push(std::path::PathBuf::from(tree));
+            continue;
+        }
         let (op, pgid) = line.split_at(1.min(line.len()));
         match (op, pgid.parse::<i32>()) {
             ("+", Ok(p)) if p > 1 => {
@@ -102,6 +119,12 @@ fn run_guard(read: OwnedFd) -> ! {
     }
     for pgid in groups {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+    for tree in trees {
+        let Ok(apps) = std::fs::read_dir(&tree) else { continue };
+        for app in apps.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("app-")) {
+            let _ = std::fs::write(app.path().join("cgroup.kill"), "1");
+        }
     }
     std::process::exit(0)
 }

@@ -148,7 +148,12 @@ fn health(daemon: &Daemon, name: Option<&str>) -> Response<Full<Bytes>> {
         ("ok", None)
     };
     let code = if status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({ "status": status, "reason": reason, "apps": rows });
+    let body = json!({
+        "status": status,
+        "reason": reason,
+        "process_tracking": daemon.supervisor.tracking(),
+        "apps": rows,
+    });
     reply(code, "application/json", body.to_string())
 }
 

@@ -71,6 +71,11 @@ pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), Daem
         guard::Guard::start(inherited.as_ref().map(|l| l.fd())).map_err(io_error("cannot start the guard process"))?;
     let lock = lock::DaemonLock::acquire(&paths, inherited)?;
     supervisor::reaper::become_subreaper().map_err(io_error("cannot become a child subreaper"))?;
+    let (tracking, orphans) = track(&paths, &guard);
+    let leave = match &tracking {
+        supervisor::cgroup::Tracking::Cgroup(tree) => Some((tree.root().to_path_buf(), guard.pid())),
+        supervisor::cgroup::Tracking::ProcessGroup(_) => None,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -79,10 +84,44 @@ pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), Daem
         // Before anything is served: from here on no signal a user may send has its default
         // action (ending the daemon, and through the guard every app, undrained).
         let signals = signals::Signals::install().map_err(io_error("cannot install the signal handlers"))?;
-        server::serve(paths.clone(), guard, boot, CancellationToken::new(), signals).await
+        server::serve(paths.clone(), guard, tracking, orphans, boot, CancellationToken::new(), signals).await
     });
+    if let Some((root, guard)) = leave {
+        supervisor::cgroup::leave(&root, guard);
+    }
     drop(lock);
     result
+}
+
+/// Turns cgroup tracking off (`0`), for comparing the two ways of tracking.
+pub const CGROUPS_ENV: &str = "MCPD_CGROUPS";
+
+/// Sets up a cgroup per generation where the machine allows it (after the lock is taken, so
+/// one daemon at a time touches the home's tree); kills what a dead predecessor left.
+fn track(paths: &Paths, guard: &guard::Guard) -> (supervisor::cgroup::Tracking, Vec<supervisor::cgroup::Orphans>) {
+    use supervisor::cgroup::{Tracking, Tree};
+    let (tracking, orphans) = if std::env::var_os(CGROUPS_ENV).is_some_and(|v| v == "0") {
+        (Tracking::ProcessGroup(format!("{CGROUPS_ENV}=0")), Vec::new())
+    } else {
+        match Tree::setup(paths.home(), guard.pid()) {
+            Ok((tree, orphans)) => {
+                guard.watch_tree(tree.root());
+                (Tracking::Cgroup(tree), orphans)
+            }
+            Err(why) => (Tracking::ProcessGroup(why), Vec::new()),
+        }
+    };
+    tracing::info!("process tracking: {}", tracking.describe());
+    for o in &orphans {
+        tracing::warn!(
+            app = %o.app,
+            pids = ?o.pids,
+            "killed {} process(es) of app {} left running by a previous daemon",
+            o.pids.len(),
+            o.app
+        );
+    }
+    (tracking, orphans)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! real child processes.
 
 mod bounds;
+mod cgroups;
 mod common;
 mod config_checks;
 mod control;

@@ -86,6 +86,7 @@ fn detail() -> AppDetail {
             exit(60_000, 1220, 0, "user restart", "restarted as pid 1234"),
         ],
         other_instances: Vec::new(),
+        tracking: None,
     }
 }
 

@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 pub(crate) async fn serve(
     paths: Paths,
     guard: Guard,
+    tracking: crate::supervisor::cgroup::Tracking,
+    orphans: Vec<crate::supervisor::cgroup::Orphans>,
     boot: mcpd_core::config::ConfigFile,
     shutdown: CancellationToken,
     signals: crate::signals::Signals,
@@ -40,7 +42,7 @@ pub(crate) async fn serve(
         .map_err(io_error(format!("cannot set the mode of {}", socket.display())))?;
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "mcpd daemon listening");
     let daemon = Arc::new(Daemon {
-        supervisor: Supervisor::new(paths.clone(), guard, &shutdown),
+        supervisor: Supervisor::new(paths.clone(), guard, tracking, orphans, &shutdown),
         paths: paths.clone(),
         shutdown: shutdown.clone(),
         started: Instant::now(),

@@ -19,14 +19,16 @@ pub(crate) fn ms(d: Duration) -> u64 {
 pub(crate) async fn finish(
     ctx: &Ctx,
     pid: u32,
+    cgroup: Option<std::sync::Arc<super::cgroup::GenCgroup>>,
     status: std::io::Result<ExitStatus>,
     first: Option<Signal>,
     deadline: Instant,
     reason: &str,
 ) -> (ExitRecord, GroupEnd) {
     ctx.leaders.lock().expect("leaders lock").remove(&pid);
-    let end = end_group(ctx, pid, first, deadline).await;
+    let end = end_group(ctx, pid, cgroup.as_deref(), first, deadline).await;
     ctx.groups.lock().expect("groups lock").remove(&pid);
+    ctx.cgroups.lock().expect("cgroups lock").remove(&pid);
     ctx.guard.forget(pid);
     let (code, signal) = match &status {
         Ok(s) => (s.code(), s.signal()),

@@ -28,6 +28,7 @@ const NOT_INHERITED: &[&str] = &[
     "MCPD_LOG",
     "MCPD_HTTP",
     "MCPD_LOCK_FD",
+    "MCPD_CGROUPS",
 ];
 
 const PID_DIGITS: usize = 10;
@@ -50,6 +51,9 @@ pub(crate) struct ExecPlan {
     fds: Vec<(RawFd, RawFd)>,
     temps: Vec<RawFd>,
     ids: Option<Ids>,
+    /// The generation's `cgroup.procs`, which the child writes itself into before anything
+    /// else (before its fds are moved, which could overwrite this one).
+    cgroup_procs: Option<RawFd>,
 }
 
 // SAFETY: the raw pointers point into buffers owned by the plan itself, which is moved into
@@ -237,11 +241,23 @@ impl ExecPlan {
             temps: vec![-1; fds.len()],
             fds,
             ids: handover.ids.clone(),
+            cgroup_procs: None,
         })
+    }
+
+    /// Has the child enter the cgroup whose `cgroup.procs` is open as `fd` before it runs.
+    pub fn enter_cgroup(&mut self, fd: RawFd) {
+        self.cgroup_procs = Some(fd);
     }
 
     /// In the forked child: place the fds, write LISTEN_PID, execve. Returns only on failure.
     pub fn exec(&mut self) -> std::io::Error {
+        if let Some(fd) = self.cgroup_procs {
+            // SAFETY: write of a static buffer to an fd we own; "0" moves the writer itself.
+            if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+                return std::io::Error::last_os_error();
+            }
+        }
         let soft = APPS_NOFILE.load(std::sync::atomic::Ordering::Relaxed);
         if soft != 0 {
             // Apps get the open-files limit the daemon started with, not the one it raised.

@@ -1,5 +1,7 @@
-//! Process groups: signalling a whole group, and ending what is left of one.
+//! Process groups: signalling a whole group, and ending what is left of one (and of its
+//! cgroup, where the daemon tracks by cgroup).
 
+use super::cgroup::GenCgroup;
 use super::Ctx;
 use mcpd_core::signal::Signal;
 use nix::errno::Errno;
@@ -39,43 +41,73 @@ pub(crate) enum GroupEnd {
     Killed,
 }
 
-/// Ends what is left of a group whose leader exited: sends `first` (if any), waits until
-/// `deadline`, then SIGKILLs the group and waits until every member is reaped.
-pub(crate) async fn end_group(ctx: &Ctx, pgid: u32, first: Option<Signal>, deadline: Instant) -> GroupEnd {
+/// Whether anything of the generation is left: its group, and its cgroup if it has one.
+fn alive(pgid: u32, cgroup: Option<&GenCgroup>) -> bool {
+    group_alive(pgid) || cgroup.is_some_and(GenCgroup::populated)
+}
+
+/// Ends what is left of a generation whose leader exited: sends `first` (if any) to its group
+/// and cgroup, waits until `deadline`, then SIGKILLs both and waits until every member is gone.
+pub(crate) async fn end_group(
+    ctx: &Ctx,
+    pgid: u32,
+    cgroup: Option<&GenCgroup>,
+    first: Option<Signal>,
+    deadline: Instant,
+) -> GroupEnd {
     ctx.reap_orphans();
-    if !group_alive(pgid) {
+    if !alive(pgid, cgroup) {
         return GroupEnd::Empty;
     }
-    if let Some(signal) = first {
-        signal_group(pgid, signal);
+    let signal = |s: Signal| {
+        signal_group(pgid, s);
+        if let Some(c) = cgroup {
+            c.signal(s);
+        }
+    };
+    if let Some(s) = first {
+        signal(s);
     }
-    if wait_group_gone(ctx, pgid, deadline).await {
+    if wait_gone(ctx, pgid, cgroup, deadline).await {
         return GroupEnd::Drained;
     }
-    signal_group(pgid, Signal::KILL);
-    if !wait_group_gone(ctx, pgid, Instant::now() + KILL_GRACE).await {
-        tracing::error!(pgid, "process group still has members {KILL_GRACE:?} after SIGKILL");
+    signal(Signal::KILL);
+    if !wait_gone(ctx, pgid, cgroup, Instant::now() + KILL_GRACE).await {
+        tracing::error!(pgid, "the generation still has processes {KILL_GRACE:?} after SIGKILL");
     }
     GroupEnd::Killed
 }
 
-/// Waits until no process is left in the group (reaping those that are the daemon's
-/// children), woken by each SIGCHLD the daemon gets.
-async fn wait_group_gone(ctx: &Ctx, pgid: u32, deadline: Instant) -> bool {
+/// Waits until no process is left in the group and cgroup (reaping those that are the
+/// daemon's children), woken by each SIGCHLD the daemon gets and each change of the cgroup's
+/// `cgroup.events` (its processes need not be the daemon's children).
+async fn wait_gone(ctx: &Ctx, pgid: u32, cgroup: Option<&GenCgroup>, deadline: Instant) -> bool {
     let mut exits = ctx.child_exits.subscribe();
+    // Made before each look, so a change between the look and the wait wakes the wait.
+    let mut watch = cgroup.and_then(GenCgroup::watch);
     loop {
         exits.borrow_and_update();
         ctx.reap_orphans();
-        if !group_alive(pgid) {
+        if !alive(pgid, cgroup) {
             return true;
         }
         if Instant::now() >= deadline {
             return false;
         }
         let step = deadline.saturating_duration_since(Instant::now()).min(GROUP_POLL);
+        let events = async {
+            match &watch {
+                Some(w) => w.wait().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = exits.changed() => {}
+            _ = events => {}
             _ = tokio::time::sleep(step) => {}
+        }
+        if watch.is_none() {
+            watch = cgroup.and_then(GenCgroup::watch);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (which pids are leaders, the guard, resource samples).
 
 mod app;
+pub(crate) mod cgroup;
 mod drain;
 mod exec;
 mod group;
@@ -54,6 +55,44 @@ pub(crate) struct Ctx {
     pub event_seq: AtomicU64,
     /// How generations are spawned (real processes; a double in the app task's tests).
     pub spawner: Arc<dyn process::Spawner>,
+    /// A cgroup per generation, or process groups.
+    pub tracking: cgroup::Tracking,
+    /// The cgroups of running generations by leader pid (what the sampler measures).
+    pub cgroups: Mutex<HashMap<u32, Arc<cgroup::GenCgroup>>>,
+    /// What a dead predecessor left running, by app: entered in the app's history when the
+    /// app is defined again (bounded by the apps that predecessor ran).
+    pub orphans: Mutex<Vec<cgroup::Orphans>>,
+}
+
+impl Ctx {
+    /// What a dead predecessor left of app `name` and this daemon killed, as history entries
+    /// (once: the next definition of the app gets none).
+    pub(crate) fn take_orphans(&self, name: &str) -> Vec<mcpd_core::model::ExitRecord> {
+        let mut orphans = self.orphans.lock().expect("orphans lock");
+        let (taken, kept) = std::mem::take(&mut *orphans).into_iter().partition(|o| o.app == name);
+        *orphans = kept;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(drain::ms).unwrap_or(0);
+        taken
+            .into_iter()
+            .map(|o: cgroup::Orphans| mcpd_core::model::ExitRecord {
+                at_unix_ms: now,
+                pid: o.pids.first().copied().unwrap_or(0),
+                code: None,
+                signal: Some(libc::SIGKILL),
+                reason: format!(
+                    "orphaned: {} process(es) left running by a previous daemon were killed when this daemon started (pids {})",
+                    o.pids.len(),
+                    o.pids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+                ),
+                outcome: None,
+            })
+            .collect()
+    }
+
+    /// How the daemon tracks apps' processes: `cgroup` or `process group`.
+    pub(crate) fn tracking_kind(&self) -> &'static str {
+        self.tracking.kind()
+    }
 }
 
 /// How many lifecycle events wait for the slowest subscriber before it misses some.
@@ -119,7 +158,13 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor whose apps stop when `shutdown` is cancelled.
-    pub fn new(paths: Paths, guard: Guard, shutdown: &CancellationToken) -> Arc<Supervisor> {
+    pub(crate) fn new(
+        paths: Paths,
+        guard: Guard,
+        tracking: cgroup::Tracking,
+        orphans: Vec<cgroup::Orphans>,
+        shutdown: &CancellationToken,
+    ) -> Arc<Supervisor> {
         let ctx = Arc::new(Ctx {
             paths,
             leaders: Mutex::default(),
@@ -133,12 +178,20 @@ impl Supervisor {
             events: tokio::sync::broadcast::Sender::new(EVENTS_QUEUED),
             event_seq: AtomicU64::new(0),
             spawner: Arc::new(process::Processes),
+            tracking,
+            cgroups: Mutex::default(),
+            orphans: Mutex::new(orphans),
         });
         let apps_token = shutdown.child_token();
         let tracker = TaskTracker::new();
         tracker.spawn(reaper::run(ctx.clone(), apps_token.clone()));
         tracker.spawn(sampler::run(ctx.clone(), apps_token.clone()));
         Arc::new(Supervisor { ctx, apps: Mutex::default(), tracker, apps_token, next_id: AtomicU64::new(1) })
+    }
+
+    /// `cgroup` or `process group`: how the daemon tracks apps' processes.
+    pub fn tracking(&self) -> &'static str {
+        self.ctx.tracking_kind()
     }
 
     /// How many apps are defined.
@@ -507,6 +560,7 @@ impl Supervisor {
         let entry = apps.get(name).ok_or_else(|| unknown_app_error(name))?;
         let samples = self.ctx.samples.lock().expect("samples lock");
         let mut detail = entry.first().snapshot().detail(&samples);
+        detail.tracking = Some(self.ctx.tracking.describe());
         detail.other_instances = entry.instances[1..].iter().map(|h| h.snapshot().info(&samples)).collect();
         Ok(detail)
     }

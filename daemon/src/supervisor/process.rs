@@ -1,6 +1,7 @@
 //! One generation of an app: spawned as the leader of its own process group with its
 //! handed-over fds and environment, watched for readiness, asked to stop.
 
+use super::cgroup::GenCgroup;
 use super::exec::{self, ExecPlan, Handover};
 use super::group::signal_group;
 use super::ready::{self, Report};
@@ -32,6 +33,8 @@ pub(crate) struct Generation {
     notify_path: Option<PathBuf>,
     /// Its private socket behind a front.
     pub upstream: Option<PathBuf>,
+    /// Its cgroup, where the daemon tracks by cgroup.
+    cgroup: Option<Arc<GenCgroup>>,
 }
 
 impl Drop for Generation {
@@ -106,7 +109,7 @@ impl GenControl for Generation {
     }
 
     fn signal(&self, signal: Signal) {
-        signal_group(self.pid, signal);
+        Generation::signal(self, signal);
     }
 
     fn request_stop(&self, config: &AppConfig) {
@@ -129,8 +132,8 @@ impl GenControl for Generation {
         deadline: std::time::Instant,
         reason: String,
     ) -> Boxed<(mcpd_core::model::ExitRecord, super::group::GroupEnd)> {
-        let pid = self.pid;
-        Box::pin(async move { super::drain::finish(&ctx, pid, status, first, deadline, &reason).await })
+        let (pid, cgroup) = (self.pid, self.cgroup.clone());
+        Box::pin(async move { super::drain::finish(&ctx, pid, cgroup, status, first, deadline, &reason).await })
     }
 }
 
@@ -233,6 +236,15 @@ pub(crate) fn spawn(
     let env = exec::environment(configured, &handover);
     let program = exec::resolve_program(&config.command, &config.cwd, &env)?;
     let mut plan = ExecPlan::new(&program, &config.args, &env, &handover)?;
+    let cgroup = match ctx.tracking.tree() {
+        Some(tree) => {
+            Some(Arc::new(tree.create(config.name.as_str()).map_err(io("cannot create the generation's cgroup"))?))
+        }
+        None => None,
+    };
+    if let Some(cgroup) = &cgroup {
+        plan.enter_cgroup(cgroup.procs_fd());
+    }
     let mut command = CommandWrap::with_new(&program, |c| {
         c.current_dir(&config.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: ExecPlan::exec only calls async-signal-safe functions (fcntl, dup2, getpid,
@@ -252,6 +264,9 @@ pub(crate) fn spawn(
     leaders.insert(pid);
     drop(leaders);
     ctx.groups.lock().expect("groups lock").insert(pid);
+    if let Some(cgroup) = &cgroup {
+        ctx.cgroups.lock().expect("cgroups lock").insert(pid, cgroup.clone());
+    }
     ctx.guard.watch(pid);
     // Tracked, so a shutdown waits until every line the app wrote is in its files.
     if let Some(out) = child.stdout().take() {
@@ -278,7 +293,7 @@ pub(crate) fn spawn(
     };
     let watcher =
         tokio::spawn(ready::watch(pid, config.ready.clone(), via, notify_socket, ipc_read, reports)).abort_handle();
-    Ok(Generation { child: Some(child), pid, ipc: ipc_write, watcher, notify_path, upstream: None })
+    Ok(Generation { child: Some(child), pid, ipc: ipc_write, watcher, notify_path, upstream: None, cgroup })
 }
 
 fn notify_socket(config: &AppConfig, ctx: &Ctx) -> Result<NotifySocket, SpawnError> {
@@ -304,9 +319,13 @@ fn ipc_pair() -> Result<IpcPair, SpawnError> {
 }
 
 impl Generation {
-    /// Sends `signal` to every process of the group.
+    /// Sends `signal` to every process of the group, and of the cgroup (what left the
+    /// group with `setsid` too).
     pub fn signal(&self, signal: Signal) {
         signal_group(self.pid, signal);
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.signal(signal);
+        }
     }
 
     /// Asks the generation to stop: the `'shutdown'` message over IPC when configured (the

@@ -1,5 +1,7 @@
-//! Samples memory and CPU of every app's process group about once a second, with one pass
-//! over /proc for all apps.
+//! Samples memory and CPU of every app's generation about once a second, with one pass over
+//! /proc for all apps. A generation is its cgroup's processes where the daemon tracks by
+//! cgroup (memory is then `memory.current` where the memory controller counts it), else its
+//! process group's.
 
 use super::Ctx;
 use nix::sys::wait::{waitpid, WaitPidFlag};
@@ -40,6 +42,16 @@ pub(crate) fn sample(ctx: &Ctx) {
     let page = procfs::page_size();
     let tps = procfs::ticks_per_second().max(1);
     let mut sums: HashMap<u32, (u64, u64)> = leaders.iter().map(|&p| (p, (0, 0))).collect();
+    let cgroups: Vec<_> = ctx.cgroups.lock().expect("cgroups lock").iter().map(|(&l, c)| (l, c.clone())).collect();
+    let mut member_of: HashMap<i32, u32> = HashMap::new();
+    let mut memory_current: HashMap<u32, u64> = HashMap::new();
+    for (leader, cgroup) in &cgroups {
+        if let Some(bytes) = cgroup.memory_current() {
+            memory_current.insert(*leader, bytes);
+        }
+        member_of.extend(cgroup.pids().into_iter().map(|pid| (pid as i32, *leader)));
+    }
+    let by_cgroup: HashSet<u32> = cgroups.iter().map(|(l, _)| *l).collect();
     if let Ok(all) = procfs::process::all_processes() {
         for process in all.flatten() {
             let Ok(stat) = process.stat() else { continue };
@@ -47,7 +59,9 @@ pub(crate) fn sample(ctx: &Ctx) {
                 let _ = waitpid(Pid::from_raw(stat.pid), Some(WaitPidFlag::WNOHANG));
                 continue;
             }
-            if let Some(sum) = sums.get_mut(&(stat.pgrp as u32)) {
+            let pgrp = stat.pgrp as u32;
+            let owner = member_of.get(&stat.pid).copied().or((!by_cgroup.contains(&pgrp)).then_some(pgrp));
+            if let Some(sum) = owner.and_then(|o| sums.get_mut(&o)) {
                 sum.0 += stat.rss * page;
                 sum.1 += stat.utime + stat.stime;
             }
@@ -56,7 +70,8 @@ pub(crate) fn sample(ctx: &Ctx) {
     let now = Instant::now();
     let mut samples = ctx.samples.lock().expect("samples lock");
     let previous = std::mem::take(&mut *samples);
-    for (pgid, (rss_bytes, ticks)) in sums {
+    for (pgid, (rss, ticks)) in sums {
+        let rss_bytes = memory_current.get(&pgid).copied().unwrap_or(rss);
         let cpu_percent = previous.get(&pgid).map_or(0.0, |p| {
             let secs = now.duration_since(p.at).as_secs_f64().max(1e-3);
             (ticks.saturating_sub(p.ticks) as f64 / tps as f64 / secs * 100.0) as f32

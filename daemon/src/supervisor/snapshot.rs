@@ -109,6 +109,7 @@ impl Snapshot {
             config: self.config.with_env_hidden(),
             last_exits: self.exits.iter().cloned().collect(),
             other_instances: Vec::new(),
+            tracking: None,
         }
     }
 }

@@ -105,6 +105,11 @@ pub(crate) fn spawn(
     let logs = shared.logs(&config, &ctx);
     let mut snap = Snapshot::new(config, logs);
     snap.instance = instance;
+    if instance == 0 {
+        for record in ctx.take_orphans(snap.config.name.as_str()) {
+            snap.record_exit(record);
+        }
+    }
     let (publish, snapshot) = watch::channel(snap.clone());
     // Reports are bounded: a generation that floods its notify socket waits on its own
     // socket buffer. Exits are unbounded: two per generation, and generations are bounded.

@@ -196,6 +196,9 @@ impl Harness {
             events: tokio::sync::broadcast::Sender::new(64),
             event_seq: std::sync::atomic::AtomicU64::new(0),
             spawner: Arc::new(double.clone()),
+            tracking: crate::supervisor::cgroup::Tracking::ProcessGroup("a double".into()),
+            cgroups: Mutex::default(),
+            orphans: Mutex::default(),
         });
         let file = home.path().join("app.toml");
         let config = parse(CONFIG, &file, home.path()).expect("config").apps.remove(0);

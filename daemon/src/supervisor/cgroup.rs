@@ -1,0 +1,483 @@
+//! cgroup v2 tracking, where the machine allows it: a cgroup per generation, so a process
+//! that leaves its process group (`setsid`) is still the generation's, `cgroup.kill` ends
+//! every one of them, and "the generation is gone" is `populated 0` in `cgroup.events`,
+//! told by inotify rather than found by polling.
+//!
+//! The layout, under the cgroup the daemon started in (`D`, found from `/proc/self/cgroup`
+//! and `/proc/self/mountinfo`, never a fixed path):
+//!
+//! ```text
+//! D/mcpd-HASH/            one tree per home (HASH of the home's path), kept across daemons
+//!     daemon/             the daemon and its guard (the "no internal processes" rule)
+//!     app-NAME/gSEQ/      one cgroup per generation
+//! ```
+//!
+//! A daemon that starts finds the cgroups its predecessor left (it died with apps running)
+//! and kills what is in them before it starts anything. Without a writable cgroup v2
+//! hierarchy the daemon keeps process groups and says so.
+//!
+//! cgroupfs is kernel memory: its reads and writes never wait on a disk, so they are done on
+//! the runtime's threads like `kill` and `fork`.
+
+use mcpd_core::signal::Signal;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The controllers mcpd enables for its apps where the hierarchy offers them.
+const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// The daemon's own leaf.
+const DAEMON_LEAF: &str = "daemon";
+
+/// How apps' cgroups are named under the tree.
+const APP_PREFIX: &str = "app-";
+
+/// How long a starting daemon waits for a predecessor's killed cgroup to empty.
+const ORPHAN_WAIT: Duration = Duration::from_secs(5);
+
+/// How the daemon knows which processes are an app's.
+#[derive(Debug)]
+pub(crate) enum Tracking {
+    /// A cgroup per generation.
+    Cgroup(Tree),
+    /// Process groups: what the daemon does without a writable cgroup v2 hierarchy (why).
+    ProcessGroup(String),
+}
+
+impl Tracking {
+    /// One line for the daemon log and `describe`.
+    pub fn describe(&self) -> String {
+        match self {
+            Tracking::Cgroup(tree) => {
+                let controllers =
+                    if tree.controllers.is_empty() { "none".to_string() } else { tree.controllers.join(" ") };
+                format!("cgroup {} (controllers: {controllers})", tree.root.display())
+            }
+            Tracking::ProcessGroup(why) => format!("process group ({why})"),
+        }
+    }
+
+    /// `cgroup` or `process group`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Tracking::Cgroup(_) => "cgroup",
+            Tracking::ProcessGroup(_) => "process group",
+        }
+    }
+
+    pub fn tree(&self) -> Option<&Tree> {
+        match self {
+            Tracking::Cgroup(tree) => Some(tree),
+            Tracking::ProcessGroup(_) => None,
+        }
+    }
+}
+
+/// What a starting daemon found left by a dead predecessor in one app's cgroups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Orphans {
+    /// The app's name.
+    pub app: String,
+    /// The pids that were still running, all sent SIGKILL (through `cgroup.kill`).
+    pub pids: Vec<u32>,
+}
+
+/// The home's cgroup tree.
+#[derive(Debug)]
+pub(crate) struct Tree {
+    root: PathBuf,
+    /// The controllers enabled for generations.
+    controllers: Vec<String>,
+    seq: AtomicU64,
+}
+
+/// The directory of the cgroup v2 hierarchy this process is in, from the texts of
+/// `/proc/self/mountinfo` and `/proc/self/cgroup`.
+pub(crate) fn own_dir(mountinfo: &str, self_cgroup: &str) -> Option<PathBuf> {
+    let path = self_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?.trim_end();
+    if path.ends_with(" (deleted)") {
+        return None;
+    }
+    for line in mountinfo.lines() {
+        let (fields, tail) = line.split_once(" - ")?;
+        if tail.split(' ').next() != Some("cgroup2") {
+            continue;
+        }
+        let fields: Vec<&str> = fields.split(' ').collect();
+        let (Some(root), Some(mount)) = (fields.get(3), fields.get(4)) else { continue };
+        let (root, mount) = (unescape(root), unescape(mount));
+        let rest = if root == "/" {
+            Some(path)
+        } else {
+            path.strip_prefix(root.as_str()).filter(|r| r.is_empty() || r.starts_with('/'))
+        };
+        if let Some(rest) = rest {
+            return Some(Path::new(&mount).join(rest.trim_start_matches('/')));
+        }
+    }
+    None
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            let digits = &field[i + 1..i + 4];
+            if let Ok(b) = u8::from_str_radix(digits, 8) {
+                out.push(b);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A stable name for a home's tree (FNV-1a of its path: the same home gets the same tree
+/// from one daemon to the next).
+fn tree_name(home: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in home.as_os_str().as_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("mcpd-{hash:016x}")
+}
+
+fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::OpenOptions::new().write(true).open(path)?.write_all(text.as_bytes())
+}
+
+fn read_file(path: &Path) -> std::io::Result<String> {
+    let mut text = String::new();
+    std::fs::File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+fn mkdir(path: &Path) -> std::io::Result<()> {
+    match std::fs::create_dir(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether `cgroup.events` of `dir` says a live process is in it or below (a cgroup already
+/// removed is empty).
+fn populated(dir: &Path) -> bool {
+    read_file(&dir.join("cgroup.events")).map(|t| t.lines().any(|l| l.trim() == "populated 1")).unwrap_or(false)
+}
+
+/// The pids in `dir` itself.
+fn pids(dir: &Path) -> Vec<u32> {
+    read_file(&dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// SIGKILLs everything in `dir` and below: `cgroup.kill`, or each pid where the kernel has
+/// no `cgroup.kill` (before 5.14).
+fn kill_all(dir: &Path) {
+    if write_file(&dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    // Bounded by the depth and breadth of the tree (mcpd's is two levels).
+    while let Some(d) = stack.pop() {
+        signal_pids(&d, Signal::KILL);
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            stack.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+        }
+    }
+}
+
+fn signal_pids(dir: &Path, signal: Signal) {
+    let sig = nix::sys::signal::Signal::try_from(signal.number()).expect("known signal");
+    for pid in pids(dir) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+    }
+}
+
+/// After every app has stopped: moves the daemon and `guard` back to the cgroup they started
+/// in and removes the home's tree at `root`, so a daemon leaves nothing behind. Where that
+/// cgroup takes no processes (it delegates controllers), the tree stays for the next daemon
+/// (and systemd removes a unit's cgroup itself).
+pub(crate) fn leave(root: &Path, guard: Option<u32>) {
+    let Some(parent) = root.parent() else { return };
+    for pid in guard.into_iter().chain([std::process::id()]) {
+        if write_file(&parent.join("cgroup.procs"), &pid.to_string()).is_err() {
+            return;
+        }
+    }
+    let _ = std::fs::remove_dir(root.join(DAEMON_LEAF));
+    let _ = std::fs::remove_dir(root);
+}
+
+impl Tree {
+    /// Finds the cgroup v2 hierarchy, makes this home's tree in it, moves the daemon (this
+    /// process) and `guard` into its leaf, enables the controllers it can, and kills what a
+    /// dead predecessor left. Blocking: call it before the runtime starts.
+    pub fn setup(home: &Path, guard: Option<u32>) -> Result<(Tree, Vec<Orphans>), String> {
+        let mountinfo =
+            read_file(Path::new("/proc/self/mountinfo")).map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+        let own = read_file(Path::new("/proc/self/cgroup")).map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+        let dir = own_dir(&mountinfo, &own).ok_or("no cgroup v2 hierarchy holds the daemon")?;
+        // A daemon started from inside a tree's daemon leaf (an upgrade in place) uses that tree.
+        let root = match (dir.file_name(), dir.parent()) {
+            (Some(leaf), Some(parent))
+                if leaf == DAEMON_LEAF
+                    && parent.file_name().is_some_and(|n| n.to_string_lossy() == tree_name(home)) =>
+            {
+                parent.to_path_buf()
+            }
+            _ => dir.join(tree_name(home)),
+        };
+        mkdir(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        let leaf = root.join(DAEMON_LEAF);
+        mkdir(&leaf).map_err(|e| format!("cannot create {}: {e}", leaf.display()))?;
+        for pid in guard.into_iter().chain([std::process::id()]) {
+            write_file(&leaf.join("cgroup.procs"), &pid.to_string())
+                .map_err(|e| format!("cannot move pid {pid} into {}: {e}", leaf.display()))?;
+        }
+        let parent = root.parent().unwrap_or(&root).to_path_buf();
+        let offered = read_file(&parent.join("cgroup.controllers")).unwrap_or_default();
+        for c in CONTROLLERS.iter().filter(|c| offered.split_whitespace().any(|o| o == **c)) {
+            // Each may fail (the parent has other processes, or is not delegated): then that
+            // controller is not offered to apps, which `describe` shows.
+            let _ = write_file(&parent.join("cgroup.subtree_control"), &format!("+{c}"));
+            let _ = write_file(&root.join("cgroup.subtree_control"), &format!("+{c}"));
+        }
+        let enabled = read_file(&root.join("cgroup.subtree_control")).unwrap_or_default();
+        let controllers = CONTROLLERS
+            .iter()
+            .filter(|c| enabled.split_whitespace().any(|e| e == **c))
+            .map(|c| c.to_string())
+            .collect();
+        let tree = Tree { root, controllers, seq: AtomicU64::new(1) };
+        let orphans = tree.kill_leftovers();
+        Ok((tree, orphans))
+    }
+
+    /// The tree's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Kills and removes every app cgroup under the tree (a dead daemon's), returning what
+    /// was running in each.
+    fn kill_leftovers(&self) -> Vec<Orphans> {
+        let mut found = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.root) else { return found };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(app) = name.strip_prefix(APP_PREFIX) else { continue };
+            let dir = entry.path();
+            let gens: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map(|e| e.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+                .unwrap_or_default();
+            let running: Vec<u32> = gens.iter().flat_map(|g| pids(g)).collect();
+            if populated(&dir) {
+                kill_all(&dir);
+                let deadline = Instant::now() + ORPHAN_WAIT;
+                // Bounded by the deadline; before the runtime starts, so a short sleep is fine.
+                while populated(&dir) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if populated(&dir) {
+                    tracing::error!(cgroup = %dir.display(), "processes left by a previous daemon survive SIGKILL");
+                }
+            }
+            for g in &gens {
+                let _ = std::fs::remove_dir(g);
+            }
+            let _ = std::fs::remove_dir(&dir);
+            if !running.is_empty() {
+                found.push(Orphans { app: app.to_string(), pids: running });
+            }
+        }
+        found
+    }
+
+    /// A new, empty cgroup for one generation of `app`.
+    pub fn create(&self, app: &str) -> std::io::Result<GenCgroup> {
+        let app_dir = self.root.join(format!("{APP_PREFIX}{app}"));
+        mkdir(&app_dir)?;
+        for c in &self.controllers {
+            let _ = write_file(&app_dir.join("cgroup.subtree_control"), &format!("+{c}"));
+        }
+        // Bounded: a name is taken only if a predecessor's cgroup could not be removed.
+        for _ in 0..1000 {
+            let dir = app_dir.join(format!("g{}", self.seq.fetch_add(1, Ordering::Relaxed)));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {
+                    let procs = std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_CLOEXEC)
+                        .open(dir.join("cgroup.procs"))?;
+                    let memory = self.controllers.iter().any(|c| c == "memory");
+                    return Ok(GenCgroup { dir, procs: procs.into(), memory });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::other(format!("no free generation name under {}", app_dir.display())))
+    }
+}
+
+/// One generation's cgroup. Removed (when empty) on drop.
+#[derive(Debug)]
+pub(crate) struct GenCgroup {
+    dir: PathBuf,
+    /// `cgroup.procs`, open for the child to write itself into before it executes.
+    procs: OwnedFd,
+    /// Whether `memory.current` counts it.
+    memory: bool,
+}
+
+impl GenCgroup {
+    /// The fd the child writes `0` to (itself) between fork and exec.
+    pub fn procs_fd(&self) -> RawFd {
+        self.procs.as_raw_fd()
+    }
+
+    /// Whether a live process is still in it.
+    pub fn populated(&self) -> bool {
+        populated(&self.dir)
+    }
+
+    /// Its processes.
+    pub fn pids(&self) -> Vec<u32> {
+        pids(&self.dir)
+    }
+
+    /// Sends `signal` to every process in it (SIGKILL through `cgroup.kill`).
+    pub fn signal(&self, signal: Signal) {
+        if signal == Signal::KILL {
+            kill_all(&self.dir);
+        } else {
+            signal_pids(&self.dir, signal);
+        }
+    }
+
+    /// `memory.current`, where the memory controller counts it.
+    pub fn memory_current(&self) -> Option<u64> {
+        if !self.memory {
+            return None;
+        }
+        read_file(&self.dir.join("memory.current")).ok()?.trim().parse().ok()
+    }
+
+    /// An inotify watch on `cgroup.events`, made before the caller looks at the file so no
+    /// change between the look and the wait is missed.
+    pub fn watch(&self) -> Option<Watch> {
+        Watch::new(&self.dir.join("cgroup.events"))
+    }
+}
+
+impl Drop for GenCgroup {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir(&self.dir) {
+            tracing::debug!(cgroup = %self.dir.display(), error = %e, "cannot remove a generation's cgroup");
+        }
+        if let Some(app) = self.dir.parent() {
+            // Fails while another generation of the app has one: that is fine.
+            let _ = std::fs::remove_dir(app);
+        }
+    }
+}
+
+/// An inotify watch on one file.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    fd: tokio::io::unix::AsyncFd<Notify>,
+}
+
+/// An inotify instance (it owns its fd).
+#[derive(Debug)]
+struct Notify(nix::sys::inotify::Inotify);
+
+impl AsRawFd for Notify {
+    fn as_raw_fd(&self) -> RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl Watch {
+    fn new(path: &Path) -> Option<Watch> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        inotify.add_watch(path, AddWatchFlags::IN_MODIFY).ok()?;
+        // SAFETY: `Notify` owns the inotify fd, which stays open (and the same) until the
+        // AsyncFd that owns `Notify` is dropped.
+        let fd =
+            unsafe { tokio::io::unix::AsyncFd::register_with_interest(Notify(inotify), tokio::io::Interest::READABLE) }
+                .ok()?;
+        Some(Watch { fd })
+    }
+
+    /// Resolves at the next change.
+    pub async fn wait(&self) {
+        loop {
+            let Ok(mut ready) = self.fd.readable().await else { return };
+            match ready.get_inner().0.read_events() {
+                Ok(events) if !events.is_empty() => return,
+                _ => ready.clear_ready(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const UNIFIED: &str = "25 1 0:22 / / rw - ext4 /dev/sda1 rw
+30 25 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate
+";
+    const NAMESPACED: &str = "30 25 0:26 /system.slice/box.service /sys/fs/cgroup rw - cgroup2 cgroup2 rw
+";
+    const SPACED: &str = "30 25 0:26 / /mnt/my\\040cgroups rw - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn finds_the_daemons_own_cgroup_directory() {
+        let cases: [(&str, &str, Option<&str>); 8] = [
+            (HYBRID, "4:memory:/x\n0::/\n", Some("/sys/fs/cgroup/unified")),
+            (HYBRID, "0::/box/inner\n", Some("/sys/fs/cgroup/unified/box/inner")),
+            (UNIFIED, "0::/system.slice/mcpd.service\n", Some("/sys/fs/cgroup/system.slice/mcpd.service")),
+            (NAMESPACED, "0::/system.slice/box.service/sub\n", Some("/sys/fs/cgroup/sub")),
+            (NAMESPACED, "0::/other.service\n", None),
+            (SPACED, "0::/a\n", Some("/mnt/my cgroups/a")),
+            // No cgroup v2 line (a v1-only machine), or no cgroup2 mount.
+            (HYBRID, "4:memory:/x\n", None),
+            ("25 1 0:22 / / rw - ext4 /dev/sda1 rw\n", "0::/\n", None),
+        ];
+        for (mountinfo, own, want) in cases {
+            assert_eq!(own_dir(mountinfo, own), want.map(PathBuf::from), "{own:?} in {mountinfo:?}");
+        }
+        assert_eq!(own_dir(UNIFIED, "0::/gone (deleted)\n"), None);
+    }
+
+    #[test]
+    fn a_home_keeps_its_tree_name() {
+        let a = tree_name(Path::new("/root/.mcpd"));
+        assert_eq!(a, tree_name(Path::new("/root/.mcpd")));
+        assert_ne!(a, tree_name(Path::new("/home/web/.mcpd")));
+        assert!(a.starts_with("mcpd-") && a.len() == 21, "{a}");
+    }
+}
