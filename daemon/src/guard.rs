@@ -2,8 +2,9 @@
 //! app group if the daemon dies without stopping them (kill -9, OOM, a crash).
 //!
 //! The daemon tells it, over a pipe, which process groups are running ("+PGID" / "-PGID"
-//! lines). When the pipe reaches end-of-file, the daemon is gone: the guard SIGKILLs every
-//! group still listed, then exits. A daemon that exits cleanly has stopped every app first,
+//! lines) and which cgroup tree its apps' generations are in ("CPATH"). When the pipe reaches
+//! end-of-file, the daemon is gone: the guard SIGKILLs every group still listed and every app
+//! cgroup of the tree (what left its group with `setsid` too), removes the tree, then exits. A daemon that exits cleanly has stopped every app first,
 //! so the list is empty then. This holds for grandchildren too (`sh -c`, `npm start`), which
 //! a parent-death signal on the leader alone would miss.
 
@@ -120,11 +121,42 @@ fn run_guard(read: OwnedFd) -> ! {
     for pgid in groups {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
-    for tree in trees {
-        let Ok(apps) = std::fs::read_dir(&tree) else { continue };
-        for app in apps.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("app-")) {
-            let _ = std::fs::write(app.path().join("cgroup.kill"), "1");
-        }
+    for tree in &trees {
+        end_tree(tree);
     }
     std::process::exit(0)
+}
+
+/// Kills every app cgroup of a dead daemon's `tree`, then removes the tree (the guard leaves
+/// it first), so nothing of the home is left running or behind. Bounded in time.
+fn end_tree(tree: &std::path::Path) {
+    let apps: Vec<std::path::PathBuf> = std::fs::read_dir(tree)
+        .map(|d| {
+            d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("app-")).map(|e| e.path()).collect()
+        })
+        .unwrap_or_default();
+    for app in &apps {
+        let _ = std::fs::write(app.join("cgroup.kill"), "1");
+    }
+    let populated = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|t| t.lines().any(|l| l == "populated 1"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while apps.iter().any(|a| populated(a)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for app in &apps {
+        if let Ok(gens) = std::fs::read_dir(app) {
+            for generation in gens.flatten().filter(|e| e.path().is_dir()) {
+                let _ = std::fs::remove_dir(generation.path());
+            }
+        }
+        let _ = std::fs::remove_dir(app);
+    }
+    if let Some(parent) = tree.parent() {
+        if std::fs::write(parent.join("cgroup.procs"), std::process::id().to_string()).is_ok() {
+            let _ = std::fs::remove_dir(tree.join("daemon"));
+            let _ = std::fs::remove_dir(tree);
+        }
+    }
 }
