@@ -124,6 +124,7 @@ fn measure(cgroups: bool) -> (f64, f64, String) {
             .args(["events", "many", "--json", "--samples"])
             .env("MCPD_HOME", &home)
             .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("mcpd events");
         let lines = std::io::BufReader::new(events.stdout.take().unwrap());
