@@ -25,6 +25,7 @@ mod readiness;
 mod recipes;
 mod reload;
 mod restarts;
+mod rlimits;
 mod secrets;
 mod service;
 mod signals;

@@ -60,6 +60,9 @@ fn text(d: &AppDetail) -> String {
     line("kill_signal", c.kill_signal.to_string());
     line("kill_timeout", format::duration_ms(c.kill_timeout.as_millis() as u64));
     line("restart_delay", format::duration_ms(c.restart_delay.as_millis() as u64));
+    if !c.rlimits.is_empty() {
+        line("rlimits", c.rlimits.iter().map(|(r, l)| format!("{r}={l}")).collect::<Vec<_>>().join(", "));
+    }
     out.push_str("last exits:\n");
     if d.last_exits.is_empty() {
         out.push_str("  none\n");

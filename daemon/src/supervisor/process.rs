@@ -233,6 +233,7 @@ pub(crate) fn spawn(
     let env = exec::environment(configured, &handover);
     let program = exec::resolve_program(&config.command, &config.cwd, &env)?;
     let mut plan = ExecPlan::new(&program, &config.args, &env, &handover)?;
+    plan.set_rlimits(&config.rlimits)?;
     let mut command = CommandWrap::with_new(&program, |c| {
         c.current_dir(&config.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: ExecPlan::exec only calls async-signal-safe functions (fcntl, dup2, getpid,
