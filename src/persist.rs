@@ -122,7 +122,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::new(dir.path());
         assert!(load(&paths).unwrap().is_none());
-        let app = AppConfig::new(crate::model::AppName::new("web").unwrap(), "node".into(), vec![], "/srv".into());
+        let mut app = AppConfig::new(crate::model::AppName::new("web").unwrap(), "node".into(), vec![], "/srv".into());
+        use crate::config::{Resource, Rlimit, RlimitValue};
+        app.rlimits.insert(Resource::Nofile, Rlimit { soft: RlimitValue::Limited(1024), hard: RlimitValue::Infinity });
         save(&paths, vec![SavedApp { config: app.clone(), running: true }]).unwrap();
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dump_path(&paths)).unwrap().permissions().mode() & 0o777;

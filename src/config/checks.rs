@@ -33,6 +33,8 @@ pub enum Field {
     Listen(usize),
     /// `front.listen`.
     FrontListen,
+    /// `rlimits.NAME`.
+    Rlimit(super::Resource),
 }
 
 impl Field {
@@ -49,6 +51,7 @@ impl Field {
             Field::ErrFile => "err_file".into(),
             Field::Listen(i) => format!("listen[{i}]"),
             Field::FrontListen => "front.listen".into(),
+            Field::Rlimit(resource) => format!("rlimits.{resource}"),
         }
     }
 }
@@ -71,7 +74,7 @@ impl Problem {
 }
 
 /// Values no process can be given: NUL bytes in the program, an argument or an env value; an
-/// env name that is empty or holds `=` or NUL.
+/// env name that is empty or holds `=` or NUL; a soft resource limit above its hard one.
 pub fn value_problems(app: &AppConfig) -> Vec<Problem> {
     let mut out = Vec::new();
     let nul = "contains a NUL byte (\\u0000), which no program can be given: remove it";
@@ -94,6 +97,11 @@ pub fn value_problems(app: &AppConfig) -> Vec<Problem> {
         }
         if value.contains('\0') {
             out.push(Problem::error(Field::EnvValue(name.clone()), nul.into()));
+        }
+    }
+    for (resource, limit) in &app.rlimits {
+        if let Some(message) = limit.problem() {
+            out.push(Problem::error(Field::Rlimit(*resource), message));
         }
     }
     out
@@ -323,10 +331,19 @@ mod tests {
         a.env.insert("A=B".into(), "1".into());
         a.env.insert(String::new(), "1".into());
         a.env.insert("OK".into(), "v\0".into());
+        use crate::config::{Resource, Rlimit, RlimitValue::Limited};
+        a.rlimits.insert(Resource::Nofile, Rlimit { soft: Limited(4096), hard: Limited(1024) });
+        a.rlimits.insert(Resource::Core, Rlimit { soft: Limited(0), hard: Limited(1024) });
         let fields: Vec<Field> = value_problems(&a).into_iter().map(|p| p.field).collect();
         assert_eq!(
             fields,
-            [Field::Arg(1), Field::EnvName(String::new()), Field::EnvName("A=B".into()), Field::EnvValue("OK".into())]
+            [
+                Field::Arg(1),
+                Field::EnvName(String::new()),
+                Field::EnvName("A=B".into()),
+                Field::EnvValue("OK".into()),
+                Field::Rlimit(Resource::Nofile)
+            ]
         );
         assert!(value_problems(&app("b")).is_empty());
     }

@@ -12,6 +12,7 @@ mod limits;
 mod logs;
 mod parse;
 mod ready;
+mod rlimits;
 
 pub use duration::{duration_ms, parse_duration};
 pub use envfile::{parse_env_file, read_env_file};
@@ -26,6 +27,7 @@ pub use limits::{
 pub use logs::{parse_rotate_interval, LogConfig, LogFormat};
 pub use parse::{load, load_checked, parse};
 pub use ready::{parse_http_url, HttpUrl, ListenAddr, Ready};
+pub use rlimits::{Resource, Rlimit, RlimitValue, Rlimits};
 
 use crate::model::AppName;
 use crate::signal::Signal;
@@ -108,6 +110,10 @@ pub struct AppConfig {
     /// Memory limit, watchdog, health check.
     #[serde(flatten)]
     pub limits: Limits,
+    /// Resource limits set with setrlimit before exec (systemd's `LimitNOFILE=`, ...); the
+    /// resources not named keep the daemon's.
+    #[serde(default)]
+    pub rlimits: Rlimits,
     /// Log files, format and rotation.
     #[serde(flatten)]
     pub logs: LogConfig,
@@ -179,6 +185,7 @@ impl AppConfig {
             group: None,
             restarts: RestartConfig::default(),
             limits: Limits::default(),
+            rlimits: Rlimits::new(),
             logs: LogConfig::default(),
             source: None,
         }
@@ -207,6 +214,7 @@ impl fmt::Debug for AppConfig {
             .field("group", &self.group)
             .field("restarts", &self.restarts)
             .field("limits", &self.limits)
+            .field("rlimits", &self.rlimits)
             .field("logs", &self.logs)
             .field("source", &self.source)
             .finish()

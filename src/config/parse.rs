@@ -34,6 +34,7 @@ const APP_KEYS: &[&str] = &[
     "memory_check_interval",
     "watchdog",
     "health",
+    "rlimits",
     "out_file",
     "err_file",
     "merge_logs",
@@ -220,6 +221,9 @@ fn locate<S>(doc: &Document<S>, app: &str, field: &super::checks::Field) -> Rang
         Field::EnvName(name) => table.get("env").and_then(Item::as_table_like).and_then(|t| t.key(name)?.span()),
         Field::EnvValue(name) => table.get("env").and_then(Item::as_table_like).and_then(|t| t.get(name)?.span()),
         Field::FrontListen => table.get("front").and_then(Item::as_table_like).and_then(|t| t.get("listen")?.span()),
+        Field::Rlimit(resource) => {
+            table.get("rlimits").and_then(Item::as_table_like).and_then(|t| t.get(resource.name())?.span())
+        }
     };
     found.unwrap_or(header)
 }

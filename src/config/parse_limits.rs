@@ -1,10 +1,10 @@
-//! The keys of the restart policy, memory limit, watchdog and health check.
+//! The keys of the restart policy, memory limit, watchdog, health check and resource limits.
 
 use super::{type_name, Walker};
-use crate::config::{parse_size, AppConfig, HealthCheck, Probe, Ready, RestartMode};
+use crate::config::{parse_size, AppConfig, HealthCheck, Probe, Ready, RestartMode, Rlimit, RlimitValue, Rlimits};
 use std::ops::Range;
 use std::time::Duration;
-use toml_edit::Item;
+use toml_edit::{Item, Value};
 
 impl Walker<'_> {
     /// Parses `key` into `cfg` if it is one of these keys; false if it is not.
@@ -62,6 +62,7 @@ impl Walker<'_> {
                 None => {}
             },
             "health" => cfg.limits.health = self.health(value, kpath, span),
+            "rlimits" => cfg.rlimits = self.rlimits(value, kpath, span),
             _ => return false,
         }
         true
@@ -145,6 +146,48 @@ impl Walker<'_> {
             Err(e) => self.error(span, key, e),
         }
         None
+    }
+
+    /// `{ nofile = 65536, core = 0, stack = "8388608:infinity" }`. Whether soft <= hard is
+    /// checked with the values no process can be given (`checks::value_problems`).
+    fn rlimits(&mut self, item: &Item, key: &str, span: Range<usize>) -> Rlimits {
+        let mut out = Rlimits::new();
+        let Some(table) = item.as_table_like() else {
+            let found = type_name(item);
+            self.error(span, key, format!("expected a table like {{ nofile = 65536, core = 0 }}, found {found}"));
+            return out;
+        };
+        for (name, value) in table.iter() {
+            let kpath = format!("{key}.{name}");
+            let vspan = value.span().unwrap_or(span.clone());
+            let resource = match crate::config::Resource::parse(name) {
+                Ok(resource) => resource,
+                Err(e) => {
+                    let kspan = table.key(name).and_then(|k| k.span()).unwrap_or(vspan);
+                    self.error(kspan, &kpath, e);
+                    continue;
+                }
+            };
+            let limit = match value.as_value() {
+                Some(Value::Integer(n)) => {
+                    u64::try_from(*n.value()).map(|n| Rlimit::both(RlimitValue::Limited(n))).map_err(|_| {
+                        format!("{} is negative: write a whole number of at least 0, or \"infinity\"", n.value())
+                    })
+                }
+                Some(Value::String(text)) => Rlimit::parse(text.value()),
+                _ => Err(format!(
+                    "expected a whole number, \"infinity\" or \"SOFT:HARD\" (e.g. \"1024:65536\"), found {}",
+                    type_name(value)
+                )),
+            };
+            match limit {
+                Ok(limit) => {
+                    out.insert(resource, limit);
+                }
+                Err(e) => self.error(vspan, &kpath, e),
+            }
+        }
+        out
     }
 
     fn exit_codes(&mut self, item: &Item, key: &str, span: Range<usize>) -> Vec<i32> {

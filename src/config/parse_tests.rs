@@ -204,3 +204,81 @@ front = { listen = "127.0.0.1:3001" }
     }
     assert_eq!(&serde_json::from_value::<crate::config::FrontConfig>(old).unwrap(), b);
 }
+
+#[test]
+fn rlimits_take_a_value_or_soft_hard_and_every_error_says_where_and_what_to_do() {
+    use crate::config::{Resource, Rlimit, RlimitValue::*, Rlimits};
+    let app = |rlimits: &str| format!("[apps.web]\ncommand = \"x\"\nrlimits = {rlimits}\n");
+    let good: &[(&str, Rlimits)] = &[
+        (
+            "{ nofile = 65536, core = 0 }",
+            Rlimits::from([
+                (Resource::Nofile, Rlimit::both(Limited(65536))),
+                (Resource::Core, Rlimit::both(Limited(0))),
+            ]),
+        ),
+        (
+            "{ nofile = \"1024:524288\", stack = \"8388608:infinity\", cpu = \"infinity\", memlock = \"65536\" }",
+            Rlimits::from([
+                (Resource::Nofile, Rlimit { soft: Limited(1024), hard: Limited(524288) }),
+                (Resource::Stack, Rlimit { soft: Limited(8388608), hard: Infinity }),
+                (Resource::Cpu, Rlimit::both(Infinity)),
+                (Resource::Memlock, Rlimit::both(Limited(65536))),
+            ]),
+        ),
+        ("{ nproc = 512, as = \"infinity\", fsize = 0 }", {
+            let mut l = Rlimits::new();
+            l.insert(Resource::Nproc, Rlimit::both(Limited(512)));
+            l.insert(Resource::As, Rlimit::both(Infinity));
+            l.insert(Resource::Fsize, Rlimit::both(Limited(0)));
+            l
+        }),
+        ("{}", Rlimits::new()),
+    ];
+    for (rlimits, want) in good {
+        let cfg = parse(&app(rlimits), Path::new("mcpd.toml"), Path::new("/srv"))
+            .unwrap_or_else(|e| panic!("rlimits = {rlimits}: {e}"));
+        assert_eq!(&cfg.apps[0].rlimits, want, "rlimits = {rlimits}");
+    }
+    let table = "[apps.web]\ncommand = \"x\"\n\n[apps.web.rlimits]\nnofile = \"1024:4096\"\ncore = 0\n";
+    let cfg = parse(table, Path::new("mcpd.toml"), Path::new("/srv")).unwrap();
+    assert_eq!(cfg.apps[0].rlimits.len(), 2, "a [apps.NAME.rlimits] table works too");
+    assert!(parse("[apps.web]\ncommand = \"x\"\n", Path::new("m"), Path::new("/")).unwrap().apps[0].rlimits.is_empty());
+
+    // (rlimits, the key in error, what the message must say)
+    let bad: &[(&str, &str, &str)] = &[
+        ("{ nofiles = 1 }", "apps.web.rlimits.nofiles", "unknown resource \"nofiles\"; use one of cpu, fsize"),
+        ("{ NOFILE = 1 }", "apps.web.rlimits.NOFILE", "systemd's Limit*= names in lower case"),
+        ("{ nofile = -1 }", "apps.web.rlimits.nofile", "-1 is negative: write a whole number of at least 0"),
+        ("{ core = 1.5 }", "apps.web.rlimits.core", "expected a whole number, \"infinity\" or \"SOFT:HARD\""),
+        ("{ core = true }", "apps.web.rlimits.core", "found boolean"),
+        ("{ core = \"unlimited\" }", "apps.web.rlimits.core", "\"unlimited\" is not a limit"),
+        ("{ core = \"-5\" }", "apps.web.rlimits.core", "\"-5\" is not a limit"),
+        ("{ nofile = \"1024:\" }", "apps.web.rlimits.nofile", "\"\" is not a limit"),
+        ("{ nofile = \"1:2:3\" }", "apps.web.rlimits.nofile", "\"2:3\" is not a limit"),
+        (
+            "{ nofile = \"4096:1024\" }",
+            "apps.web.rlimits.nofile",
+            "the soft limit 4096 is above the hard limit 1024: write \"SOFT:HARD\" with SOFT at most HARD, e.g. \"1024:4096\"",
+        ),
+        ("{ stack = \"infinity:8388608\" }", "apps.web.rlimits.stack", "soft limit infinity is above the hard limit"),
+        ("65536", "apps.web.rlimits", "expected a table like { nofile = 65536, core = 0 }, found integer"),
+    ];
+    for (rlimits, key, says) in bad {
+        let err = parse(&app(rlimits), Path::new("conf/mcpd.toml"), Path::new("/")).unwrap_err();
+        assert_eq!(err.0.len(), 1, "rlimits = {rlimits}: {err}");
+        let text = err.to_string();
+        let at = format!("conf/mcpd.toml:3:{}: {key}: ", err.0[0].column);
+        assert!(text.starts_with(&at) && text.contains(says), "rlimits = {rlimits}: want {at}...{says}\ngot: {text}");
+    }
+    // Every error at once, each on its own line and key.
+    let text = "[apps.web]\ncommand = \"x\"\n[apps.web.rlimits]\nnofile = \"9:1\"\ncolour = 1\ncore = -1\n";
+    assert_eq!(
+        errors(text),
+        [
+            (4, "apps.web.rlimits.nofile".to_string()),
+            (5, "apps.web.rlimits.colour".to_string()),
+            (6, "apps.web.rlimits.core".to_string())
+        ]
+    );
+}

@@ -78,5 +78,12 @@ mod tests {
         }
         let err = Response::Error(crate::protocol::ProtoError::new(crate::protocol::ErrorKind::UnknownApp, "no app x"));
         assert_eq!(decode::<Response>(&encode(&err)).unwrap(), err);
+        // An app's config crosses as JSON: every setting comes back, resource limits included.
+        use crate::config::{AppConfig, Resource, Rlimit, RlimitValue};
+        let mut app = AppConfig::new(crate::model::AppName::new("web").unwrap(), "node".into(), vec![], "/srv".into());
+        app.rlimits.insert(Resource::Nofile, Rlimit { soft: RlimitValue::Limited(1024), hard: RlimitValue::Infinity });
+        app.rlimits.insert(Resource::Core, Rlimit::both(RlimitValue::Limited(0)));
+        let start: Request = crate::protocol::StartRequest { apps: vec![app], names: vec![], wait: true }.into();
+        assert_eq!(decode::<Request>(&encode(&start)).unwrap(), start);
     }
 }

@@ -26,6 +26,7 @@ mod readiness;
 mod recipes;
 mod reload;
 mod restarts;
+mod rlimits;
 mod secrets;
 mod service;
 mod signals;

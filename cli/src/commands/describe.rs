@@ -63,6 +63,9 @@ fn text(d: &AppDetail) -> String {
     if let Some(t) = &d.tracking {
         line("tracking", t.clone());
     }
+    if !c.rlimits.is_empty() {
+        line("rlimits", c.rlimits.iter().map(|(r, l)| format!("{r}={l}")).collect::<Vec<_>>().join(", "));
+    }
     out.push_str("last exits:\n");
     if d.last_exits.is_empty() {
         out.push_str("  none\n");

@@ -28,7 +28,7 @@ pub fn unit(exe: &Path, home: &Path, longest_drain: Duration, user: bool) -> Str
              # write to ReadWritePaths=. NoNewPrivileges keeps `user =` in mcpd.toml working (it drops\n\
              # privileges; it never gains any).\n\
              NoNewPrivileges=yes\nProtectSystem=strict\n{state}ReadWritePaths={home}\nPrivateTmp=yes\n\
-             ProtectKernelTunables=yes\nProtectKernelModules=yes\nProtectControlGroups=yes\n\
+             ProtectKernelTunables=yes\nProtectKernelModules=yes\n\
              RestrictSUIDSGID=yes\nLockPersonality=yes\n"
         )
     };
@@ -54,6 +54,10 @@ pub fn unit(exe: &Path, home: &Path, longest_drain: Duration, user: bool) -> Str
          # TimeoutStopSec runs out is SIGKILLed, the whole cgroup. (control-group would SIGTERM every\n\
          # app at once, ignoring their kill_signal; process would leave them behind.)\n\
          KillMode=mixed\n\
+         # Delegate=yes: systemd hands the cgroup subtree below this unit's cgroup to mcpd, which\n\
+         # makes a cgroup per app generation there (to track, kill and measure each app whole).\n\
+         # Hence no ProtectControlGroups= below: it would make /sys/fs/cgroup read-only.\n\
+         Delegate=yes\n\
          # {why}\n\
          # Run `mcpd startup systemd` again after raising a kill_timeout.\n\
          TimeoutStopSec={stop}s\n\
@@ -145,8 +149,11 @@ mod tests {
                     && text.contains("KillMode=mixed")
                     && text.contains("ReadWritePaths=/var/lib/mcpd")
             );
+            // mcpd makes a cgroup per generation below its own: delegated, and writable.
+            assert!(text.contains("\nDelegate=yes\n") && !text.contains("ProtectControlGroups=yes"), "{text}");
         }
         let user = unit(Path::new("/usr/bin/mcpd"), Path::new("/home/u/.mcpd"), Duration::ZERO, true);
         assert!(user.contains("WantedBy=default.target") && !user.contains("ProtectSystem"));
+        assert!(user.contains("\nDelegate=yes\n"), "a user manager delegates too: {user}");
     }
 }

@@ -54,6 +54,8 @@ pub(crate) struct ExecPlan {
     /// The generation's `cgroup.procs`, which the child writes itself into before anything
     /// else (before its fds are moved, which could overwrite this one).
     cgroup_procs: Option<RawFd>,
+    /// `rlimits`, as setrlimit takes them: (resource, limits), checked before fork.
+    rlimits: Vec<(libc::c_int, libc::rlimit)>,
 }
 
 // SAFETY: the raw pointers point into buffers owned by the plan itself, which is moved into
@@ -242,6 +244,7 @@ impl ExecPlan {
             fds,
             ids: handover.ids.clone(),
             cgroup_procs: None,
+            rlimits: Vec::new(),
         })
     }
 
@@ -285,6 +288,12 @@ impl ExecPlan {
                 return std::io::Error::last_os_error();
             }
         }
+        // After the fds are placed (a low nofile must not stop that), before the user switch
+        // (raising a hard limit needs the daemon's privilege); after APPS_NOFILE, so an
+        // explicit nofile wins.
+        if let Err(e) = self.apply_rlimits() {
+            return e;
+        }
         if let Some(ids) = &self.ids {
             // SAFETY: setgroups, setgid and setuid are async-signal-safe; the group list was
             // built before fork. Groups first: after setuid we could no longer change them.
@@ -325,6 +334,128 @@ impl ExecPlan {
     }
 }
 
+use mcpd_core::config::{Resource, RlimitValue, Rlimits};
+
+/// `rlimits`: resolved and checked before fork, set in the child by [`ExecPlan::exec`].
+impl ExecPlan {
+    /// Sets the app's resource limits, or says which one the child could not be given.
+    pub fn set_rlimits(&mut self, limits: &Rlimits) -> Result<(), String> {
+        self.rlimits = prepare_rlimits(limits)?;
+        Ok(())
+    }
+
+    /// In the forked child: setrlimit of each limit (async-signal-safe, no allocation).
+    fn apply_rlimits(&self) -> Result<(), std::io::Error> {
+        for (resource, limit) in &self.rlimits {
+            // SAFETY: setrlimit is a plain system call reading a struct the plan owns.
+            if unsafe { libc::setrlimit(*resource as _, limit) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The limits as setrlimit takes them, refusing what the child's setrlimit would (before
+/// fork, where the error can name the resource): a hard limit above the daemon's own without
+/// CAP_SYS_RESOURCE, and open files above `fs.nr_open`. `infinity` open files means
+/// `fs.nr_open` (Linux has no unlimited open files).
+pub(crate) fn prepare_rlimits(limits: &Rlimits) -> Result<Vec<(libc::c_int, libc::rlimit)>, String> {
+    if limits.is_empty() {
+        return Ok(Vec::new());
+    }
+    let can_raise = can_raise_hard_limits();
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|t| t.trim().parse::<u64>().ok());
+    let mut out = Vec::with_capacity(limits.len());
+    for (&resource, limit) in limits {
+        let raw = raw_resource(resource);
+        let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes into a struct on our stack.
+        if unsafe { libc::getrlimit(raw as _, &mut current) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(format!("rlimits.{resource}: cannot read the daemon's own limit: {e}"));
+        }
+        let value = |v: RlimitValue| match (v, resource) {
+            (RlimitValue::Limited(n), _) => n,
+            (RlimitValue::Infinity, Resource::Nofile) => nr_open.unwrap_or(current.rlim_max),
+            (RlimitValue::Infinity, _) => libc::RLIM_INFINITY,
+        };
+        let (soft, hard) = (value(limit.soft), value(limit.hard));
+        let nr_open = nr_open.filter(|_| resource == Resource::Nofile);
+        if let Some(why) = rlimit_refusal(resource, hard, current.rlim_max, can_raise, nr_open) {
+            return Err(why);
+        }
+        out.push((raw, libc::rlimit { rlim_cur: soft, rlim_max: hard }));
+    }
+    Ok(out)
+}
+
+/// Why setrlimit would refuse a hard limit of `hard` where the current one is `current`.
+fn rlimit_refusal(
+    resource: Resource,
+    hard: u64,
+    current: u64,
+    can_raise: bool,
+    nr_open: Option<u64>,
+) -> Option<String> {
+    let shown = |n: u64| if n == libc::RLIM_INFINITY { "infinity".to_string() } else { n.to_string() };
+    if let Some(most) = nr_open.filter(|most| hard > *most) {
+        return Some(format!(
+            "rlimits.{resource}: {} open files is above the kernel's most per process, {most} (sysctl fs.nr_open): \
+             lower it, or raise fs.nr_open",
+            shown(hard)
+        ));
+    }
+    if hard > current && !can_raise {
+        let unit_key = format!("Limit{}=", resource.name().to_uppercase());
+        return Some(format!(
+            "rlimits.{resource}: the hard limit {} is above the daemon's own, {}, and only a daemon with \
+             CAP_SYS_RESOURCE (root) can raise it: lower it to at most {}, or raise the daemon's limit \
+             (e.g. {unit_key} in mcpd's systemd unit)",
+            shown(hard),
+            shown(current),
+            shown(current)
+        ));
+    }
+    None
+}
+
+/// Whether this process may raise hard limits: CAP_SYS_RESOURCE in its effective set.
+fn can_raise_hard_limits() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective =
+        status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
+    match effective {
+        Some(caps) => caps & (1 << CAP_SYS_RESOURCE) != 0,
+        // SAFETY: geteuid has no preconditions.
+        None => (unsafe { libc::geteuid() }) == 0,
+    }
+}
+
+/// The libc constant of a resource (its type differs between libcs, hence `c_int` here).
+fn raw_resource(resource: Resource) -> libc::c_int {
+    let raw = match resource {
+        Resource::Cpu => libc::RLIMIT_CPU,
+        Resource::Fsize => libc::RLIMIT_FSIZE,
+        Resource::Data => libc::RLIMIT_DATA,
+        Resource::Stack => libc::RLIMIT_STACK,
+        Resource::Core => libc::RLIMIT_CORE,
+        Resource::Rss => libc::RLIMIT_RSS,
+        Resource::Nofile => libc::RLIMIT_NOFILE,
+        Resource::As => libc::RLIMIT_AS,
+        Resource::Nproc => libc::RLIMIT_NPROC,
+        Resource::Memlock => libc::RLIMIT_MEMLOCK,
+        Resource::Locks => libc::RLIMIT_LOCKS,
+        Resource::Sigpending => libc::RLIMIT_SIGPENDING,
+        Resource::Msgqueue => libc::RLIMIT_MSGQUEUE,
+        Resource::Nice => libc::RLIMIT_NICE,
+        Resource::Rtprio => libc::RLIMIT_RTPRIO,
+        Resource::Rttime => libc::RLIMIT_RTTIME,
+    };
+    raw as libc::c_int
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +481,40 @@ mod tests {
         let plan = ExecPlan::new(Path::new("/bin/true"), &[], &env, &handover).unwrap();
         assert_eq!(plan.fds, [(10, 3), (11, 4), (12, 5)]);
         assert!(plan.listen_pid.is_some());
+    }
+
+    #[test]
+    fn rlimits_are_checked_before_fork() {
+        use mcpd_core::config::Rlimit;
+        let nofile = Resource::Nofile;
+        assert_eq!(rlimit_refusal(nofile, 1024, 4096, false, Some(1 << 20)), None, "lowering needs nothing");
+        assert_eq!(rlimit_refusal(nofile, 8192, 4096, true, Some(1 << 20)), None, "raising needs CAP_SYS_RESOURCE");
+        let raise = rlimit_refusal(nofile, 8192, 4096, false, Some(1 << 20)).unwrap();
+        assert!(
+            raise.starts_with("rlimits.nofile: the hard limit 8192 is above the daemon's own, 4096")
+                && raise.contains("lower it to at most 4096")
+                && raise.contains("LimitNOFILE="),
+            "{raise}"
+        );
+        let past = rlimit_refusal(nofile, (1 << 20) + 1, u64::MAX, true, Some(1 << 20)).unwrap();
+        assert!(past.contains("above the kernel's most per process, 1048576 (sysctl fs.nr_open)"), "{past}");
+        let core = rlimit_refusal(Resource::Core, libc::RLIM_INFINITY, 0, false, None).unwrap();
+        assert!(core.contains("hard limit infinity is above the daemon's own, 0") && core.contains("LimitCORE="));
+
+        // Lowering this process's own limits always works: what the child will be given.
+        let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes into a struct on our stack.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) }, 0);
+        let limits = Rlimits::from([
+            (Resource::Nofile, Rlimit { soft: RlimitValue::Limited(64), hard: RlimitValue::Limited(current.rlim_max) }),
+            (Resource::Core, Rlimit::both(RlimitValue::Limited(0))),
+        ]);
+        let prepared = prepare_rlimits(&limits).unwrap();
+        let nofile_raw = raw_resource(Resource::Nofile);
+        let (_, set) = prepared.iter().find(|(r, _)| *r == nofile_raw).unwrap();
+        assert_eq!((set.rlim_cur, set.rlim_max), (64, current.rlim_max));
+        let above = Rlimits::from([(Resource::Nofile, Rlimit::both(RlimitValue::Limited(u64::MAX - 1)))]);
+        assert!(prepare_rlimits(&above).unwrap_err().starts_with("rlimits.nofile: "), "past fs.nr_open");
     }
 
     #[test]

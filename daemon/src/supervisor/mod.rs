@@ -609,7 +609,8 @@ fn start_problems(defined: &[Arc<AppConfig>], configs: &[AppConfig], logs_dir: &
     for config in configs {
         let values = checks::value_problems(config);
         if values.is_empty() {
-            if let Err(e) = process::preflight(config) {
+            let runnable = process::preflight(config).and_then(|()| exec::prepare_rlimits(&config.rlimits).map(drop));
+            if let Err(e) = runnable {
                 problems.push(format!("app \"{}\": {e}", config.name));
             }
         }

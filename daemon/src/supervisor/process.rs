@@ -236,6 +236,7 @@ pub(crate) fn spawn(
     let env = exec::environment(configured, &handover);
     let program = exec::resolve_program(&config.command, &config.cwd, &env)?;
     let mut plan = ExecPlan::new(&program, &config.args, &env, &handover)?;
+    plan.set_rlimits(&config.rlimits)?;
     let cgroup = match ctx.tracking.tree() {
         Some(tree) => {
             Some(Arc::new(tree.create(config.name.as_str()).map_err(io("cannot create the generation's cgroup"))?))
