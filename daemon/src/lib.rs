@@ -73,7 +73,7 @@ pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), Daem
     supervisor::reaper::become_subreaper().map_err(io_error("cannot become a child subreaper"))?;
     let (tracking, orphans) = track(&paths, &guard);
     let leave = match &tracking {
-        supervisor::cgroup::Tracking::Cgroup(tree) => Some((tree.root().to_path_buf(), guard.pid())),
+        supervisor::cgroup::Tracking::Cgroup(tree) => Some((tree.root().to_path_buf(), tree.v1_roots(), guard.pid())),
         supervisor::cgroup::Tracking::ProcessGroup(_) => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -86,8 +86,8 @@ pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), Daem
         let signals = signals::Signals::install().map_err(io_error("cannot install the signal handlers"))?;
         server::serve(paths.clone(), guard, tracking, orphans, boot, CancellationToken::new(), signals).await
     });
-    if let Some((root, guard)) = leave {
-        supervisor::cgroup::leave(&root, guard);
+    if let Some((root, v1_roots, guard)) = leave {
+        supervisor::cgroup::leave(&root, &v1_roots, guard);
     }
     drop(lock);
     result

@@ -35,6 +35,8 @@ pub enum Field {
     FrontListen,
     /// `rlimits.NAME`.
     Rlimit(super::Resource),
+    /// A key of its own (`memory_high`).
+    Key(&'static str),
 }
 
 impl Field {
@@ -52,6 +54,7 @@ impl Field {
             Field::Listen(i) => format!("listen[{i}]"),
             Field::FrontListen => "front.listen".into(),
             Field::Rlimit(resource) => format!("rlimits.{resource}"),
+            Field::Key(key) => (*key).into(),
         }
     }
 }
@@ -102,6 +105,18 @@ pub fn value_problems(app: &AppConfig) -> Vec<Problem> {
     for (resource, limit) in &app.rlimits {
         if let Some(message) = limit.problem() {
             out.push(Problem::error(Field::Rlimit(*resource), message));
+        }
+    }
+    if let (Some(high), Some(max)) = (app.limits.memory_high, app.limits.memory_max) {
+        if high > max {
+            out.push(Problem::error(
+                Field::Key("memory_high"),
+                format!(
+                    "memory_high ({}) is above memory_max ({}): the kernel would never throttle before it kills; set it lower",
+                    super::format_size(high),
+                    super::format_size(max)
+                ),
+            ));
         }
     }
     out

@@ -130,6 +130,21 @@ pub struct Limits {
     pub watchdog: Option<Duration>,
     /// A liveness probe.
     pub health: Option<HealthCheck>,
+    /// A hard memory limit for each generation's cgroup (`memory.max`, systemd's
+    /// `MemoryMax=`): the kernel's OOM killer acts at it.
+    #[serde(default)]
+    pub memory_max: Option<u64>,
+    /// Where the kernel starts reclaiming and throttling a generation (`memory.high`,
+    /// `MemoryHigh=`).
+    #[serde(default)]
+    pub memory_high: Option<u64>,
+    /// Most processes and threads a generation may have at once (`pids.max`, `TasksMax=`).
+    #[serde(default)]
+    pub tasks_max: Option<u64>,
+    /// CPU time a generation may use, in percent of one CPU (`cpu.max`, `CPUQuota=`): 50 is
+    /// half a CPU, 200 two.
+    #[serde(default)]
+    pub cpu_quota: Option<u32>,
 }
 
 /// Default memory sampling interval.
@@ -142,6 +157,10 @@ impl Default for Limits {
             memory_check_interval: DEFAULT_MEMORY_CHECK_INTERVAL,
             watchdog: None,
             health: None,
+            memory_max: None,
+            memory_high: None,
+            tasks_max: None,
+            cpu_quota: None,
         }
     }
 }

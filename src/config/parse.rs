@@ -224,6 +224,7 @@ fn locate<S>(doc: &Document<S>, app: &str, field: &super::checks::Field) -> Rang
         Field::Rlimit(resource) => {
             table.get("rlimits").and_then(Item::as_table_like).and_then(|t| t.get(resource.name())?.span())
         }
+        Field::Key(key) => value(key),
     };
     found.unwrap_or(header)
 }

@@ -62,6 +62,29 @@ impl Walker<'_> {
                 None => {}
             },
             "health" => cfg.limits.health = self.health(value, kpath, span),
+            "memory_max" => cfg.limits.memory_max = self.size(value, kpath, span),
+            "memory_high" => cfg.limits.memory_high = self.size(value, kpath, span),
+            "tasks_max" => match value.as_integer().and_then(|i| u64::try_from(i).ok()).filter(|&n| n >= 1) {
+                Some(n) => cfg.limits.tasks_max = Some(n),
+                None => self.error(
+                    span,
+                    kpath,
+                    format!("expected a whole number of processes of at least 1, found {}", type_name(value)),
+                ),
+            },
+            "cpu_quota" => {
+                let percent =
+                    value.as_str().and_then(|t| t.trim().strip_suffix('%')).and_then(|n| n.trim().parse::<u32>().ok());
+                match percent {
+                    Some(p) if (1..=100_000).contains(&p) => cfg.limits.cpu_quota = Some(p),
+                    _ => self.error(
+                        span,
+                        kpath,
+                        "expected a percentage of one CPU as a string, e.g. \"50%\" (half a CPU) or \"200%\" (two)"
+                            .into(),
+                    ),
+                }
+            }
             "rlimits" => cfg.rlimits = self.rlimits(value, kpath, span),
             _ => return false,
         }

@@ -162,3 +162,232 @@ fn a_new_daemon_kills_what_a_dead_daemon_and_guard_left() {
     let orphan = orphan.unwrap_or_else(|| panic!("an orphaned entry in the history: {detail}"));
     assert!(orphan["reason"].as_str().unwrap().contains("21 process(es)"), "{orphan}");
 }
+
+/// Forks until the kernel refuses, then writes how many processes it had and why it stopped.
+const FORK_BOMB: &str = r#"
+import os, time
+n = 1
+why = "limit not reached"
+for _ in range(500):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        why = e.strerror
+        break
+    if pid == 0:
+        while True:
+            time.sleep(3600)
+    n += 1
+with open("bomb.tmp", "w") as f:
+    f.write(f"{n} {why}\n")
+os.rename("bomb.tmp", "bomb.txt")
+while True:
+    time.sleep(3600)
+"#;
+
+#[test]
+fn tasks_max_stops_a_fork_bomb() {
+    if skip_without_cgroups("tasks_max_stops_a_fork_bomb") {
+        return;
+    }
+    let home = Home::new();
+    home.write("bomb.py", FORK_BOMB);
+    let config = home.write(
+        "bomb.toml",
+        "[apps.bomb]\ncommand = \"python3\"\nargs = [\"bomb.py\"]\ntasks_max = 20\nkill_timeout = \"2s\"\n",
+    );
+    let out = home.run(&["start", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if stderr.contains("tasks_max: needs the pids controller") {
+        eprintln!("tasks_max_stops_a_fork_bomb: skipped: no pids controller for mcpd here: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "start: {stderr}");
+    let report = wait_for("the fork bomb's report", Duration::from_secs(20), || {
+        std::fs::read_to_string(home.file("bomb.txt")).map_err(|e| e.to_string())
+    });
+    let (count, why) = report.trim().split_once(' ').expect("N WHY");
+    let count: u32 = count.parse().expect("a count");
+    assert!(count <= 20, "at most tasks_max processes: {report}");
+    assert!(why.contains("Resource temporarily unavailable"), "fork failed with EAGAIN: {report}");
+    let started = Instant::now();
+    home.ok(&["stop", "bomb"]);
+    assert!(started.elapsed() <= Duration::from_secs(3), "stop took {:?}", started.elapsed());
+}
+
+/// Allocates (and touches) 16 MiB at a time until it is killed.
+const GREEDY: &str = r#"
+import time
+hoard = []
+while True:
+    hoard.append(bytearray(16 << 20))
+    time.sleep(0.01)
+"#;
+
+#[test]
+fn memory_max_is_enforced_by_the_kernel_and_recorded_as_oom_kill() {
+    if skip_without_cgroups("memory_max_is_enforced_by_the_kernel_and_recorded_as_oom_kill") {
+        return;
+    }
+    let home = Home::new();
+    home.write("greedy.py", GREEDY);
+    let config = home.write(
+        "greedy.toml",
+        "[apps.greedy]\ncommand = \"python3\"\nargs = [\"greedy.py\"]\nmemory_max = \"64M\"\nrestart_delay = \"5s\"\n",
+    );
+    let out = home.run(&["start", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if stderr.contains("memory_max: needs the memory controller") {
+        eprintln!("memory_max_is_enforced...: skipped: no memory controller for mcpd here: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "start: {stderr}");
+    let detail = wait_for("an oom-kill in the history", Duration::from_secs(20), || {
+        let detail = home.describe("greedy");
+        let found = detail["last_exits"]
+            .as_array()
+            .is_some_and(|exits| exits.iter().any(|e| e["reason"] == "oom-kill" && e["signal"] == libc::SIGKILL));
+        if found {
+            Ok(detail)
+        } else {
+            Err(detail.to_string())
+        }
+    });
+    let memory = detail["info"]["memory_bytes"].as_u64().unwrap_or(0);
+    assert!(memory <= 80 << 20, "the app never held much more than memory_max: {memory} bytes");
+}
+
+#[test]
+fn cpu_quota_holds_a_busy_loop_to_its_share() {
+    if skip_without_cgroups("cpu_quota_holds_a_busy_loop_to_its_share") {
+        return;
+    }
+    let home = Home::new();
+    let config = home.write(
+        "busy.toml",
+        "[apps.busy]\ncommand = \"python3\"\nargs = [\"-c\", \"while True: pass\"]\ncpu_quota = \"20%\"\n",
+    );
+    let out = home.run(&["start", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if stderr.contains("cpu_quota: needs the cpu controller") {
+        eprintln!("cpu_quota_holds_a_busy_loop_to_its_share: skipped: no cpu controller for mcpd here: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "start: {stderr}");
+    // Three samples a second apart after the first: each is the share of the last second.
+    let mut seen = Vec::new();
+    wait_for("three CPU samples", Duration::from_secs(10), || {
+        let row = home.app("busy").unwrap_or_default();
+        if let Some(cpu) = row["cpu_percent"].as_f64().filter(|c| *c > 0.0) {
+            if seen.last() != Some(&cpu) {
+                seen.push(cpu);
+            }
+        }
+        if seen.len() >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+    let last = seen[seen.len() - 1];
+    assert!(last <= 30.0, "a busy loop held to about 20% of a CPU: samples {seen:?}");
+}
+
+#[test]
+fn cgroup_limits_without_cgroups_are_refused_and_change_nothing() {
+    let home = Home::new();
+    let config = home.write("t.toml", "[apps.t]\ncommand = \"sleep\"\nargs = [\"1000\"]\ntasks_max = 10\n");
+    let out =
+        home.command(&["start", config.to_str().unwrap()]).env("MCPD_CGROUPS", "0").output().expect("run mcpd start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {stderr}");
+    assert!(
+        stderr.contains("app \"t\": tasks_max: needs a cgroup per generation")
+            && stderr.contains("nothing was started"),
+        "{stderr}"
+    );
+    assert!(home.app("t").is_none(), "no app was defined");
+}
+
+/// The file a process's memory controller counts it in: v2 `memory.current`, or v1
+/// `memory.usage_in_bytes`, from /proc/PID/cgroup (None without a memory controller).
+fn memory_counter(pid: u32) -> Option<PathBuf> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let (fstype, file) = if names.is_empty() {
+            ("cgroup2", "memory.current")
+        } else if names.split(',').any(|n| n == "memory") {
+            ("cgroup", "memory.usage_in_bytes")
+        } else {
+            continue;
+        };
+        let mount = mountinfo.lines().find_map(|l| {
+            let (fields, tail) = l.split_once(" - ")?;
+            let mut tail = tail.split(' ');
+            let (t, _, options) = (tail.next()?, tail.next()?, tail.next()?);
+            let fields: Vec<&str> = fields.split(' ').collect();
+            let fits = t == fstype && (fstype == "cgroup2" || options.split(',').any(|o| o == "memory"));
+            (fits && fields.get(3) == Some(&"/")).then(|| fields[4].to_string())
+        })?;
+        let counter = PathBuf::from(mount).join(path.trim_start_matches('/')).join(file);
+        if counter.exists() {
+            return Some(counter);
+        }
+    }
+    None
+}
+
+#[test]
+fn memory_of_200_idle_children_is_what_the_memory_controller_counts() {
+    if skip_without_cgroups("memory_of_200_idle_children_is_what_the_memory_controller_counts") {
+        return;
+    }
+    let home = Home::new();
+    let config = home.write(
+        "sleepy.toml",
+        "[apps.sleepy]\ncommand = \"sh\"\nargs = [\"-c\", \"for i in $(seq 200); do sleep 1000 & done; echo started > started.txt; wait\"]\n",
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    wait_for("200 children started", Duration::from_secs(20), || {
+        std::fs::read_to_string(home.file("started.txt")).map_err(|e| e.to_string())
+    });
+    let leader = home.pid("sleepy");
+    let Some(counter) = memory_counter(leader) else {
+        eprintln!("memory_of_200_idle_children...: skipped: no memory controller counts the app here");
+        return;
+    };
+    let rss_sum: u64 = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(2)) == Some(&leader.to_string())
+            })
+        })
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let kib: u64 =
+                status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .sum();
+    // Two samples after the children started, so the row has a whole second of them.
+    let reported = wait_for("a memory figure for the app", Duration::from_secs(10), || {
+        let row = home.app("sleepy").unwrap_or_default();
+        let counted: u64 = std::fs::read_to_string(&counter).map_err(|e| e.to_string())?.trim().parse().unwrap_or(0);
+        match row["memory_bytes"].as_u64() {
+            Some(m) if m.abs_diff(counted) * 5 <= counted => Ok((m, counted)),
+            other => Err(format!("reported {other:?}, the controller counts {counted}")),
+        }
+    });
+    eprintln!(
+        "200 idle children: reported {:.1} MiB, the memory controller counts {:.1} MiB, summed RSS {:.1} MiB",
+        reported.0 as f64 / 1048576.0,
+        reported.1 as f64 / 1048576.0,
+        rss_sum as f64 / 1048576.0
+    );
+}

@@ -19,6 +19,7 @@
 //! cgroupfs is kernel memory: its reads and writes never wait on a disk, so they are done on
 //! the runtime's threads like `kill` and `fork`.
 
+use mcpd_core::config::Limits;
 use mcpd_core::signal::Signal;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -55,7 +56,9 @@ impl Tracking {
             Tracking::Cgroup(tree) => {
                 let controllers =
                     if tree.controllers.is_empty() { "none".to_string() } else { tree.controllers.join(" ") };
-                format!("cgroup {} (controllers: {controllers})", tree.root.display())
+                let v1: Vec<&str> = tree.v1.iter().map(|h| h.controller).collect();
+                let v1 = if v1.is_empty() { String::new() } else { format!("; from cgroup v1: {}", v1.join(" ")) };
+                format!("cgroup {} (controllers: {controllers}{v1})", tree.root.display())
             }
             Tracking::ProcessGroup(why) => format!("process group ({why})"),
         }
@@ -66,6 +69,19 @@ impl Tracking {
         match self {
             Tracking::Cgroup(_) => "cgroup",
             Tracking::ProcessGroup(_) => "process group",
+        }
+    }
+
+    /// Whether `limits` can be applied here: an error names the key and what is missing.
+    pub fn check_limits(&self, limits: &Limits) -> Result<(), String> {
+        match self {
+            Tracking::Cgroup(tree) => tree.check(limits),
+            Tracking::ProcessGroup(why) => match wanted(limits).first() {
+                Some((key, _)) => Err(format!(
+                    "{key}: needs a cgroup per generation, and this daemon tracks process groups ({why}): run mcpd as root or with systemd's Delegate=yes on a cgroup v2 machine, or remove {key}"
+                )),
+                None => Ok(()),
+            },
         }
     }
 
@@ -92,7 +108,56 @@ pub(crate) struct Tree {
     root: PathBuf,
     /// The controllers enabled for generations.
     controllers: Vec<String>,
+    /// Where the v2 hierarchy lacks a controller that a cgroup v1 hierarchy has (a "hybrid"
+    /// machine, as systemd calls it): this home's tree in that hierarchy.
+    v1: Vec<V1>,
     seq: AtomicU64,
+}
+
+/// This home's tree in a cgroup v1 hierarchy of one controller.
+#[derive(Debug)]
+struct V1 {
+    controller: &'static str,
+    root: PathBuf,
+}
+
+/// The cgroup limits of an app (`memory_max`, `memory_high`, `tasks_max`, `cpu_quota`).
+fn wanted(limits: &Limits) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    if limits.memory_max.is_some() {
+        out.push(("memory_max", "memory"));
+    }
+    if limits.memory_high.is_some() {
+        out.push(("memory_high", "memory"));
+    }
+    if limits.tasks_max.is_some() {
+        out.push(("tasks_max", "pids"));
+    }
+    if limits.cpu_quota.is_some() {
+        out.push(("cpu_quota", "cpu"));
+    }
+    out
+}
+
+/// The directory of this process's cgroup in the v1 hierarchy of `controller`.
+pub(crate) fn own_v1_dir(mountinfo: &str, self_cgroup: &str, controller: &str) -> Option<PathBuf> {
+    let path = self_cgroup.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+        names.split(',').any(|n| n == controller).then_some(path)
+    })?;
+    mountinfo.lines().find_map(|line| {
+        let (fields, tail) = line.split_once(" - ")?;
+        let mut tail = tail.split(' ');
+        let (fstype, _source, options) = (tail.next()?, tail.next()?, tail.next()?);
+        if fstype != "cgroup" || !options.split(',').any(|o| o == controller) {
+            return None;
+        }
+        let fields: Vec<&str> = fields.split(' ').collect();
+        let (root, mount) = (unescape(fields.get(3)?), unescape(fields.get(4)?));
+        let rest = if root == "/" { Some(path) } else { path.strip_prefix(root.as_str()) }?;
+        Some(Path::new(&mount).join(rest.trim_start_matches('/')))
+    })
 }
 
 /// The directory of the cgroup v2 hierarchy this process is in, from the texts of
@@ -211,7 +276,10 @@ fn signal_pids(dir: &Path, signal: Signal) {
 /// in and removes the home's tree at `root`, so a daemon leaves nothing behind. Where that
 /// cgroup takes no processes (it delegates controllers), the tree stays for the next daemon
 /// (and systemd removes a unit's cgroup itself).
-pub(crate) fn leave(root: &Path, guard: Option<u32>) {
+pub(crate) fn leave(root: &Path, v1_roots: &[PathBuf], guard: Option<u32>) {
+    for v1 in v1_roots {
+        let _ = std::fs::remove_dir(v1);
+    }
     let Some(parent) = root.parent() else { return };
     for pid in guard.into_iter().chain([std::process::id()]) {
         if write_file(&parent.join("cgroup.procs"), &pid.to_string()).is_err() {
@@ -262,7 +330,18 @@ impl Tree {
             .filter(|c| enabled.split_whitespace().any(|e| e == **c))
             .map(|c| c.to_string())
             .collect();
-        let tree = Tree { root, controllers, seq: AtomicU64::new(1) };
+        let controllers: Vec<String> = controllers;
+        let name = root.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let v1 = CONTROLLERS
+            .iter()
+            .filter(|c| !controllers.iter().any(|e| e == **c))
+            .filter_map(|&controller| {
+                let root = own_v1_dir(&mountinfo, &own, controller)?.join(&name);
+                mkdir(&root).ok()?;
+                Some(V1 { controller, root })
+            })
+            .collect();
+        let tree = Tree { root, controllers, v1, seq: AtomicU64::new(1) };
         let orphans = tree.kill_leftovers();
         Ok((tree, orphans))
     }
@@ -270,6 +349,11 @@ impl Tree {
     /// The tree's directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Its directories in cgroup v1 hierarchies.
+    pub fn v1_roots(&self) -> Vec<PathBuf> {
+        self.v1.iter().map(|h| h.root.clone()).collect()
     }
 
     /// Kills and removes every app cgroup under the tree (a dead daemon's), returning what
@@ -304,50 +388,164 @@ impl Tree {
                 found.push(Orphans { app: app.to_string(), pids: running });
             }
         }
+        // Their v1 cgroups are empty now (every process is in the v2 tree too).
+        for h in &self.v1 {
+            for app in std::fs::read_dir(&h.root).into_iter().flatten().flatten().map(|e| e.path()) {
+                for generation in std::fs::read_dir(&app).into_iter().flatten().flatten().map(|e| e.path()) {
+                    if generation.is_dir() {
+                        let _ = std::fs::remove_dir(generation);
+                    }
+                }
+                let _ = std::fs::remove_dir(app);
+            }
+        }
         found
     }
 
-    /// A new, empty cgroup for one generation of `app`.
-    pub fn create(&self, app: &str) -> std::io::Result<GenCgroup> {
-        let app_dir = self.root.join(format!("{APP_PREFIX}{app}"));
-        mkdir(&app_dir)?;
+    /// Whether this tree can apply `limits`: an error names the key and what is missing.
+    pub fn check(&self, limits: &Limits) -> Result<(), String> {
+        for (key, controller) in wanted(limits) {
+            let v2 = self.controllers.iter().any(|c| c == controller);
+            let v1 = self.v1.iter().any(|h| h.controller == controller);
+            if v2 || (v1 && key != "memory_high") {
+                continue;
+            }
+            return Err(if v1 {
+                format!("{key}: needs the cgroup v2 memory controller; this machine has memory in cgroup v1 only, which has no memory.high: use memory_max")
+            } else {
+                format!(
+                    "{key}: needs the {controller} controller, which {} does not offer to mcpd (enabled: {}): run mcpd where it is delegated (systemd: Delegate=yes), or remove {key}",
+                    self.root.display(),
+                    if self.controllers.is_empty() { "none".to_string() } else { self.controllers.join(" ") }
+                )
+            });
+        }
+        Ok(())
+    }
+
+    /// A new, empty cgroup for one generation of `app`, with `limits` written (and a v1
+    /// cgroup for each limit whose controller only v1 has, and for memory accounting).
+    pub fn create(&self, app: &str, limits: &Limits) -> Result<GenCgroup, String> {
+        let fail = |what: &Path, e: std::io::Error| format!("cannot set up the cgroup {}: {e}", what.display());
+        let app_name = format!("{APP_PREFIX}{app}");
+        let app_dir = self.root.join(&app_name);
+        mkdir(&app_dir).map_err(|e| fail(&app_dir, e))?;
         for c in &self.controllers {
             let _ = write_file(&app_dir.join("cgroup.subtree_control"), &format!("+{c}"));
         }
         // Bounded: a name is taken only if a predecessor's cgroup could not be removed.
+        let mut made = None;
         for _ in 0..1000 {
-            let dir = app_dir.join(format!("g{}", self.seq.fetch_add(1, Ordering::Relaxed)));
+            let name = format!("g{}", self.seq.fetch_add(1, Ordering::Relaxed));
+            let dir = app_dir.join(&name);
             match std::fs::create_dir(&dir) {
                 Ok(()) => {
-                    let procs = std::fs::OpenOptions::new()
-                        .write(true)
-                        .custom_flags(libc::O_CLOEXEC)
-                        .open(dir.join("cgroup.procs"))?;
-                    let memory = self.controllers.iter().any(|c| c == "memory");
-                    return Ok(GenCgroup { dir, procs: procs.into(), memory });
+                    made = Some((name, dir));
+                    break;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(fail(&dir, e)),
             }
         }
-        Err(std::io::Error::other(format!("no free generation name under {}", app_dir.display())))
+        let (name, dir) = made.ok_or_else(|| format!("no free generation name under {}", app_dir.display()))?;
+        let mut cgroup =
+            GenCgroup { procs: vec![open_procs(&dir).map_err(|e| fail(&dir, e))?], dir, v1: Vec::new(), memory: None };
+        let v2 = |c: &str| self.controllers.iter().any(|e| e == c);
+        let needed: Vec<&str> = wanted(limits).into_iter().map(|(_, c)| c).collect();
+        for h in &self.v1 {
+            // Memory is always counted where a controller can (the v1 one here).
+            if !needed.contains(&h.controller) && h.controller != "memory" {
+                continue;
+            }
+            let app_v1 = h.root.join(&app_name);
+            let dir = app_v1.join(&name);
+            mkdir(&app_v1).and_then(|()| std::fs::create_dir(&dir)).map_err(|e| fail(&dir, e))?;
+            cgroup.procs.push(open_procs(&dir).map_err(|e| fail(&dir, e))?);
+            if h.controller == "memory" {
+                cgroup.memory = Some((dir.clone(), Version::V1));
+            }
+            cgroup.v1.push((h.controller, dir));
+        }
+        if v2("memory") {
+            cgroup.memory = Some((cgroup.dir.clone(), Version::V2));
+        }
+        let set = |controller: &str, v2_file: &str, v1_file: &str, value: String| -> Result<(), String> {
+            let path = if v2(controller) {
+                cgroup.dir.join(v2_file)
+            } else {
+                let dir = cgroup.v1.iter().find(|(c, _)| *c == controller).map(|(_, d)| d.clone());
+                dir.ok_or_else(|| format!("no {controller} controller for this generation"))?.join(v1_file)
+            };
+            write_file(&path, &value).map_err(|e| format!("cannot write {value} to {}: {e}", path.display()))
+        };
+        if let Some(bytes) = limits.memory_max {
+            set("memory", "memory.max", "memory.limit_in_bytes", bytes.to_string())?;
+            if v2("memory") {
+                // Like systemd's MemorySwapMax= unset would not: a hard limit means RAM only.
+                let _ = write_file(&cgroup.dir.join("memory.swap.max"), "0");
+            }
+        }
+        if let Some(bytes) = limits.memory_high {
+            set("memory", "memory.high", "memory.high", bytes.to_string())?;
+        }
+        if let Some(n) = limits.tasks_max {
+            set("pids", "pids.max", "pids.max", n.to_string())?;
+        }
+        if let Some(percent) = limits.cpu_quota {
+            let quota = u64::from(percent) * 1000;
+            if v2("cpu") {
+                set("cpu", "cpu.max", "", format!("{quota} 100000"))?;
+            } else {
+                set("cpu", "", "cpu.cfs_period_us", "100000".into())?;
+                set("cpu", "", "cpu.cfs_quota_us", quota.to_string())?;
+            }
+        }
+        Ok(cgroup)
     }
+}
+
+fn open_procs(dir: &Path) -> std::io::Result<OwnedFd> {
+    let file = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(dir.join("cgroup.procs"))?;
+    Ok(file.into())
+}
+
+/// Which cgroup version a file belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
 }
 
 /// One generation's cgroup. Removed (when empty) on drop.
 #[derive(Debug)]
 pub(crate) struct GenCgroup {
     dir: PathBuf,
-    /// `cgroup.procs`, open for the child to write itself into before it executes.
-    procs: OwnedFd,
-    /// Whether `memory.current` counts it.
-    memory: bool,
+    /// `cgroup.procs` of each of its cgroups (v2 first, then v1), open for the child to write
+    /// itself into before it executes.
+    procs: Vec<OwnedFd>,
+    /// Its cgroups in v1 hierarchies, by controller.
+    v1: Vec<(&'static str, PathBuf)>,
+    /// The cgroup whose memory controller counts it.
+    memory: Option<(PathBuf, Version)>,
 }
 
 impl GenCgroup {
-    /// The fd the child writes `0` to (itself) between fork and exec.
-    pub fn procs_fd(&self) -> RawFd {
-        self.procs.as_raw_fd()
+    /// The fds the child writes `0` to (itself) between fork and exec.
+    pub fn procs_fds(&self) -> Vec<RawFd> {
+        self.procs.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    /// Whether the kernel's OOM killer killed a process of it (`memory.events` in v2,
+    /// `memory.oom_control` in v1).
+    pub fn oom_killed(&self) -> bool {
+        let Some((dir, version)) = &self.memory else { return false };
+        let file = match version {
+            Version::V2 => "memory.events",
+            Version::V1 => "memory.oom_control",
+        };
+        read_file(&dir.join(file)).is_ok_and(|t| {
+            t.lines().any(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0) > 0)
+        })
     }
 
     /// Whether a live process is still in it.
@@ -369,12 +567,15 @@ impl GenCgroup {
         }
     }
 
-    /// `memory.current`, where the memory controller counts it.
+    /// What the memory controller counts for it (`memory.current`, or v1's
+    /// `memory.usage_in_bytes`), where one does.
     pub fn memory_current(&self) -> Option<u64> {
-        if !self.memory {
-            return None;
-        }
-        read_file(&self.dir.join("memory.current")).ok()?.trim().parse().ok()
+        let (dir, version) = self.memory.as_ref()?;
+        let file = match version {
+            Version::V2 => "memory.current",
+            Version::V1 => "memory.usage_in_bytes",
+        };
+        read_file(&dir.join(file)).ok()?.trim().parse().ok()
     }
 
     /// An inotify watch on `cgroup.events`, made before the caller looks at the file so no
@@ -386,12 +587,14 @@ impl GenCgroup {
 
 impl Drop for GenCgroup {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir(&self.dir) {
-            tracing::debug!(cgroup = %self.dir.display(), error = %e, "cannot remove a generation's cgroup");
-        }
-        if let Some(app) = self.dir.parent() {
-            // Fails while another generation of the app has one: that is fine.
-            let _ = std::fs::remove_dir(app);
+        for dir in std::iter::once(&self.dir).chain(self.v1.iter().map(|(_, d)| d)) {
+            if let Err(e) = std::fs::remove_dir(dir) {
+                tracing::debug!(cgroup = %dir.display(), error = %e, "cannot remove a generation's cgroup");
+            }
+            if let Some(app) = dir.parent() {
+                // Fails while another generation of the app has one: that is fine.
+                let _ = std::fs::remove_dir(app);
+            }
         }
     }
 }

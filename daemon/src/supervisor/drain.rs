@@ -30,6 +30,9 @@ pub(crate) async fn finish(
     ctx.groups.lock().expect("groups lock").remove(&pid);
     ctx.cgroups.lock().expect("cgroups lock").remove(&pid);
     ctx.guard.forget(pid);
+    // The kernel's OOM killer ended it (memory_max): that, rather than "crash", is why.
+    let oom = cgroup.as_ref().is_some_and(|c| c.oom_killed());
+    let reason = if oom && reason == mcpd_core::model::RestartReason::Crash.describe() { "oom-kill" } else { reason };
     let (code, signal) = match &status {
         Ok(s) => (s.code(), s.signal()),
         Err(_) => (None, None),

@@ -53,7 +53,7 @@ pub(crate) struct ExecPlan {
     ids: Option<Ids>,
     /// The generation's `cgroup.procs`, which the child writes itself into before anything
     /// else (before its fds are moved, which could overwrite this one).
-    cgroup_procs: Option<RawFd>,
+    cgroup_procs: Vec<RawFd>,
     /// `rlimits`, as setrlimit takes them: (resource, limits), checked before fork.
     rlimits: Vec<(libc::c_int, libc::rlimit)>,
 }
@@ -243,19 +243,19 @@ impl ExecPlan {
             temps: vec![-1; fds.len()],
             fds,
             ids: handover.ids.clone(),
-            cgroup_procs: None,
+            cgroup_procs: Vec::new(),
             rlimits: Vec::new(),
         })
     }
 
-    /// Has the child enter the cgroup whose `cgroup.procs` is open as `fd` before it runs.
-    pub fn enter_cgroup(&mut self, fd: RawFd) {
-        self.cgroup_procs = Some(fd);
+    /// Has the child enter the cgroups whose `cgroup.procs` are open as `fds` before it runs.
+    pub fn enter_cgroups(&mut self, fds: Vec<RawFd>) {
+        self.cgroup_procs = fds;
     }
 
     /// In the forked child: place the fds, write LISTEN_PID, execve. Returns only on failure.
     pub fn exec(&mut self) -> std::io::Error {
-        if let Some(fd) = self.cgroup_procs {
+        for &fd in &self.cgroup_procs {
             // SAFETY: write of a static buffer to an fd we own; "0" moves the writer itself.
             if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
                 return std::io::Error::last_os_error();

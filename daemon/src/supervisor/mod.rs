@@ -258,7 +258,13 @@ impl Supervisor {
                 .collect()
         };
         let (configs, logs_dir) = (request.apps.clone(), self.ctx.paths.logs_dir());
-        let problems = blocking(move || start_problems(&defined, &configs, &logs_dir)).await.unwrap_or_default();
+        let cgroup_problems: Vec<String> = request
+            .apps
+            .iter()
+            .filter_map(|c| self.ctx.tracking.check_limits(&c.limits).err().map(|e| format!("app \"{}\": {e}", c.name)))
+            .collect();
+        let mut problems = blocking(move || start_problems(&defined, &configs, &logs_dir)).await.unwrap_or_default();
+        problems.extend(cgroup_problems);
         (!problems.is_empty()).then(|| {
             Response::Error(ProtoError::new(
                 ErrorKind::InvalidRequest,

@@ -238,13 +238,11 @@ pub(crate) fn spawn(
     let mut plan = ExecPlan::new(&program, &config.args, &env, &handover)?;
     plan.set_rlimits(&config.rlimits)?;
     let cgroup = match ctx.tracking.tree() {
-        Some(tree) => {
-            Some(Arc::new(tree.create(config.name.as_str()).map_err(io("cannot create the generation's cgroup"))?))
-        }
+        Some(tree) => Some(Arc::new(tree.create(config.name.as_str(), &config.limits)?)),
         None => None,
     };
     if let Some(cgroup) = &cgroup {
-        plan.enter_cgroup(cgroup.procs_fd());
+        plan.enter_cgroups(cgroup.procs_fds());
     }
     let mut command = CommandWrap::with_new(&program, |c| {
         c.current_dir(&config.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
