@@ -567,6 +567,13 @@ impl GenCgroup {
         }
     }
 
+    /// CPU time used by its processes, living and exited (`usage_usec` of `cpu.stat`, which
+    /// every v2 cgroup has).
+    pub fn cpu_usage_us(&self) -> Option<u64> {
+        let text = read_file(&self.dir.join("cpu.stat")).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
+    }
+
     /// What the memory controller counts for it (`memory.current`, or v1's
     /// `memory.usage_in_bytes`), where one does.
     pub fn memory_current(&self) -> Option<u64> {

@@ -1,6 +1,6 @@
 //! Samples memory and CPU of every app's generation about once a second, with one pass over
 //! /proc for all apps. A generation is its cgroup's processes where the daemon tracks by
-//! cgroup (memory is then `memory.current` where the memory controller counts it), else its
+//! cgroup (memory is then what its memory controller counts, CPU its `cpu.stat`), else its
 //! process group's.
 
 use super::Ctx;
@@ -21,7 +21,8 @@ pub(crate) struct Sample {
     pub rss_bytes: u64,
     /// CPU use since the previous sample, in percent of one core.
     pub cpu_percent: f32,
-    ticks: u64,
+    /// CPU time used so far, in microseconds.
+    cpu_us: u64,
     at: Instant,
 }
 
@@ -29,7 +30,7 @@ impl Sample {
     /// A sample of `rss_bytes` taken now (the app task's tests set memory with it).
     #[cfg(test)]
     pub fn of_rss(rss_bytes: u64) -> Sample {
-        Sample { rss_bytes, cpu_percent: 0.0, ticks: 0, at: Instant::now() }
+        Sample { rss_bytes, cpu_percent: 0.0, cpu_us: 0, at: Instant::now() }
     }
 }
 
@@ -45,9 +46,13 @@ pub(crate) fn sample(ctx: &Ctx) {
     let cgroups: Vec<_> = ctx.cgroups.lock().expect("cgroups lock").iter().map(|(&l, c)| (l, c.clone())).collect();
     let mut member_of: HashMap<i32, u32> = HashMap::new();
     let mut memory_current: HashMap<u32, u64> = HashMap::new();
+    let mut cpu_usage: HashMap<u32, u64> = HashMap::new();
     for (leader, cgroup) in &cgroups {
         if let Some(bytes) = cgroup.memory_current() {
             memory_current.insert(*leader, bytes);
+        }
+        if let Some(us) = cgroup.cpu_usage_us() {
+            cpu_usage.insert(*leader, us);
         }
         member_of.extend(cgroup.pids().into_iter().map(|pid| (pid as i32, *leader)));
     }
@@ -72,11 +77,13 @@ pub(crate) fn sample(ctx: &Ctx) {
     let previous = std::mem::take(&mut *samples);
     for (pgid, (rss, ticks)) in sums {
         let rss_bytes = memory_current.get(&pgid).copied().unwrap_or(rss);
+        // cpu.stat also counts the members that have already exited.
+        let cpu_us = cpu_usage.get(&pgid).copied().unwrap_or(ticks.saturating_mul(1_000_000) / tps);
         let cpu_percent = previous.get(&pgid).map_or(0.0, |p| {
-            let secs = now.duration_since(p.at).as_secs_f64().max(1e-3);
-            (ticks.saturating_sub(p.ticks) as f64 / tps as f64 / secs * 100.0) as f32
+            let us = now.duration_since(p.at).as_secs_f64().max(1e-3) * 1e6;
+            (cpu_us.saturating_sub(p.cpu_us) as f64 / us * 100.0) as f32
         });
-        samples.insert(pgid, Sample { rss_bytes, cpu_percent, ticks, at: now });
+        samples.insert(pgid, Sample { rss_bytes, cpu_percent, cpu_us, at: now });
     }
 }
 
