@@ -606,10 +606,24 @@ impl Drop for GenCgroup {
     }
 }
 
-/// An inotify watch on one file.
+/// An inotify watch on one file. (One instance per waiting generation: past the kernel's
+/// `max_user_instances` a wait falls back to SIGCHLD and 100 ms polls.)
 #[derive(Debug)]
 pub(crate) struct Watch {
-    fd: tokio::io::unix::AsyncFd<Notify>,
+    fd: Option<tokio::io::unix::AsyncFd<Notify>>,
+}
+
+impl Drop for Watch {
+    /// Closing an inotify instance waits for an SRCU grace period (15 ms measured here), so
+    /// it is done on a blocking thread, never the runtime's.
+    fn drop(&mut self) {
+        let Some(fd) = self.fd.take() else { return };
+        let inotify = fd.into_inner();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(move || drop(inotify))),
+            Err(_) => drop(inotify),
+        }
+    }
 }
 
 /// An inotify instance (it owns its fd).
@@ -633,13 +647,14 @@ impl Watch {
         let fd =
             unsafe { tokio::io::unix::AsyncFd::register_with_interest(Notify(inotify), tokio::io::Interest::READABLE) }
                 .ok()?;
-        Some(Watch { fd })
+        Some(Watch { fd: Some(fd) })
     }
 
     /// Resolves at the next change.
     pub async fn wait(&self) {
+        let Some(fd) = &self.fd else { return };
         loop {
-            let Ok(mut ready) = self.fd.readable().await else { return };
+            let Ok(mut ready) = fd.readable().await else { return };
             match ready.get_inner().0.read_events() {
                 Ok(events) if !events.is_empty() => return,
                 _ => ready.clear_ready(),
