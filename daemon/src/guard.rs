@@ -2,10 +2,11 @@
 //! app group if the daemon dies without stopping them (kill -9, OOM, a crash).
 //!
 //! The daemon tells it, over a pipe, which process groups are running ("+PGID" / "-PGID"
-//! lines) and which cgroup tree its apps' generations are in ("CPATH"). When the pipe reaches
-//! end-of-file, the daemon is gone: the guard SIGKILLs every group still listed and every app
-//! cgroup of the tree (what left its group with `setsid` too), removes the tree, then exits. A daemon that exits cleanly has stopped every app first,
-//! so the list is empty then. This holds for grandchildren too (`sh -c`, `npm start`), which
+//! lines), which generations' cgroups ("G+PATH" / "G-PATH"), and the home's cgroup tree
+//! ("CPATH"). When the pipe reaches end-of-file, the daemon is gone: the guard SIGKILLs every
+//! group and cgroup still listed (what left its group with `setsid` is in the cgroup), leaves
+//! the tree and removes it, then exits. A daemon that exits cleanly has stopped every app
+//! first and says so ("Q"): then the guard kills nothing. This holds for grandchildren too (`sh -c`, `npm start`), which
 //! a parent-death signal on the leader alone would miss.
 
 use nix::sys::signal::{killpg, signal, SigHandler, Signal};
@@ -57,10 +58,26 @@ impl Guard {
         self.pid
     }
 
-    /// Has the guard also kill every app cgroup under `tree` if the daemon dies: what left
-    /// its process group (`setsid`) is still there.
+    /// The home's cgroup tree, which the guard removes when it exits.
     pub fn watch_tree(&self, tree: &std::path::Path) {
         self.send(format!("C{}\n", tree.display()));
+    }
+
+    /// Adds a generation's cgroup: killed through `cgroup.kill` if the daemon dies (what left
+    /// its process group with `setsid` is still in it).
+    pub fn watch_cgroup(&self, dir: &std::path::Path) {
+        self.send(format!("G+{}\n", dir.display()));
+    }
+
+    /// Removes a generation's cgroup from the guard's list once it is gone.
+    pub fn forget_cgroup(&self, dir: &std::path::Path) {
+        self.send(format!("G-{}\n", dir.display()));
+    }
+
+    /// The daemon stopped every app and exits: the guard kills nothing (a daemon started
+    /// meanwhile for the same home may already have apps in the tree).
+    pub fn clean_exit(&self) {
+        self.send("Q\n".to_string());
     }
 
     /// Adds a group to the guard's list.
@@ -101,10 +118,25 @@ fn run_guard(read: OwnedFd) -> ! {
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
     let mut groups = BTreeSet::new();
     let mut trees = Vec::new();
+    // Bounded like the groups: one entry per live generation.
+    let mut cgroups = BTreeSet::new();
+    let mut clean = false;
     for line in BufReader::new(std::fs::File::from(read)).lines() {
         let Ok(line) = line else { break };
         if let Some(tree) = line.strip_prefix('C') {
             trees.push(std::path::PathBuf::from(tree));
+            continue;
+        }
+        if let Some(dir) = line.strip_prefix("G+") {
+            cgroups.insert(std::path::PathBuf::from(dir));
+            continue;
+        }
+        if let Some(dir) = line.strip_prefix("G-") {
+            cgroups.remove(std::path::Path::new(dir));
+            continue;
+        }
+        if line == "Q" {
+            clean = true;
             continue;
         }
         let (op, pgid) = line.split_at(1.min(line.len()));
@@ -118,43 +150,49 @@ fn run_guard(read: OwnedFd) -> ! {
             _ => {}
         }
     }
-    for pgid in groups {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    if !clean {
+        for pgid in groups {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+        end_cgroups(&cgroups);
     }
     for tree in &trees {
-        end_tree(tree);
+        leave_tree(tree);
     }
     std::process::exit(0)
 }
 
-/// Kills every app cgroup of a dead daemon's `tree`, then removes the tree (the guard leaves
-/// it first), so nothing of the home is left running or behind. Bounded in time.
-fn end_tree(tree: &std::path::Path) {
-    let apps: Vec<std::path::PathBuf> = std::fs::read_dir(tree)
-        .map(|d| {
-            d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("app-")).map(|e| e.path()).collect()
-        })
-        .unwrap_or_default();
-    for app in &apps {
-        let _ = std::fs::write(app.join("cgroup.kill"), "1");
+/// Kills the generations' cgroups of a dead daemon and removes them once empty (bounded in
+/// time), with their app directories when nothing else is in them.
+fn end_cgroups(cgroups: &BTreeSet<std::path::PathBuf>) {
+    for dir in cgroups {
+        let _ = write(&dir.join("cgroup.kill"), "1");
     }
     let populated = |dir: &std::path::Path| {
         std::fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|t| t.lines().any(|l| l == "populated 1"))
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while apps.iter().any(|a| populated(a)) && std::time::Instant::now() < deadline {
+    while cgroups.iter().any(|d| populated(d)) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    for app in &apps {
-        if let Ok(gens) = std::fs::read_dir(app) {
-            for generation in gens.flatten().filter(|e| e.path().is_dir()) {
-                let _ = std::fs::remove_dir(generation.path());
-            }
+    for dir in cgroups {
+        let _ = std::fs::remove_dir(dir);
+        if let Some(app) = dir.parent() {
+            let _ = std::fs::remove_dir(app);
         }
-        let _ = std::fs::remove_dir(app);
     }
+}
+
+/// Writes to an existing (cgroupfs) file: never creates one.
+fn write(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    std::fs::OpenOptions::new().write(true).open(path)?.write_all(text.as_bytes())
+}
+
+/// Leaves the daemon's leaf of `tree` and removes the leaf and the tree where nothing else is
+/// in them (a daemon started meanwhile keeps its own).
+fn leave_tree(tree: &std::path::Path) {
     if let Some(parent) = tree.parent() {
-        if std::fs::write(parent.join("cgroup.procs"), std::process::id().to_string()).is_ok() {
+        if write(&parent.join("cgroup.procs"), &std::process::id().to_string()).is_ok() {
             let _ = std::fs::remove_dir(tree.join("daemon"));
             let _ = std::fs::remove_dir(tree);
         }

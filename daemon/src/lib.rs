@@ -73,7 +73,7 @@ pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), Daem
     supervisor::reaper::become_subreaper().map_err(io_error("cannot become a child subreaper"))?;
     let (tracking, orphans) = track(&paths, &guard);
     let leave = match &tracking {
-        supervisor::cgroup::Tracking::Cgroup(tree) => Some((tree.root().to_path_buf(), tree.v1_roots(), guard.pid())),
+        supervisor::cgroup::Tracking::Cgroup(tree) => Some((tree.root().to_path_buf(), tree.v1_roots())),
         supervisor::cgroup::Tracking::ProcessGroup(_) => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -86,8 +86,8 @@ pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), Daem
         let signals = signals::Signals::install().map_err(io_error("cannot install the signal handlers"))?;
         server::serve(paths.clone(), guard, tracking, orphans, boot, CancellationToken::new(), signals).await
     });
-    if let Some((root, v1_roots, guard)) = leave {
-        supervisor::cgroup::leave(&root, &v1_roots, guard);
+    if let Some((root, v1_roots)) = leave {
+        supervisor::cgroup::leave(&root, &v1_roots);
     }
     drop(lock);
     result
@@ -106,6 +106,7 @@ fn track(paths: &Paths, guard: &guard::Guard) -> (supervisor::cgroup::Tracking, 
         match Tree::setup(paths.home(), guard.pid()) {
             Ok((tree, orphans)) => {
                 guard.watch_tree(tree.root());
+                tree.v1_roots().iter().for_each(|r| guard.watch_tree(r));
                 (Tracking::Cgroup(tree), orphans)
             }
             Err(why) => (Tracking::ProcessGroup(why), Vec::new()),

@@ -155,8 +155,12 @@ pub(crate) fn own_v1_dir(mountinfo: &str, self_cgroup: &str, controller: &str) -
         }
         let fields: Vec<&str> = fields.split(' ').collect();
         let (root, mount) = (unescape(fields.get(3)?), unescape(fields.get(4)?));
-        let rest = if root == "/" { Some(path) } else { path.strip_prefix(root.as_str()) }?;
-        Some(Path::new(&mount).join(rest.trim_start_matches('/')))
+        let rest = if root == "/" {
+            Some(path)
+        } else {
+            path.strip_prefix(root.as_str()).filter(|r| r.is_empty() || r.starts_with('/'))
+        }?;
+        (!rest.split('/').any(|c| c == "..")).then(|| Path::new(&mount).join(rest.trim_start_matches('/')))
     })
 }
 
@@ -164,7 +168,7 @@ pub(crate) fn own_v1_dir(mountinfo: &str, self_cgroup: &str, controller: &str) -
 /// `/proc/self/mountinfo` and `/proc/self/cgroup`.
 pub(crate) fn own_dir(mountinfo: &str, self_cgroup: &str) -> Option<PathBuf> {
     let path = self_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?.trim_end();
-    if path.ends_with(" (deleted)") {
+    if path.ends_with(" (deleted)") || path.split('/').any(|c| c == "..") {
         return None;
     }
     for line in mountinfo.lines() {
@@ -205,6 +209,16 @@ fn unescape(field: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether systemd delegated the cgroup at `dir` (`Delegate=yes` sets an extended attribute).
+fn delegated(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    [c"trusted.delegate", c"user.delegate"].iter().any(|name| {
+        // SAFETY: getxattr with a null buffer and size 0 only asks for the value's size.
+        unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
+    })
 }
 
 /// A stable name for a home's tree (FNV-1a of its path: the same home gets the same tree
@@ -272,20 +286,18 @@ fn signal_pids(dir: &Path, signal: Signal) {
     }
 }
 
-/// After every app has stopped: moves the daemon and `guard` back to the cgroup they started
-/// in and removes the home's tree at `root`, so a daemon leaves nothing behind. Where that
+/// After every app has stopped: moves the daemon back to the cgroup it started in and removes
+/// the home's tree at `root` (unless the guard is still in it), so a daemon leaves nothing
+/// behind. Where that
 /// cgroup takes no processes (it delegates controllers), the tree stays for the next daemon
 /// (and systemd removes a unit's cgroup itself).
-pub(crate) fn leave(root: &Path, v1_roots: &[PathBuf], guard: Option<u32>) {
+pub(crate) fn leave(root: &Path, v1_roots: &[PathBuf]) {
     for v1 in v1_roots {
         let _ = std::fs::remove_dir(v1);
     }
     let Some(parent) = root.parent() else { return };
-    for pid in guard.into_iter().chain([std::process::id()]) {
-        if write_file(&parent.join("cgroup.procs"), &pid.to_string()).is_err() {
-            return;
-        }
-    }
+    // The guard moves itself when it exits (its pid may be gone, or reused, by now).
+    let _ = write_file(&parent.join("cgroup.procs"), &std::process::id().to_string());
     let _ = std::fs::remove_dir(root.join(DAEMON_LEAF));
     let _ = std::fs::remove_dir(root);
 }
@@ -295,33 +307,51 @@ impl Tree {
     /// process) and `guard` into its leaf, enables the controllers it can, and kills what a
     /// dead predecessor left. Blocking: call it before the runtime starts.
     pub fn setup(home: &Path, guard: Option<u32>) -> Result<(Tree, Vec<Orphans>), String> {
-        let mountinfo =
-            read_file(Path::new("/proc/self/mountinfo")).map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
-        let own = read_file(Path::new("/proc/self/cgroup")).map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+        // Bytes, read leniently: a mount point that is not UTF-8 (any user can make one with
+        // FUSE) must not turn tracking off.
+        let lossy = |path: &str| {
+            std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).map_err(|e| format!("{path}: {e}"))
+        };
+        let mountinfo = lossy("/proc/self/mountinfo")?;
+        let own = lossy("/proc/self/cgroup")?;
         let dir = own_dir(&mountinfo, &own).ok_or("no cgroup v2 hierarchy holds the daemon")?;
+        // The same home however it is spelled (relative, a trailing slash, a symlink); two
+        // homes never share a tree.
+        let home = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf());
+        let name = tree_name(&home);
         // A daemon started from inside a tree's daemon leaf (an upgrade in place) uses that tree.
         let root = match (dir.file_name(), dir.parent()) {
             (Some(leaf), Some(parent))
-                if leaf == DAEMON_LEAF
-                    && parent.file_name().is_some_and(|n| n.to_string_lossy() == tree_name(home)) =>
+                if leaf == DAEMON_LEAF && parent.file_name().is_some_and(|n| n.to_string_lossy() == name) =>
             {
                 parent.to_path_buf()
             }
-            _ => dir.join(tree_name(home)),
+            _ => dir.join(&name),
         };
+        let parent = root.parent().unwrap_or(&root).to_path_buf();
+        // Only a cgroup handed to mcpd is changed: the namespace's root (a container's PID 1,
+        // or root on a machine without systemd) or one systemd delegated (Delegate=yes marks it
+        // with the trusted.delegate or user.delegate attribute). Elsewhere (a root shell in
+        // a session scope) the daemon stays where it is and apps get what `parent` gives.
+        let ours =
+            own.lines().find_map(|l| l.strip_prefix("0::")).is_some_and(|p| p.trim() == "/") || delegated(&parent);
         mkdir(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
         let leaf = root.join(DAEMON_LEAF);
         mkdir(&leaf).map_err(|e| format!("cannot create {}: {e}", leaf.display()))?;
-        for pid in guard.into_iter().chain([std::process::id()]) {
-            write_file(&leaf.join("cgroup.procs"), &pid.to_string())
-                .map_err(|e| format!("cannot move pid {pid} into {}: {e}", leaf.display()))?;
+        if ours {
+            // The daemon first: a guard moved without it would be in a tree it is never told of.
+            for pid in [std::process::id()].into_iter().chain(guard) {
+                write_file(&leaf.join("cgroup.procs"), &pid.to_string())
+                    .map_err(|e| format!("cannot move pid {pid} into {}: {e}", leaf.display()))?;
+            }
         }
-        let parent = root.parent().unwrap_or(&root).to_path_buf();
         let offered = read_file(&parent.join("cgroup.controllers")).unwrap_or_default();
         for c in CONTROLLERS.iter().filter(|c| offered.split_whitespace().any(|o| o == **c)) {
-            // Each may fail (the parent has other processes, or is not delegated): then that
-            // controller is not offered to apps, which `describe` shows.
-            let _ = write_file(&parent.join("cgroup.subtree_control"), &format!("+{c}"));
+            // Each may fail (the parent has other processes): then that controller is not
+            // offered to apps, which `describe` shows.
+            if ours {
+                let _ = write_file(&parent.join("cgroup.subtree_control"), &format!("+{c}"));
+            }
             let _ = write_file(&root.join("cgroup.subtree_control"), &format!("+{c}"));
         }
         let enabled = read_file(&root.join("cgroup.subtree_control")).unwrap_or_default();
@@ -361,6 +391,8 @@ impl Tree {
     fn kill_leftovers(&self) -> Vec<Orphans> {
         let mut found = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.root) else { return found };
+        // (app, its directory, its generations' directories)
+        let mut left = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(app) = name.strip_prefix(APP_PREFIX) else { continue };
@@ -371,22 +403,32 @@ impl Tree {
             let running: Vec<u32> = gens.iter().flat_map(|g| pids(g)).collect();
             if populated(&dir) {
                 kill_all(&dir);
-                let deadline = Instant::now() + ORPHAN_WAIT;
-                // Bounded by the deadline; before the runtime starts, so a short sleep is fine.
-                while populated(&dir) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                if populated(&dir) {
-                    tracing::error!(cgroup = %dir.display(), "processes left by a previous daemon survive SIGKILL");
-                }
             }
-            for g in &gens {
-                let _ = std::fs::remove_dir(g);
-            }
-            let _ = std::fs::remove_dir(&dir);
             if !running.is_empty() {
                 found.push(Orphans { app: app.to_string(), pids: running });
             }
+            left.push((dir, gens));
+        }
+        // One wait for all of them, bounded by the deadline; before the runtime starts, so a
+        // short sleep is fine. Without cgroup.kill (before 5.14), what forked meanwhile gets
+        // SIGKILL on the next pass.
+        let deadline = Instant::now() + ORPHAN_WAIT;
+        while left.iter().any(|(dir, _)| populated(dir)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            for (dir, _) in left.iter().filter(|(dir, _)| populated(dir)) {
+                if !dir.join("cgroup.kill").exists() {
+                    kill_all(dir);
+                }
+            }
+        }
+        for (dir, gens) in &left {
+            if populated(dir) {
+                tracing::error!(cgroup = %dir.display(), "processes left by a previous daemon survive SIGKILL");
+            }
+            for g in gens {
+                let _ = std::fs::remove_dir(g);
+            }
+            let _ = std::fs::remove_dir(dir);
         }
         // Their v1 cgroups are empty now (every process is in the v2 tree too).
         for h in &self.v1 {
@@ -436,7 +478,9 @@ impl Tree {
         // Bounded: a name is taken only if a predecessor's cgroup could not be removed.
         let mut made = None;
         for _ in 0..1000 {
-            let name = format!("g{}", self.seq.fetch_add(1, Ordering::Relaxed));
+            // The daemon's pid in the name: a guard cleaning up after its dead daemon never
+            // takes a generation of the next daemon for one of its own.
+            let name = format!("g{}-{}", std::process::id(), self.seq.fetch_add(1, Ordering::Relaxed));
             let dir = app_dir.join(&name);
             match std::fs::create_dir(&dir) {
                 Ok(()) => {
@@ -444,6 +488,14 @@ impl Tree {
                     break;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                // The last generation of the app was just removed with its app directory
+                // (its drop may run on the sampler's thread): make the directory again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    mkdir(&app_dir).map_err(|e| fail(&app_dir, e))?;
+                    for c in &self.controllers {
+                        let _ = write_file(&app_dir.join("cgroup.subtree_control"), &format!("+{c}"));
+                    }
+                }
                 Err(e) => return Err(fail(&dir, e)),
             }
         }
@@ -459,7 +511,17 @@ impl Tree {
             }
             let app_v1 = h.root.join(&app_name);
             let dir = app_v1.join(&name);
-            mkdir(&app_v1).and_then(|()| std::fs::create_dir(&dir)).map_err(|e| fail(&dir, e))?;
+            // Again if a generation's drop removed the app directory in between (bounded).
+            let mut made = mkdir(&app_v1).and_then(|()| std::fs::create_dir(&dir));
+            for _ in 0..3 {
+                match &made {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        made = mkdir(&app_v1).and_then(|()| std::fs::create_dir(&dir));
+                    }
+                    _ => break,
+                }
+            }
+            made.map_err(|e| fail(&dir, e))?;
             cgroup.procs.push(open_procs(&dir).map_err(|e| fail(&dir, e))?);
             if h.controller == "memory" {
                 cgroup.memory = Some((dir.clone(), Version::V1));
@@ -480,9 +542,13 @@ impl Tree {
         };
         if let Some(bytes) = limits.memory_max {
             set("memory", "memory.max", "memory.limit_in_bytes", bytes.to_string())?;
+            // A hard limit means memory, not swap: without this a generation past memory_max
+            // would swap where the machine has swap (and swap accounting) instead of being
+            // OOM-killed.
             if v2("memory") {
-                // Like systemd's MemorySwapMax= unset would not: a hard limit means RAM only.
                 let _ = write_file(&cgroup.dir.join("memory.swap.max"), "0");
+            } else if let Some((_, dir)) = cgroup.v1.iter().find(|(c, _)| *c == "memory") {
+                let _ = write_file(&dir.join("memory.memsw.limit_in_bytes"), &bytes.to_string());
             }
         }
         if let Some(bytes) = limits.memory_high {
@@ -548,6 +614,11 @@ impl GenCgroup {
         })
     }
 
+    /// Its cgroups: in the v2 hierarchy, then in v1 ones.
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.dir.as_path()).chain(self.v1.iter().map(|(_, d)| d.as_path()))
+    }
+
     /// Whether a live process is still in it.
     pub fn populated(&self) -> bool {
         populated(&self.dir)
@@ -574,15 +645,20 @@ impl GenCgroup {
         text.lines().find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
     }
 
-    /// What the memory controller counts for it (`memory.current`, or v1's
-    /// `memory.usage_in_bytes`), where one does.
+    /// Its working set, where a memory controller counts it: what the controller charges
+    /// (`memory.current`, or v1's `memory.usage_in_bytes`) less the inactive file cache,
+    /// which the kernel reclaims first (Kubernetes' `working_set_bytes`). A generation that
+    /// once read a large file is not taken for a leak (`max_memory_restart` acts on this).
     pub fn memory_current(&self) -> Option<u64> {
         let (dir, version) = self.memory.as_ref()?;
-        let file = match version {
-            Version::V2 => "memory.current",
-            Version::V1 => "memory.usage_in_bytes",
+        let (file, inactive) = match version {
+            Version::V2 => ("memory.current", "inactive_file "),
+            Version::V1 => ("memory.usage_in_bytes", "total_inactive_file "),
         };
-        read_file(&dir.join(file)).ok()?.trim().parse().ok()
+        let charged: u64 = read_file(&dir.join(file)).ok()?.trim().parse().ok()?;
+        let stat = read_file(&dir.join("memory.stat")).unwrap_or_default();
+        let cache: u64 = stat.lines().find_map(|l| l.strip_prefix(inactive)?.trim().parse().ok()).unwrap_or(0);
+        Some(charged.saturating_sub(cache))
     }
 
     /// An inotify watch on `cgroup.events`, made before the caller looks at the file so no

@@ -29,9 +29,13 @@ pub(crate) async fn finish(
     let end = end_group(ctx, pid, cgroup.as_deref(), first, deadline).await;
     ctx.groups.lock().expect("groups lock").remove(&pid);
     ctx.cgroups.lock().expect("cgroups lock").remove(&pid);
+    if let Some(c) = &cgroup {
+        c.dirs().for_each(|d| ctx.guard.forget_cgroup(d));
+    }
     ctx.guard.forget(pid);
     // The kernel's OOM killer ended it (memory_max): that, rather than "crash", is why.
-    let oom = cgroup.as_ref().is_some_and(|c| c.oom_killed());
+    let sigkilled = status.as_ref().is_ok_and(|s| s.signal() == Some(libc::SIGKILL));
+    let oom = sigkilled && cgroup.as_ref().is_some_and(|c| c.oom_killed());
     let reason = if oom && reason == mcpd_core::model::RestartReason::Crash.describe() { "oom-kill" } else { reason };
     let (code, signal) = match &status {
         Ok(s) => (s.code(), s.signal()),

@@ -578,6 +578,7 @@ impl Supervisor {
         self.tracker.close();
         self.tracker.wait().await;
         self.apps.lock().expect("apps lock").clear();
+        self.ctx.guard.clean_exit();
     }
 
     fn spawn_app(&self, config: AppConfig) -> Entry {

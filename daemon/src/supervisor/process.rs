@@ -237,6 +237,9 @@ pub(crate) fn spawn(
     let program = exec::resolve_program(&config.command, &config.cwd, &env)?;
     let mut plan = ExecPlan::new(&program, &config.args, &env, &handover)?;
     plan.set_rlimits(&config.rlimits)?;
+    // A limit the machine cannot apply is an error, never quietly dropped (a start request
+    // was checked already; this is for saved apps, boot files and reloads).
+    ctx.tracking.check_limits(&config.limits)?;
     let cgroup = match ctx.tracking.tree() {
         Some(tree) => Some(Arc::new(tree.create(config.name.as_str(), &config.limits)?)),
         None => None,
@@ -265,6 +268,7 @@ pub(crate) fn spawn(
     ctx.groups.lock().expect("groups lock").insert(pid);
     if let Some(cgroup) = &cgroup {
         ctx.cgroups.lock().expect("cgroups lock").insert(pid, cgroup.clone());
+        cgroup.dirs().for_each(|d| ctx.guard.watch_cgroup(d));
     }
     ctx.guard.watch(pid);
     // Tracked, so a shutdown waits until every line the app wrote is in its files.
