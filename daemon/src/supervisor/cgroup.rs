@@ -682,58 +682,135 @@ impl Drop for GenCgroup {
     }
 }
 
-/// An inotify watch on one file. (One instance per waiting generation: past the kernel's
-/// `max_user_instances` a wait falls back to SIGCHLD and 100 ms polls.)
+/// The daemon's one inotify instance: a watch on the `cgroup.events` of each generation being
+/// waited for, and a task that wakes the waiters of each watch descriptor. (One instance per
+/// wait would use up the user's `max_user_instances`, shared with every other program of that
+/// user, when many generations stop at once; and closing an instance waits for an SRCU grace
+/// period, 15 ms here. This one is never closed.)
 #[derive(Debug)]
-pub(crate) struct Watch {
-    fd: Option<tokio::io::unix::AsyncFd<Notify>>,
+struct Watcher {
+    inotify: nix::sys::inotify::Inotify,
+    /// Bounded by the generations being waited for (one entry per watched file).
+    waiters: std::sync::Mutex<std::collections::HashMap<nix::sys::inotify::WatchDescriptor, Waiters>>,
+    next_id: AtomicU64,
 }
 
-impl Drop for Watch {
-    /// Closing an inotify instance waits for an SRCU grace period (15 ms measured here), so
-    /// it is done on a blocking thread, never the runtime's.
-    fn drop(&mut self) {
-        let Some(fd) = self.fd.take() else { return };
-        let inotify = fd.into_inner();
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn_blocking(move || drop(inotify))),
-            Err(_) => drop(inotify),
+#[derive(Debug)]
+struct Waiters {
+    changes: tokio::sync::watch::Sender<u64>,
+    users: usize,
+    /// Tells this entry from a later one with the same (reused) watch descriptor.
+    id: u64,
+}
+
+/// Its fd, for the runtime's reactor (the watcher lives as long as the process).
+#[derive(Debug)]
+struct WatcherFd(RawFd);
+
+impl AsRawFd for WatcherFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+static WATCHER: std::sync::OnceLock<Option<std::sync::Arc<Watcher>>> = std::sync::OnceLock::new();
+
+/// The watcher, started on first use (from the daemon's runtime); none if inotify fails.
+fn watcher() -> Option<std::sync::Arc<Watcher>> {
+    WATCHER
+        .get_or_init(|| {
+            use nix::sys::inotify::{InitFlags, Inotify};
+            use std::os::fd::AsFd;
+            let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+            let raw = inotify.as_fd().as_raw_fd();
+            // SAFETY: the fd belongs to the watcher, which is kept in a static and never
+            // dropped, so it stays open and the same for as long as the AsyncFd exists.
+            let fd = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(WatcherFd(raw), tokio::io::Interest::READABLE)
+            }
+            .ok()?;
+            let watcher = std::sync::Arc::new(Watcher {
+                inotify,
+                waiters: std::sync::Mutex::default(),
+                next_id: AtomicU64::new(1),
+            });
+            tokio::spawn(read_events(watcher.clone(), fd));
+            Some(watcher)
+        })
+        .clone()
+}
+
+/// Wakes the waiters of each event's watch; forgets a watch the kernel removed (its cgroup
+/// was removed).
+async fn read_events(watcher: std::sync::Arc<Watcher>, fd: tokio::io::unix::AsyncFd<WatcherFd>) {
+    use nix::sys::inotify::AddWatchFlags;
+    loop {
+        let Ok(mut ready) = fd.readable().await else { return };
+        match watcher.inotify.read_events() {
+            Ok(events) => {
+                let mut waiters = watcher.waiters.lock().expect("inotify waiters lock");
+                for event in events {
+                    if event.mask.contains(AddWatchFlags::IN_IGNORED) {
+                        waiters.remove(&event.wd);
+                    } else if let Some(w) = waiters.get(&event.wd) {
+                        w.changes.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                }
+            }
+            Err(nix::errno::Errno::EAGAIN) => ready.clear_ready(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read inotify events; cgroup waits fall back to polling");
+                return;
+            }
         }
     }
 }
 
-/// An inotify instance (it owns its fd).
+/// A wait for changes of one file, through the daemon's watcher.
 #[derive(Debug)]
-struct Notify(nix::sys::inotify::Inotify);
-
-impl AsRawFd for Notify {
-    fn as_raw_fd(&self) -> RawFd {
-        use std::os::fd::AsFd;
-        self.0.as_fd().as_raw_fd()
-    }
+pub(crate) struct Watch {
+    watcher: std::sync::Arc<Watcher>,
+    wd: nix::sys::inotify::WatchDescriptor,
+    id: u64,
+    changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Watch {
     fn new(path: &Path) -> Option<Watch> {
-        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
-        inotify.add_watch(path, AddWatchFlags::IN_MODIFY).ok()?;
-        // SAFETY: `Notify` owns the inotify fd, which stays open (and the same) until the
-        // AsyncFd that owns `Notify` is dropped.
-        let fd =
-            unsafe { tokio::io::unix::AsyncFd::register_with_interest(Notify(inotify), tokio::io::Interest::READABLE) }
-                .ok()?;
-        Some(Watch { fd: Some(fd) })
+        use nix::sys::inotify::AddWatchFlags;
+        let watcher = watcher()?;
+        let mut waiters = watcher.waiters.lock().expect("inotify waiters lock");
+        // Under the lock: the reader cannot drop the entry of a watch being added again.
+        let wd = watcher.inotify.add_watch(path, AddWatchFlags::IN_MODIFY).ok()?;
+        let entry = waiters.entry(wd).or_insert_with(|| Waiters {
+            changes: tokio::sync::watch::Sender::new(0),
+            users: 0,
+            id: watcher.next_id.fetch_add(1, Ordering::Relaxed),
+        });
+        entry.users += 1;
+        let (id, changes) = (entry.id, entry.changes.subscribe());
+        drop(waiters);
+        Some(Watch { watcher, wd, id, changes })
     }
 
-    /// Resolves at the next change.
-    pub async fn wait(&self) {
-        let Some(fd) = &self.fd else { return };
-        loop {
-            let Ok(mut ready) = fd.readable().await else { return };
-            match ready.get_inner().0.read_events() {
-                Ok(events) if !events.is_empty() => return,
-                _ => ready.clear_ready(),
+    /// Resolves at the next change (never, once the file's watch is gone: the caller's loop
+    /// has other wake-ups and a deadline).
+    pub async fn wait(&mut self) {
+        if self.changes.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut waiters = self.watcher.waiters.lock().expect("inotify waiters lock");
+        if let Some(entry) = waiters.get_mut(&self.wd).filter(|e| e.id == self.id) {
+            entry.users -= 1;
+            if entry.users == 0 {
+                waiters.remove(&self.wd);
+                // Cheap: the mark is freed later by the kernel's own worker.
+                let _ = self.watcher.inotify.rm_watch(self.wd);
             }
         }
     }

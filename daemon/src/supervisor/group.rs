@@ -96,7 +96,7 @@ async fn wait_gone(ctx: &Ctx, pgid: u32, cgroup: Option<&GenCgroup>, deadline: I
         }
         let step = deadline.saturating_duration_since(Instant::now()).min(GROUP_POLL);
         let events = async {
-            match &watch {
+            match &mut watch {
                 Some(w) => w.wait().await,
                 None => std::future::pending().await,
             }
