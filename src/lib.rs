@@ -7,6 +7,8 @@
 
 pub mod client;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod lock;
 #[cfg(feature = "probe")]
 pub mod mcp;

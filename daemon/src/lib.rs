@@ -10,6 +10,8 @@ mod accept;
 mod context;
 mod front;
 mod front_runtime;
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub mod guard;
 mod http;

@@ -24,6 +24,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if d > MAX_DURATION {
         return Err(too_long());
     }
+    // Durations cross the control socket and `dump.json` as whole milliseconds: a fraction
+    // would be lost on the way, so the app would run with another value than its config says.
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!("duration {text:?} has a fraction of a millisecond: mcpd counts whole milliseconds"));
+    }
     Ok(d)
 }
 
@@ -49,7 +54,7 @@ mod tests {
 
     #[test]
     fn durations() {
-        let cases: [(&str, Option<u64>); 13] = [
+        let cases: [(&str, Option<u64>); 15] = [
             ("250ms", Some(250)),
             ("10s", Some(10_000)),
             ("1m", Some(60_000)),
@@ -63,6 +68,8 @@ mod tests {
             ("366days", None),
             ("10000000000000000000s", None),
             ("99999999999999999999999", None),
+            ("1.5s", Some(1500)),
+            ("1500us", None),
         ];
         for (text, want) in cases {
             let got = parse_duration(text).ok().map(|d| d.as_millis() as u64);

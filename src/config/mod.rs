@@ -14,7 +14,7 @@ mod parse;
 mod ready;
 mod rlimits;
 
-pub use duration::{duration_ms, parse_duration};
+pub use duration::{duration_ms, parse_duration, MAX_DURATION};
 pub use envfile::{parse_env_file, read_env_file};
 pub use error::{ConfigError, ConfigErrors};
 pub use front::{
@@ -22,7 +22,7 @@ pub use front::{
 };
 pub use limits::{
     duration_ms_opt, format_size, parse_size, HealthCheck, Limits, Probe, RestartConfig, RestartMode,
-    DEFAULT_MEMORY_CHECK_INTERVAL,
+    DEFAULT_MEMORY_CHECK_INTERVAL, MAX_SIZE,
 };
 pub use logs::{parse_rotate_interval, LogConfig, LogFormat};
 pub use parse::{load, load_checked, parse};

@@ -531,9 +531,10 @@ impl Walker<'_> {
 
     pub(super) fn duration(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<Duration> {
         let parsed = match item.as_value() {
+            // Milliseconds, held to the same limit as text.
             Some(Value::Integer(i)) => u64::try_from(*i.value())
-                .map(Duration::from_millis)
-                .map_err(|_| "a duration must not be negative".to_string()),
+                .map_err(|_| "a duration must not be negative".to_string())
+                .and_then(|ms| parse_duration(&ms.to_string())),
             Some(Value::String(s)) => parse_duration(s.value()),
             _ => Err(format!("expected a duration like \"10s\" or milliseconds, found {}", type_name(item))),
         };

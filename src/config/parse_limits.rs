@@ -157,7 +157,10 @@ impl Walker<'_> {
     /// A size above 0: bytes, or text like `"512M"`.
     fn size(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<u64> {
         let size = match item.as_integer() {
-            Some(bytes) => u64::try_from(bytes).map_err(|_| "a size must not be negative".to_string()),
+            // Bytes, held to the same limit as text.
+            Some(bytes) => u64::try_from(bytes)
+                .map_err(|_| "a size must not be negative".to_string())
+                .and_then(|n| parse_size(&n.to_string())),
             None => match item.as_str() {
                 Some(text) => parse_size(text),
                 None => Err(format!("expected a size like \"512M\", found {}", type_name(item))),

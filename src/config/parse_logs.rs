@@ -53,7 +53,9 @@ impl Walker<'_> {
             },
             "log_max_size" => {
                 let size = match (value.as_integer(), value.as_str()) {
-                    (Some(n), _) => u64::try_from(n).map_err(|_| "a size must not be negative".to_string()),
+                    (Some(n), _) => u64::try_from(n)
+                        .map_err(|_| "a size must not be negative".to_string())
+                        .and_then(|n| parse_size(&n.to_string())),
                     (None, Some(text)) => parse_size(text),
                     _ => Err(format!("expected a size like \"10M\", found {}", type_name(value))),
                 };

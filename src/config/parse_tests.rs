@@ -282,3 +282,16 @@ fn rlimits_take_a_value_or_soft_hard_and_every_error_says_where_and_what_to_do()
         ]
     );
 }
+
+#[test]
+fn numbers_are_held_to_the_limits_of_text() {
+    // Found by fuzzing: milliseconds and bytes given as TOML integers skipped the limits that
+    // `"366days"` and `"2P"` are held to (a deadline past them overflows `Instant`).
+    let text = "[apps.a]\ncommand = \"x\"\nkill_timeout = 31536000001\nmemory_max = 1125899906842625\n\
+                log_max_size = 1125899906842625\nfront = { listen = \"127.0.0.1:1\", max_body = 1125899906842625 }\n";
+    let keys: Vec<String> = errors(text).into_iter().map(|(_, key)| key).collect();
+    let want = ["apps.a.kill_timeout", "apps.a.memory_max", "apps.a.log_max_size", "apps.a.front.max_body"];
+    assert_eq!(keys, want);
+    let at_limit = "[apps.a]\ncommand = \"x\"\nkill_timeout = 31536000000\nmemory_max = 1125899906842624\n";
+    assert_eq!(errors(at_limit), []);
+}

@@ -35,14 +35,18 @@ pub struct ProbeReport {
     pub latency_ms: f64,
 }
 
-/// sha256 (hex) over each tool's canonical JSON (keys sorted), tools sorted by name.
+/// sha256 (hex) over each tool's canonical JSON (keys sorted), tools sorted by name, then
+/// (tools without a name or with the same one) by that JSON, so the order never counts.
 pub fn tools_hash(tools: &[Value]) -> String {
-    let mut sorted: Vec<&Value> = tools.iter().collect();
-    sorted.sort_by_key(|t| t.get("name").and_then(Value::as_str).unwrap_or("").to_string());
+    // serde_json's Value keeps object keys sorted, so this is canonical.
+    let mut sorted: Vec<(&str, Vec<u8>)> = tools
+        .iter()
+        .map(|t| (t.get("name").and_then(Value::as_str).unwrap_or(""), serde_json::to_vec(t).expect("JSON")))
+        .collect();
+    sorted.sort();
     let mut hasher = Sha256::new();
-    for tool in sorted {
-        // serde_json's Value keeps object keys sorted, so this is canonical.
-        hasher.update(serde_json::to_vec(tool).expect("JSON"));
+    for (_, json) in sorted {
+        hasher.update(json);
         hasher.update(b"\n");
     }
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -251,5 +255,8 @@ mod tests {
             json!({"name": "add", "inputSchema": {"type": "object", "properties": {"a": {"type": "string"}}}});
         assert_ne!(tools_hash(&[a, b.clone()]), tools_hash(&[changed, b]));
         assert_eq!(tools_hash(&[]).len(), 64);
+        // Found by fuzzing: tools without a name (or with the same one) hashed in list order.
+        let (x, y) = (json!({"title": "x"}), json!({"title": "y"}));
+        assert_eq!(tools_hash(&[x.clone(), y.clone()]), tools_hash(&[y, x]));
     }
 }

@@ -14,6 +14,7 @@ mod proxy;
 mod tests;
 
 pub(crate) use listener::{accept, serve, PublicListener};
+pub(crate) use proxy::{session_id, strip_hop_by_hop, HOP_BY_HOP};
 
 use mcpd_core::config::FrontConfig;
 use std::collections::{BTreeMap, HashMap};

@@ -16,10 +16,12 @@ use std::time::Duration;
 
 type Reply = Response<BoxBody<Bytes, hyper::Error>>;
 
-const HOP_BY_HOP: &[&str] =
+/// Headers that describe one connection, never passed on.
+pub(crate) const HOP_BY_HOP: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes the headers of one hop (those named in `Connection` too) before a message is passed on.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(hyper::header::CONNECTION)
         .iter()
@@ -33,6 +35,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(*name);
     }
+}
+
+/// The `Mcp-Session-Id` of a request or response; one that is not visible ASCII counts as none.
+pub(crate) fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 fn plain(status: StatusCode, text: &str) -> Reply {
@@ -90,7 +97,7 @@ pub(super) async fn proxy(
         drain(req.into_body(), max_body).await;
         return Ok(too_large(max_body));
     }
-    let session = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let session = session_id(req.headers());
     let route = match front.route(session.as_deref()) {
         Ok(route) => route,
         Err(Miss::UnknownSession) => return Ok(session_not_found()),
@@ -131,7 +138,7 @@ pub(super) async fn proxy(
             return Ok(plain(StatusCode::BAD_GATEWAY, "the app's process did not answer\n"));
         }
     };
-    let minted = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let minted = session_id(response.headers());
     if let (None, Some(id)) = (&session, minted) {
         // The session is in use until this response (maybe a stream) ends.
         front.pin(&id, route.pid);

@@ -14,6 +14,8 @@ mod sampler;
 mod snapshot;
 pub mod state;
 
+pub(crate) use ready::{notices, Notice};
+
 use crate::guard::Guard;
 use app::{AppHandle, Command, Shared};
 use mcpd_core::config::AppConfig;

@@ -140,20 +140,44 @@ async fn notify_loop(pgid: u32, socket: UnixDatagram, tx: &Sender<Report>) {
             tracing::warn!(pgid, sender, "ignoring a notify message from a process outside the app's group");
             continue;
         }
-        for line in String::from_utf8_lossy(&buf[..len]).lines() {
-            if line == "READY=1" {
-                let _ = tx.send(Report::Ready { pid: pgid }).await;
-            } else if let Some(text) = line.strip_prefix("STATUS=") {
-                let _ = tx.send(Report::Status { pid: pgid, text: text.to_string() }).await;
-            } else if line == "WATCHDOG=1" {
-                let _ = tx.send(Report::Watchdog { pid: pgid }).await;
-            } else if line == "STOPPING=1" {
-                let _ = tx.send(Report::Status { pid: pgid, text: "stopping".into() }).await;
-            }
+        for notice in notices(&buf[..len]) {
+            let report = match notice {
+                Notice::Ready => Report::Ready { pid: pgid },
+                Notice::Status(text) => Report::Status { pid: pgid, text },
+                Notice::Watchdog => Report::Watchdog { pid: pgid },
+                Notice::Stopping => Report::Status { pid: pgid, text: "stopping".into() },
+            };
+            let _ = tx.send(report).await;
         }
         // BARRIER=1 senders wait until their fd is closed: we have processed everything before it.
         drop(barrier_fds);
     }
+}
+
+/// One line of an sd_notify datagram that mcpd acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// `READY=1`.
+    Ready,
+    /// `STATUS=text`.
+    Status(String),
+    /// `WATCHDOG=1`.
+    Watchdog,
+    /// `STOPPING=1`.
+    Stopping,
+}
+
+/// The notices of one datagram, in order: one per line mcpd knows, other lines ignored.
+pub(crate) fn notices(datagram: &[u8]) -> Vec<Notice> {
+    String::from_utf8_lossy(datagram)
+        .lines()
+        .filter_map(|line| match line {
+            "READY=1" => Some(Notice::Ready),
+            "WATCHDOG=1" => Some(Notice::Watchdog),
+            "STOPPING=1" => Some(Notice::Stopping),
+            _ => line.strip_prefix("STATUS=").map(|text| Notice::Status(text.to_string())),
+        })
+        .collect()
 }
 
 /// Whether `pid` is in process group `pgid`; a pid that is gone cannot be checked and counts.
