@@ -202,19 +202,7 @@ mod replay {
     use std::path::Path;
 
     fn replay(target: &str, check: fn(&[u8])) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-            .map(|entry| entry.expect("a directory entry").path())
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "no corpus in {}", dir.display());
-        for path in files {
-            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-            if std::panic::catch_unwind(|| check(&bytes)).is_err() {
-                panic!("fuzz/corpus/{target}/{} fails its check", path.file_name().unwrap().to_string_lossy());
-            }
-        }
+        mcpd_core::fuzz_checks::replay(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."), target, check);
     }
 
     #[test]

@@ -114,5 +114,5 @@ pub fn mcp_reply(data: &[u8]) {
     }
 }
 
-#[cfg(test)]
 mod replay;
+pub use replay::replay;

@@ -19,41 +19,48 @@ fn corpus(root: &Path, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
-fn replay(target: &str, check: fn(&[u8])) {
-    for (path, bytes) in corpus(Path::new(env!("CARGO_MANIFEST_DIR")), target) {
+/// Runs every corpus file of `target` under the repository at `root` through `check`,
+/// naming the file that fails (the replay tests of this crate and of the daemon's targets).
+pub fn replay(root: &Path, target: &str, check: fn(&[u8])) {
+    for (path, bytes) in corpus(root, target) {
         if std::panic::catch_unwind(|| check(&bytes)).is_err() {
             panic!("fuzz/corpus/{target}/{} fails its check", path.file_name().unwrap().to_string_lossy());
         }
     }
 }
 
+#[cfg(test)]
+fn replay_here(target: &str, check: fn(&[u8])) {
+    replay(Path::new(env!("CARGO_MANIFEST_DIR")), target, check);
+}
+
 #[test]
 fn frame_corpus() {
-    replay("frame", super::frame);
+    replay_here("frame", super::frame);
 }
 
 #[test]
 fn config_corpus() {
-    replay("config", super::config);
+    replay_here("config", super::config);
 }
 
 #[test]
 fn config_values_corpus() {
-    replay("config_values", super::config_values);
+    replay_here("config_values", super::config_values);
 }
 
 #[test]
 fn dotenv_corpus() {
-    replay("dotenv", super::dotenv);
+    replay_here("dotenv", super::dotenv);
 }
 
 #[cfg(feature = "probe")]
 #[test]
 fn mcp_reply_corpus() {
-    replay("mcp_reply", super::mcp_reply);
+    replay_here("mcp_reply", super::mcp_reply);
 }
 
 #[test]
 fn dump_corpus() {
-    replay("dump", super::dump);
+    replay_here("dump", super::dump);
 }

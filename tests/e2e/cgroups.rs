@@ -79,6 +79,19 @@ fn start_setsid_app(home: &Home) -> Vec<u32> {
     kids
 }
 
+/// Starts `config`, whose app sets the cgroup limit `key`; false (the test skips, saying so)
+/// where the daemon has no `controller` for it.
+fn start_with_limit(home: &Home, config: &std::path::Path, test: &str, key: &str, controller: &str) -> bool {
+    let out = home.run(&["start", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if stderr.contains(&format!("{key}: needs the {controller} controller")) {
+        eprintln!("{test}: skipped: no {controller} controller for mcpd here: {stderr}");
+        return false;
+    }
+    assert!(out.status.success(), "start: {stderr}");
+    true
+}
+
 fn still_alive(pids: &[u32]) -> Vec<u32> {
     pids.iter().copied().filter(|&p| alive(p)).collect()
 }
@@ -198,13 +211,9 @@ fn tasks_max_stops_a_fork_bomb() {
         "bomb.toml",
         "[apps.bomb]\ncommand = \"python3\"\nargs = [\"bomb.py\"]\ntasks_max = 20\nkill_timeout = \"2s\"\n",
     );
-    let out = home.run(&["start", config.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    if stderr.contains("tasks_max: needs the pids controller") {
-        eprintln!("tasks_max_stops_a_fork_bomb: skipped: no pids controller for mcpd here: {stderr}");
+    if !start_with_limit(&home, &config, "tasks_max_stops_a_fork_bomb", "tasks_max", "pids") {
         return;
     }
-    assert!(out.status.success(), "start: {stderr}");
     let report = wait_for("the fork bomb's report", Duration::from_secs(20), || {
         std::fs::read_to_string(home.file("bomb.txt")).map_err(|e| e.to_string())
     });
@@ -237,13 +246,15 @@ fn memory_max_is_enforced_by_the_kernel_and_recorded_as_oom_kill() {
         "greedy.toml",
         "[apps.greedy]\ncommand = \"python3\"\nargs = [\"greedy.py\"]\nmemory_max = \"64M\"\nrestart_delay = \"5s\"\n",
     );
-    let out = home.run(&["start", config.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    if stderr.contains("memory_max: needs the memory controller") {
-        eprintln!("memory_max_is_enforced...: skipped: no memory controller for mcpd here: {stderr}");
+    if !start_with_limit(
+        &home,
+        &config,
+        "memory_max_is_enforced_by_the_kernel_and_recorded_as_oom_kill",
+        "memory_max",
+        "memory",
+    ) {
         return;
     }
-    assert!(out.status.success(), "start: {stderr}");
     let detail = wait_for("an oom-kill in the history", Duration::from_secs(20), || {
         let detail = home.describe("greedy");
         let found = detail["last_exits"]
@@ -269,13 +280,9 @@ fn cpu_quota_holds_a_busy_loop_to_its_share() {
         "busy.toml",
         "[apps.busy]\ncommand = \"python3\"\nargs = [\"-c\", \"while True: pass\"]\ncpu_quota = \"20%\"\n",
     );
-    let out = home.run(&["start", config.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    if stderr.contains("cpu_quota: needs the cpu controller") {
-        eprintln!("cpu_quota_holds_a_busy_loop_to_its_share: skipped: no cpu controller for mcpd here: {stderr}");
+    if !start_with_limit(&home, &config, "cpu_quota_holds_a_busy_loop_to_its_share", "cpu_quota", "cpu") {
         return;
     }
-    assert!(out.status.success(), "start: {stderr}");
     // Three samples a second apart after the first: each is the share of the last second.
     let mut seen = Vec::new();
     wait_for("three CPU samples", Duration::from_secs(10), || {
