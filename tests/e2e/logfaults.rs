@@ -132,3 +132,83 @@ fn a_rotation_that_fails_is_shown_and_not_retried_every_batch() {
     assert_eq!(warnings, 1, "{daemon_log}");
     home.ok(&["stop", "ticker"]);
 }
+
+/// Writes "N" lines, 500 a second, one write(2) each, and its count to `progress` every 50.
+const COUNTER: &str = "import os, time\nn = 0\nwhile True:\n    os.write(1, b'%d\\n' % n)\n    n += 1\n    if n % 50 == 0:\n        with open('progress.tmp', 'w') as f:\n            f.write(str(n))\n        os.replace('progress.tmp', 'progress')\n    time.sleep(0.002)\n";
+
+/// Found by the chaos soak: a rotation that failed closed the live file first, then could not
+/// open it again in a read-only directory, and every line was lost until the directory was
+/// writable again, although the open file could still be written.
+#[test]
+fn a_log_directory_made_read_only_loses_no_line() {
+    let home = Home::new();
+    home.write("counter.py", COUNTER);
+    let dir = home.file("logdir");
+    std::fs::create_dir(&dir).unwrap();
+    if !mount(&["-t", "tmpfs", "-o", "size=8m", "tmpfs"], &dir) {
+        return;
+    }
+    let _tmpfs = Mounted(&dir);
+    let config = home.write(
+        "counter.toml",
+        &format!(
+            "[apps.counter]\ncommand = \"python3\"\nargs = [\"counter.py\"]\nout_file = {:?}\nlog_date_format = \"none\"\nlog_max_size = \"4K\"\nlog_retain = 1000\n",
+            dir.join("counter.out.log").display()
+        ),
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let progress =
+        || std::fs::read_to_string(home.file("progress")).ok().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+    let rotated =
+        || std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().len() > "counter.out.log".len()).count();
+    wait_for("a first rotation", Duration::from_secs(15), || {
+        if rotated() > 0 {
+            Ok(())
+        } else {
+            Err(format!("{} lines written", progress()))
+        }
+    });
+    // The directory read-only (a read-only bind mount over it): renames and new files fail,
+    // the file already open can still be written.
+    if !mount(&["--bind", dir.to_str().unwrap()], &dir) {
+        return;
+    }
+    let read_only = Mounted(&dir);
+    assert!(mount(&["-o", "remount,bind,ro"], &dir), "remount the bind mount read-only");
+    home.wait_app("counter", "a rotation error", |r| r["log_error"].as_str().is_some_and(|e| e.contains("rotate")));
+    let from = progress();
+    wait_for("a second of lines while read-only", Duration::from_secs(15), || {
+        let n = progress();
+        if n >= from + 500 {
+            Ok(())
+        } else {
+            Err(format!("{n} lines written"))
+        }
+    });
+    drop(read_only);
+    let until = progress();
+    home.wait_app("counter", "log_error gone after a rotation", |r| r["log_error"].is_null());
+    wait_for("lines written after it", Duration::from_secs(15), || {
+        let n = progress();
+        if n >= until + 250 {
+            Ok(())
+        } else {
+            Err(format!("{n} lines written"))
+        }
+    });
+    home.ok(&["stop", "counter"]);
+    let mut numbers: Vec<u64> = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        numbers.extend(text.lines().map(|l| l.parse::<u64>().unwrap_or_else(|_| panic!("a torn line {l:?}"))));
+    }
+    numbers.sort_unstable();
+    let missing: Vec<u64> = numbers.windows(2).filter(|w| w[1] != w[0] + 1).map(|w| w[0] + 1).collect();
+    assert!(
+        missing.is_empty() && numbers.first() == Some(&0),
+        "{} lines written ({from}..{until} while read-only); {} in the files; gaps start at {:?}",
+        numbers.last().map_or(0, |n| n + 1),
+        numbers.len(),
+        &missing[..missing.len().min(10)]
+    );
+}

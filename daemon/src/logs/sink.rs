@@ -271,11 +271,13 @@ impl Sink {
         }
     }
 
-    /// Renames the live file aside and opens a fresh one (never copy-then-truncate).
+    /// Renames the live file aside and opens a fresh one (never copy-then-truncate). The open
+    /// file is kept until the rename has worked: where it fails (a read-only directory, a
+    /// busy path) lines go on into it, and nothing is lost for want of a new file.
     fn rotate(&mut self) {
-        self.file = None;
         match rotate::rotate(&self.path, &self.config) {
             Ok(()) => {
+                self.file = None;
                 if self.rotate_error.take().is_some() {
                     tracing::warn!(file = %self.path.display(), "log file rotated again");
                 }
@@ -294,7 +296,6 @@ impl Sink {
                 self.rotate_retry_at = Some(Instant::now() + RETRY_AFTER);
                 self.rotate_error =
                     Some(format!("cannot rotate {}: {e}; it grows past log_max_size", self.path.display()));
-                let _ = self.open();
                 self.publish();
             }
         }
