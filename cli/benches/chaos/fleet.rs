@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const MCPD: &str = env!("CARGO_BIN_EXE_mcpd");
+/// The `mcpd` under test: the one cargo built, or CHAOS_MCPD (a copy, for a long run while
+/// the tree is rebuilt).
+fn mcpd() -> PathBuf {
+    std::env::var_os("CHAOS_MCPD").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mcpd")), PathBuf::from)
+}
 
 /// Sends a signal to one pid.
 pub fn signal(pid: u32, sig: i32) {
@@ -50,7 +54,7 @@ pub struct Fleet {
 impl Fleet {
     /// Writes the fleet's config; `log_dir` is the tmpfs for the flooder's log, if there is one.
     pub fn new(log_dir: Option<PathBuf>) -> Fleet {
-        let daemon = Path::new(MCPD).with_file_name("mcpd-daemon");
+        let daemon = mcpd().with_file_name("mcpd-daemon");
         assert!(daemon.is_file(), "{} is not built: run `cargo build --release` first", daemon.display());
         let dir = tempfile::Builder::new().prefix("mcpd-chaos").tempdir().expect("tempdir");
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -156,7 +160,7 @@ impl Fleet {
 
     /// `mcpd ARGS`, killed after `timeout` (then None).
     pub fn mcpd_timed(&self, args: &[&str], timeout: Duration) -> Option<Output> {
-        let mut child = Command::new(MCPD)
+        let mut child = Command::new(mcpd())
             .args(args)
             .env("MCPD_HOME", self.home())
             .current_dir(self.dir.path())
