@@ -16,11 +16,29 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 
-/// The daemon's end of the pipe to the guard.
+/// The daemon's end of the pipe to the guard, and what the guard was told, to tell a new one
+/// if the guard dies (killed by hand, or by the OOM killer).
 #[derive(Debug)]
 pub struct Guard {
-    pipe: Mutex<Option<std::fs::File>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    pipe: Option<std::fs::File>,
     pid: Option<u32>,
+    /// The fd a guard must not keep (the home's lock, when `mcpd daemon` handed it over).
+    close: Option<std::os::fd::RawFd>,
+    /// Bounded by the live generations: each is added at spawn and removed when it is gone.
+    groups: BTreeSet<u32>,
+    cgroups: BTreeSet<std::path::PathBuf>,
+    /// The home's trees: one, plus one per cgroup v1 hierarchy.
+    trees: Vec<std::path::PathBuf>,
+    /// The daemon exits cleanly: a guard gone now is not replaced.
+    quit: bool,
+    /// When the last replacement started, and how many in a row died within a second.
+    replaced_at: Option<std::time::Instant>,
+    quick_deaths: u32,
 }
 
 impl Guard {
@@ -43,62 +61,147 @@ impl Guard {
                 drop(read);
                 let file = std::fs::File::from(write);
                 set_cloexec(&file);
-                Ok(Guard { pipe: Mutex::new(Some(file)), pid: Some(child.as_raw() as u32) })
+                let inner = Inner { pipe: Some(file), pid: Some(child.as_raw() as u32), close, ..Inner::default() };
+                Ok(Guard { inner: Mutex::new(inner) })
             }
         }
     }
 
     /// A guard that watches nothing (tests of the engine in-process).
     pub fn disabled() -> Guard {
-        Guard { pipe: Mutex::new(None), pid: None }
+        Guard { inner: Mutex::new(Inner::default()) }
     }
 
     /// The guard's pid (none for a disabled guard).
     pub fn pid(&self) -> Option<u32> {
-        self.pid
+        self.inner.lock().expect("guard lock").pid
+    }
+
+    /// Called on SIGCHLD: if the guard has died, starts a new one (`mcpd-daemon --guard`, the
+    /// same binary, which may be spawned from a threaded process) and tells it everything the
+    /// old one knew, so apps still end with the daemon. A guard that keeps dying within a
+    /// second of its start is given up after three tries, and that is logged.
+    pub fn replace_if_gone(&self) {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        let mut inner = self.inner.lock().expect("guard lock");
+        let Some(pid) = inner.pid else { return };
+        if inner.quit {
+            return;
+        }
+        // The guard is this process's child: ECHILD means it was reaped already.
+        if let Ok(WaitStatus::StillAlive) = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) {
+            return;
+        }
+        inner.pipe = None;
+        inner.pid = None;
+        if inner.replaced_at.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1)) {
+            inner.quick_deaths += 1;
+        } else {
+            inner.quick_deaths = 0;
+        }
+        if inner.quick_deaths >= 3 {
+            tracing::error!("the guard process keeps dying at start; apps will not be ended if the daemon dies");
+            return;
+        }
+        match spawn_guard(inner.close) {
+            Ok((new, pipe)) => {
+                tracing::warn!(old = pid, new, "the guard process died; a new one took its place");
+                inner.pid = Some(new);
+                inner.pipe = Some(pipe);
+                inner.replaced_at = Some(std::time::Instant::now());
+                let mut told = String::new();
+                inner.trees.iter().for_each(|t| told.push_str(&format!("C{}\n", t.display())));
+                inner.cgroups.iter().for_each(|c| told.push_str(&format!("G+{}\n", c.display())));
+                inner.groups.iter().for_each(|g| told.push_str(&format!("+{g}\n")));
+                write_to(&mut inner, &told);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the guard process died and no new one could be started; apps will not be ended if the daemon dies")
+            }
+        }
     }
 
     /// The home's cgroup tree, which the guard removes when it exits.
     pub fn watch_tree(&self, tree: &std::path::Path) {
+        self.inner.lock().expect("guard lock").trees.push(tree.to_path_buf());
         self.send(format!("C{}\n", tree.display()));
     }
 
     /// Adds a generation's cgroup: killed through `cgroup.kill` if the daemon dies (what left
     /// its process group with `setsid` is still in it).
     pub fn watch_cgroup(&self, dir: &std::path::Path) {
+        self.inner.lock().expect("guard lock").cgroups.insert(dir.to_path_buf());
         self.send(format!("G+{}\n", dir.display()));
     }
 
     /// Removes a generation's cgroup from the guard's list once it is gone.
     pub fn forget_cgroup(&self, dir: &std::path::Path) {
+        self.inner.lock().expect("guard lock").cgroups.remove(dir);
         self.send(format!("G-{}\n", dir.display()));
     }
 
     /// The daemon stopped every app and exits: the guard kills nothing (a daemon started
     /// meanwhile for the same home may already have apps in the tree).
     pub fn clean_exit(&self) {
+        self.inner.lock().expect("guard lock").quit = true;
         self.send("Q\n".to_string());
     }
 
     /// Adds a group to the guard's list.
     pub fn watch(&self, pgid: u32) {
+        self.inner.lock().expect("guard lock").groups.insert(pgid);
         self.send(format!("+{pgid}\n"));
     }
 
     /// Removes a group from the guard's list once it is gone.
     pub fn forget(&self, pgid: u32) {
+        self.inner.lock().expect("guard lock").groups.remove(&pgid);
         self.send(format!("-{pgid}\n"));
     }
 
     fn send(&self, line: String) {
-        let mut pipe = self.pipe.lock().expect("guard lock");
-        if let Some(file) = pipe.as_mut() {
-            if let Err(e) = file.write_all(line.as_bytes()) {
-                tracing::error!(error = %e, "the guard process is gone: apps will not be ended if the daemon dies");
-                *pipe = None;
-            }
+        write_to(&mut self.inner.lock().expect("guard lock"), &line);
+    }
+}
+
+fn write_to(inner: &mut Inner, lines: &str) {
+    if let Some(file) = inner.pipe.as_mut() {
+        if let Err(e) = file.write_all(lines.as_bytes()) {
+            tracing::error!(error = %e, "cannot reach the guard process; a new one starts when it is gone");
+            inner.pipe = None;
         }
     }
+}
+
+/// Starts a guard from a threaded daemon: `mcpd-daemon --guard` reading the pipe on stdin.
+fn spawn_guard(close: Option<std::os::fd::RawFd>) -> std::io::Result<(u32, std::fs::File)> {
+    use std::os::unix::process::CommandExt;
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let mut command = std::process::Command::new("/proc/self/exe");
+    command
+        .arg("--guard")
+        .stdin(std::process::Stdio::from(read))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(fd) = close {
+        // SAFETY: close(2) is async-signal-safe and touches no memory.
+        unsafe {
+            command.pre_exec(move || {
+                libc::close(fd);
+                Ok(())
+            });
+        }
+    }
+    let child = command.spawn()?;
+    // Not waited for here: `replace_if_gone` reaps it when it exits.
+    Ok((child.id(), std::fs::File::from(write)))
+}
+
+/// `mcpd-daemon --guard`: a replacement guard, reading the daemon's pipe on stdin.
+pub fn run_replacement() -> ! {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 0 is the pipe the daemon set up as stdin, owned by nothing else here.
+    run_guard(unsafe { OwnedFd::from_raw_fd(0) })
 }
 
 fn set_cloexec(file: &std::fs::File) {

@@ -148,6 +148,8 @@ fn a_new_daemon_kills_what_a_dead_daemon_and_guard_left() {
         .filter_map(|p| p.parse().ok())
         .find(|p: &u32| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "mcpd-guard"))
         .expect("the guard process");
+    // The daemon stopped first: a running one would start a new guard at once.
+    signal(daemon, libc::SIGSTOP);
     signal(guard, libc::SIGKILL);
     wait_for("the guard gone", Duration::from_secs(5), || if alive(guard) { Err("alive".into()) } else { Ok(()) });
     signal(daemon, libc::SIGKILL);

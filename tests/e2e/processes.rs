@@ -104,3 +104,56 @@ fn kill_stops_every_app_then_the_daemon() {
     assert!(!alive(daemon), "daemon {daemon} survived kill");
     assert!(!home.path().join("mcpd.sock").exists(), "socket removed on exit");
 }
+
+/// The daemon's `mcpd-guard` child, if it has one.
+fn guard_of(daemon: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{daemon}/task/{daemon}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .find(|p: &u32| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "mcpd-guard"))
+}
+
+/// Found by the chaos soak: a guard killed by hand (or by the OOM killer) was not replaced, so
+/// apps outlived the daemon's own death afterwards (with process groups, for good). Process
+/// groups here, where nothing else would end them.
+#[test]
+fn a_killed_guard_is_replaced_and_apps_still_end_with_the_daemon() {
+    let home = Home::new();
+    let config = home.write(
+        "app.toml",
+        "[apps.server]\ncommand = \"sh\"\nargs = [\"-c\", \"sh -c 'echo $$ > child.pid; exec sleep infinity' & exec sleep infinity\"]\n",
+    );
+    let out = home.command(&["start", config.to_str().unwrap()]).env("MCPD_CGROUPS", "0").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let leader = home.pid("server");
+    let child = home.read_pid_file("child.pid");
+    let daemon = home.daemon_pid().expect("daemon pid");
+    let guard = guard_of(daemon).expect("the guard process");
+    signal(guard, libc::SIGKILL);
+    let new_guard = wait_for("a new guard", Duration::from_secs(5), || match guard_of(daemon) {
+        Some(g) if g != guard => Ok(g),
+        other => Err(format!("guard {other:?}")),
+    });
+    let log = home.ok(&["logs", "--daemon", "--lines", "50"]);
+    assert!(log.contains("a new one took its place"), "the daemon log says so: {log}");
+    // A guard that knows the app: the daemon's death ends it within a second.
+    signal(daemon, libc::SIGKILL);
+    let died = Instant::now();
+    wait_for("the app's group ended by the new guard", Duration::from_secs(5), || {
+        if alive(leader) || alive(child) {
+            Err(format!("leader alive: {}, child alive: {}", alive(leader), alive(child)))
+        } else {
+            Ok(())
+        }
+    });
+    let took = died.elapsed();
+    assert!(took <= Duration::from_secs(1), "apps ended {took:?} after the daemon's death");
+    wait_for("the new guard gone", Duration::from_secs(5), || {
+        if exists(new_guard) && alive(new_guard) {
+            Err("alive".into())
+        } else {
+            Ok(())
+        }
+    });
+}

@@ -8,6 +8,8 @@ fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     let start = match (args.next(), args.next(), args.next()) {
         (None, ..) => None,
+        // A replacement guard, started by the daemon when its guard died.
+        (Some(flag), None, None) if flag == "--guard" => mcpd_daemon::guard::run_replacement(),
         (Some(flag), Some(file), None) if flag == "--start" => Some(std::path::PathBuf::from(file)),
         _ => {
             eprintln!("usage: mcpd-daemon [--start FILE]   (normally run as `mcpd daemon`)");

@@ -62,6 +62,7 @@ pub(crate) async fn run(ctx: std::sync::Arc<Ctx>, shutdown: CancellationToken) {
         tokio::select! {
             _ = sigchld.recv() => {
                 ctx.reap_orphans();
+                ctx.guard.replace_if_gone();
                 ctx.child_exits.send_modify(|n| *n = n.wrapping_add(1));
             }
             _ = shutdown.cancelled() => return,
