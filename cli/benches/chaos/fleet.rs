@@ -72,7 +72,15 @@ impl Fleet {
         // SAFETY: a valid C string.
         assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0, "mkfifo {}", fifo.display());
         let flood_log = log_dir.unwrap_or_else(|| dir.path().to_path_buf()).join("flood.out.log");
-        let cgroups = std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| m.contains(" - cgroup2 "));
+        // The daemon first (`ping` starts it), to learn how it tracks processes.
+        let cli = |args: &[&str]| {
+            let out =
+                Command::new(mcpd()).args(args).env("MCPD_HOME", dir.path().join("home")).output().expect("run mcpd");
+            assert!(out.status.success(), "mcpd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        cli(&["ping"]);
+        let cgroups = cli(&["logs", "--daemon", "--lines", "100"]).contains("process tracking: cgroup");
         // A child that leaves the process group: only where a cgroup still holds it.
         let family = if cgroups {
             "sleep 100000 & sleep 100000 & setsid sleep 100000 & wait"
