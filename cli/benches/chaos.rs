@@ -301,7 +301,7 @@ fn soak(run: Arc<Run>) -> i32 {
     schedule(&run);
 
     run.done.store(true, Ordering::SeqCst);
-    let (calls, failed, sessions) = client.stop();
+    let (calls, failed, sessions) = client.stop(&run);
     run.record.lock().unwrap().mcp = (calls, failed, sessions);
     for thread in threads {
         let _ = thread.join();
@@ -879,7 +879,10 @@ impl McpClient {
     }
 
     /// Ends the sessions; returns (calls, failed calls, sessions opened).
-    fn stop(mut self) -> (u64, u64, u64) {
+    fn stop(mut self, run: &Run) -> (u64, u64, u64) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            run.violation(format!("the MCP clients ended before the soak did ({status}): see their stderr above"));
+        }
         signal(self.child.id(), libc::SIGTERM);
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(15) {
@@ -997,6 +1000,9 @@ fn check_lines(run: &Run) {
             }
         }
     }
+    if total == 0 {
+        run.violation("no line of the flooder was found in its log".into());
+    }
     if dups > 0 {
         run.violation(format!("{dups} duplicated line(s) in the flooder's log"));
     }
@@ -1011,6 +1017,20 @@ fn check_lines(run: &Run) {
 fn report(run: &Run) -> i32 {
     let r = run.record.lock().unwrap();
     let mut violations = r.violations.clone();
+    // A soak that measured nothing proves nothing.
+    let measured = [
+        ("MCP tool calls that succeeded", r.mcp.0),
+        ("HTTP requests that succeeded", r.http_ok),
+        ("control probes", r.control_ms.len() as u64),
+        ("front probes", r.front_ms.len() as u64),
+        ("orphan checks", r.orphan_checks),
+        ("daemon samples", r.rss_kib.len() as u64),
+    ];
+    for (what, n) in measured {
+        if n == 0 {
+            violations.push(format!("no {what}: the soak did not measure what it checks"));
+        }
+    }
     const SETTLE: f64 = 10.0;
     let mut by_what: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for f in &r.failures {
