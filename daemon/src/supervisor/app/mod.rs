@@ -137,7 +137,7 @@ pub(crate) fn spawn(
         next_waiter: 1,
         queued_events: Vec::new(),
     };
-    tracker.spawn(task.run(rx, reports, exits, samples, shutdown));
+    tracker.spawn(crate::boxed(task.run(rx, reports, exits, samples, shutdown)));
     AppHandle { tx, snapshot }
 }
 
@@ -384,10 +384,10 @@ impl AppTask {
     fn watch(&mut self, gen: Gen, mut generation: Box<dyn GenControl>, config: Arc<AppConfig>) {
         let exit = generation.leader_exit();
         let tx = self.exits_tx.clone();
-        self.tracker.spawn(async move {
+        self.tracker.spawn(crate::boxed(async move {
             let status = exit.await;
             let _ = tx.send(GenNews::LeaderExit { gen: gen.id, status });
-        });
+        }));
         self.gens.insert(gen.id, Live { generation, config, leader_gone: false });
     }
 
