@@ -11,7 +11,7 @@ impl AppTask {
     pub(super) fn gen_news(&mut self, news: GenNews) {
         match news {
             GenNews::LeaderExit { gen, status } => self.leader_exited(gen, status),
-            GenNews::Gone { gen, record } => self.gone(gen, record),
+            GenNews::Gone { gen, record } => self.gone(gen, *record),
         }
     }
 
@@ -33,7 +33,7 @@ impl AppTask {
         self.tracker.spawn(crate::boxed(async move {
             let (record, end) = finish.await;
             tracing::info!(app = %config.name, pid, exit = %record.describe(), %reason, group = ?end, "exited");
-            let _ = tx.send(GenNews::Gone { gen, record });
+            let _ = tx.send(GenNews::Gone { gen, record: Box::new(record) });
         }));
     }
 

@@ -128,7 +128,7 @@ impl AppTask {
                 (Err(e), _) => Err(format!("cannot probe the old generation: {e}")),
                 (_, Err(e)) => Err(format!("cannot probe the new generation: {e}")),
             };
-            let _ = tx.send(crate::supervisor::ready::Report::Tools { pid, hashes }).await;
+            let _ = tx.send(crate::supervisor::ready::Report::Tools { pid, hashes: Box::new(hashes) }).await;
         }));
         true
     }

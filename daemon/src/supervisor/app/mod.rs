@@ -150,13 +150,14 @@ struct Live {
     leader_gone: bool,
 }
 
-/// What a generation's waiter tells the task.
+/// What a generation's waiter tells the task. Kept small (the record is boxed): each app's
+/// channel of these holds a block of 32 from the start.
 #[derive(Debug)]
 enum GenNews {
     /// The leader exited.
     LeaderExit { gen: GenId, status: std::io::Result<std::process::ExitStatus> },
     /// The whole group is gone.
-    Gone { gen: GenId, record: ExitRecord },
+    Gone { gen: GenId, record: Box<ExitRecord> },
 }
 
 /// Readiness reports (ready, STATUS=, WATCHDOG=1, probe results) queued for the app task.
@@ -429,7 +430,7 @@ impl AppTask {
                     }
                 }
             }
-            Report::Tools { pid, hashes } => self.tools_compared(pid, hashes),
+            Report::Tools { pid, hashes } => self.tools_compared(pid, *hashes),
             Report::Status { pid, text } => {
                 if self.snap.state.pid() == Some(pid) {
                     self.snap.status_text = Some(text);
