@@ -48,7 +48,7 @@ pub(crate) async fn serve(listener: crate::front::PublicListener, daemon: Arc<Da
         };
         gate.accepted();
         let daemon = daemon.clone();
-        tokio::spawn(async move {
+        tokio::spawn(crate::boxed(async move {
             let service = hyper::service::service_fn(move |req| {
                 let daemon = daemon.clone();
                 async move { Ok::<_, std::convert::Infallible>(answer(&req, &daemon)) }
@@ -60,7 +60,7 @@ pub(crate) async fn serve(listener: crate::front::PublicListener, daemon: Arc<Da
             // A client that keeps a connection open without asking is closed after a while.
             let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
             drop(permit);
-        });
+        }));
     }
 }
 

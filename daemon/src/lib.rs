@@ -46,6 +46,17 @@ pub enum DaemonError {
     },
 }
 
+/// A task's future as the one type every daemon task is spawned as (except the log captures,
+/// the hot path): tokio compiles its task machinery (poll, complete, cancel, join: about 2 KB)
+/// once per spawned future type, so this keeps one copy in the resident binary instead of one
+/// per kind of task, for an allocation per spawn.
+pub(crate) type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
+/// Boxes `task` as a [`Task`].
+pub(crate) fn boxed(task: impl std::future::Future<Output = ()> + Send + 'static) -> Task {
+    Box::pin(task)
+}
+
 pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
     let what = what.into();
     move |source| DaemonError::Io { what, source }

@@ -48,7 +48,11 @@ pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_millis(100);
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything mcpd needs to run one app. Paths are absolute once loaded.
+///
+/// `remote = "Self"`: the derives make inherent `serialize`/`deserialize` functions, and the
+/// trait impls below call them (see [`AppConfig`]'s `Deserialize` impl for why).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct AppConfig {
     /// The app's name, unique in one daemon.
     pub name: AppName,
@@ -120,6 +124,27 @@ pub struct AppConfig {
     /// The config file the app came from, re-read by `reload`.
     #[serde(default)]
     pub source: Option<PathBuf>,
+}
+
+impl Serialize for AppConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        AppConfig::serialize(self, serializer)
+    }
+}
+
+/// Through a [`serde_json::Value`]: the derived deserializer (large, with its `flatten`ed
+/// parts) is then compiled once, for `Value` in this crate, instead of once per input it is
+/// read from (a control request's buffered fields, `dump.json`) and per crate that reads it,
+/// which keeps the resident daemon smaller.
+impl<'de> Deserialize<'de> for AppConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<AppConfig, D::Error> {
+        app_from_value(serde_json::Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Not generic, so compiled here only, whichever crate deserializes an [`AppConfig`].
+fn app_from_value(value: serde_json::Value) -> Result<AppConfig, serde_json::Error> {
+    AppConfig::deserialize(value)
 }
 
 /// Defaults for fields that saved files from earlier versions may lack.

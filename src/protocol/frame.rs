@@ -25,7 +25,10 @@ pub fn encode<T: Serialize>(message: &T) -> Bytes {
 
 /// Parses a frame payload.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
-    Ok(serde_json::from_slice(payload)?)
+    // From a `str`, as every other JSON mcpd reads (`dump.json`, probe replies, log lines): one
+    // serde_json reader type compiled into the daemon, not one for bytes and one for text.
+    let text = std::str::from_utf8(payload).map_err(<serde_json::Error as serde::de::Error>::custom)?;
+    Ok(serde_json::from_str(text)?)
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ const MAX_BUF: usize = 64 << 10;
 /// `max_connections` at once (more wait in the listen backlog), and meanwhile expires idle
 /// sessions.
 pub(crate) async fn serve(listener: PublicListener, front: Arc<Front>, shutdown: CancellationToken) {
-    tokio::spawn(super::sweep(front.clone(), shutdown.clone()));
+    tokio::spawn(crate::boxed(super::sweep(front.clone(), shutdown.clone())));
     let slots = Arc::new(Slots::default());
     let mut failures = Throttled::default();
     let mut backoff = None;
@@ -88,7 +88,7 @@ pub(crate) async fn serve(listener: PublicListener, front: Arc<Front>, shutdown:
             }
         };
         let front = front.clone();
-        tokio::spawn(async move {
+        tokio::spawn(crate::boxed(async move {
             let _slot = slot;
             let max_body = settings.max_body;
             let service =
@@ -102,7 +102,7 @@ pub(crate) async fn serve(listener: PublicListener, front: Arc<Front>, shutdown:
                 .max_buf_size(MAX_BUF)
                 .serve_connection(io, service)
                 .await;
-        });
+        }));
     }
 }
 

@@ -205,9 +205,9 @@ async fn send(
                 .map_err(|e| SendError::Connect(format!("connect to {}: {e}", socket.display())))?;
             let (sender, conn) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(SendError::Http)?;
-            tokio::spawn(async move {
+            tokio::spawn(crate::boxed(async move {
                 let _ = conn.await;
-            });
+            }));
             let mut sender = sender;
             sender.ready().await.map_err(SendError::Http)?;
             sender

@@ -52,12 +52,12 @@ pub(crate) async fn serve(
     let http_stop = CancellationToken::new();
     let _http_owner = http.map(|(owner, listener)| {
         tracing::info!(addr = %boot.daemon.http.as_ref().map(ToString::to_string).unwrap_or_default(), "http endpoint listening");
-        tokio::spawn(crate::http::serve(listener, daemon.clone(), http_stop.clone()));
+        tokio::spawn(crate::boxed(crate::http::serve(listener, daemon.clone(), http_stop.clone())));
         owner
     });
-    tokio::spawn(signals.serve(daemon.clone()));
-    tokio::spawn(resurrect_then_ready(daemon.clone(), boot.apps));
-    tokio::spawn(crate::systemd::watchdog(shutdown.clone()));
+    tokio::spawn(crate::boxed(signals.serve(daemon.clone())));
+    tokio::spawn(crate::boxed(resurrect_then_ready(daemon.clone(), boot.apps)));
+    tokio::spawn(crate::boxed(crate::systemd::watchdog(shutdown.clone())));
     let mut gate = crate::accept::Gate::new("control socket", MAX_CONNECTIONS);
     loop {
         let permit = tokio::select! {
@@ -69,10 +69,10 @@ pub(crate) async fn serve(
                 Ok((stream, _)) => {
                     gate.accepted();
                     let daemon = daemon.clone();
-                    tokio::spawn(async move {
+                    tokio::spawn(crate::boxed(async move {
                         connection(stream, daemon).await;
                         drop(permit);
-                    });
+                    }));
                 }
                 Err(e) => {
                     let pause = gate.failed(&e);

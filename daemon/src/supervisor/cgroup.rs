@@ -734,7 +734,7 @@ fn watcher() -> Option<std::sync::Arc<Watcher>> {
                 waiters: std::sync::Mutex::default(),
                 next_id: AtomicU64::new(1),
             });
-            tokio::spawn(read_events(watcher.clone(), fd));
+            tokio::spawn(crate::boxed(read_events(watcher.clone(), fd)));
             Some(watcher)
         })
         .clone()

@@ -186,8 +186,8 @@ impl Supervisor {
         });
         let apps_token = shutdown.child_token();
         let tracker = TaskTracker::new();
-        tracker.spawn(reaper::run(ctx.clone(), apps_token.clone()));
-        tracker.spawn(sampler::run(ctx.clone(), apps_token.clone()));
+        tracker.spawn(crate::boxed(reaper::run(ctx.clone(), apps_token.clone())));
+        tracker.spawn(crate::boxed(sampler::run(ctx.clone(), apps_token.clone())));
         Arc::new(Supervisor { ctx, apps: Mutex::default(), tracker, apps_token, next_id: AtomicU64::new(1) })
     }
 

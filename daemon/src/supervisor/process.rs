@@ -295,7 +295,8 @@ pub(crate) fn spawn(
         None => (None, None),
     };
     let watcher =
-        tokio::spawn(ready::watch(pid, config.ready.clone(), via, notify_socket, ipc_read, reports)).abort_handle();
+        tokio::spawn(crate::boxed(ready::watch(pid, config.ready.clone(), via, notify_socket, ipc_read, reports)))
+            .abort_handle();
     Ok(Generation { child: Some(child), pid, ipc: ipc_write, watcher, notify_path, upstream: None, cgroup })
 }
 

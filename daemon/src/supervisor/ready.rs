@@ -23,7 +23,9 @@ pub(crate) enum Report {
     /// A health probe's result.
     Health { pid: u32, result: Result<(), String> },
     /// The tools hashes of the old and the new generation of a reload (or why they are unknown).
-    Tools { pid: u32, hashes: Result<(String, String), String> },
+    /// (Boxed: every variant is then at most 32 bytes, and each app's channel of reports holds
+    /// a block of 32 from the start.)
+    Tools { pid: u32, hashes: Box<Result<(String, String), String>> },
 }
 
 /// One liveness probe: a 2xx answer, or a connect.

@@ -93,14 +93,14 @@ impl AppTask {
         self.checks.probing = true;
         let tx = self.reports_tx.clone();
         let via = self.front().and_then(|f| f.socket_of(pid));
-        tokio::spawn(async move {
+        tokio::spawn(crate::boxed(async move {
             let result =
                 match tokio::time::timeout(health.timeout, ready::probe_once(&health.probe, via.as_deref())).await {
                     Ok(result) => result,
                     Err(_) => Err(format!("no answer within {}", humantime::format_duration(health.timeout))),
                 };
             let _ = tx.send(Report::Health { pid, result }).await;
-        });
+        }));
     }
 
     pub(super) fn health_result(&mut self, pid: u32, result: Result<(), String>) {

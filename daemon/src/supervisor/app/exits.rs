@@ -11,7 +11,7 @@ impl AppTask {
     pub(super) fn gen_news(&mut self, news: GenNews) {
         match news {
             GenNews::LeaderExit { gen, status } => self.leader_exited(gen, status),
-            GenNews::Gone { gen, record } => self.gone(gen, record),
+            GenNews::Gone { gen, record } => self.gone(gen, *record),
         }
     }
 
@@ -30,11 +30,11 @@ impl AppTask {
         let reason = self.machine.exit_reason(gen);
         let tx = self.exits_tx.clone();
         let finish = live.generation.finish(self.ctx.clone(), status, first, deadline, reason.clone());
-        self.tracker.spawn(async move {
+        self.tracker.spawn(crate::boxed(async move {
             let (record, end) = finish.await;
             tracing::info!(app = %config.name, pid, exit = %record.describe(), %reason, group = ?end, "exited");
-            let _ = tx.send(GenNews::Gone { gen, record });
-        });
+            let _ = tx.send(GenNews::Gone { gen, record: Box::new(record) });
+        }));
     }
 
     /// A generation's whole group is gone: forget it, record its exit, step the machine.

@@ -78,7 +78,7 @@ impl AppTask {
         };
         let front = Arc::new(Front::new(config.into()));
         let stop = CancellationToken::new();
-        runtime.spawn(front::serve(listener, front.clone(), stop.clone()));
+        runtime.spawn(crate::boxed(front::serve(listener, front.clone(), stop.clone())));
         tracing::info!(app = %self.snap.config.name, listen = %config.listen, "front listening");
         let runtime = Arc::new(FrontRuntime { front, public, stop });
         *slot = Arc::downgrade(&runtime);
@@ -112,7 +112,7 @@ impl AppTask {
         let (old, pid) = (old.pid, next.pid);
         let (old_socket, new_socket) = (front.socket_of(old), front.socket_of(pid));
         let tx = self.reports_tx.clone();
-        tokio::spawn(async move {
+        tokio::spawn(crate::boxed(async move {
             let hash = |socket: Option<PathBuf>| {
                 let url = url.clone();
                 async move {
@@ -128,8 +128,8 @@ impl AppTask {
                 (Err(e), _) => Err(format!("cannot probe the old generation: {e}")),
                 (_, Err(e)) => Err(format!("cannot probe the new generation: {e}")),
             };
-            let _ = tx.send(crate::supervisor::ready::Report::Tools { pid, hashes }).await;
-        });
+            let _ = tx.send(crate::supervisor::ready::Report::Tools { pid, hashes: Box::new(hashes) }).await;
+        }));
         true
     }
 

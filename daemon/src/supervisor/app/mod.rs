@@ -137,7 +137,7 @@ pub(crate) fn spawn(
         next_waiter: 1,
         queued_events: Vec::new(),
     };
-    tracker.spawn(task.run(rx, reports, exits, samples, shutdown));
+    tracker.spawn(crate::boxed(task.run(rx, reports, exits, samples, shutdown)));
     AppHandle { tx, snapshot }
 }
 
@@ -150,13 +150,14 @@ struct Live {
     leader_gone: bool,
 }
 
-/// What a generation's waiter tells the task.
+/// What a generation's waiter tells the task. Kept small (the record is boxed): each app's
+/// channel of these holds a block of 32 from the start.
 #[derive(Debug)]
 enum GenNews {
     /// The leader exited.
     LeaderExit { gen: GenId, status: std::io::Result<std::process::ExitStatus> },
     /// The whole group is gone.
-    Gone { gen: GenId, record: ExitRecord },
+    Gone { gen: GenId, record: Box<ExitRecord> },
 }
 
 /// Readiness reports (ready, STATUS=, WATCHDOG=1, probe results) queued for the app task.
@@ -384,10 +385,10 @@ impl AppTask {
     fn watch(&mut self, gen: Gen, mut generation: Box<dyn GenControl>, config: Arc<AppConfig>) {
         let exit = generation.leader_exit();
         let tx = self.exits_tx.clone();
-        self.tracker.spawn(async move {
+        self.tracker.spawn(crate::boxed(async move {
             let status = exit.await;
             let _ = tx.send(GenNews::LeaderExit { gen: gen.id, status });
-        });
+        }));
         self.gens.insert(gen.id, Live { generation, config, leader_gone: false });
     }
 
@@ -429,7 +430,7 @@ impl AppTask {
                     }
                 }
             }
-            Report::Tools { pid, hashes } => self.tools_compared(pid, hashes),
+            Report::Tools { pid, hashes } => self.tools_compared(pid, *hashes),
             Report::Status { pid, text } => {
                 if self.snap.state.pid() == Some(pid) {
                     self.snap.status_text = Some(text);
