@@ -180,6 +180,8 @@ struct Record {
     http_ok: u64,
     mcp: (u64, u64, u64),
     cli_outcomes: BTreeMap<String, u32>,
+    /// The flooder's lines found in its log, and those dropped while its disk was full.
+    log_lines: (u64, u64),
     daemon_deaths_ms: Vec<f64>,
     stop_ms: Vec<f64>,
     orphan_checks: u64,
@@ -532,7 +534,10 @@ fn outcome(run: &Run, verb: &str, out: &std::process::Output) {
     } else if text.contains("daemon") {
         "daemon unreachable".to_string()
     } else {
-        format!("exit {:?}", out.status.code())
+        // The first line of what it said (the timeline keeps them all).
+        let said: String = text.lines().next().unwrap_or("").chars().take(100).collect();
+        println!("[{:7.1}s] `mcpd {verb}` exited {:?}: {said}", run.now(), out.status.code());
+        format!("exit {:?}: {said}", out.status.code())
     };
     *run.record.lock().unwrap().cli_outcomes.entry(format!("{verb}: {why}")).or_default() += 1;
 }
@@ -1010,7 +1015,7 @@ fn check_lines(run: &Run) {
         run.violation("the flooder's last generation wrote no END line at `mcpd stop all`".into());
     }
     let mut r = run.record.lock().unwrap();
-    r.cli_outcomes.insert(format!("log lines checked: {total}, lost while the disk was full: {lost_unwritable}"), 0);
+    r.log_lines = (total, lost_unwritable);
 }
 
 /// Explains failures by faults, prints the table, returns the exit code.
@@ -1126,8 +1131,15 @@ fn report(run: &Run) -> i32 {
         r.stop_ms.len()
     );
     println!("| orphan checks (every 250 ms) | {} |", r.orphan_checks);
+    println!(
+        "| flooder log lines | {} checked in the files; {} dropped while the disk was full (as `log_error` counts) |",
+        r.log_lines.0, r.log_lines.1
+    );
     println!();
-    println!("outcomes: {}", r.cli_outcomes.iter().map(|(k, v)| format!("{k} ×{v}")).collect::<Vec<_>>().join("; "));
+    println!(
+        "CLI outcomes: {}",
+        r.cli_outcomes.iter().map(|(k, v)| format!("{k} ×{v}")).collect::<Vec<_>>().join("; ")
+    );
     // The timeline, to read a violation against the faults around it.
     let timeline =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/chaos-timeline-seed{}.txt", run.opts.seed));
