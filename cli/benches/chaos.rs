@@ -902,13 +902,12 @@ impl McpClient {
     }
 }
 
-/// The end: every fault undone, the fleet settles, `mcpd stop all` is timed, nothing is left,
+/// The end: every process we stopped continued, `mcpd stop all` timed, nothing left,
 /// and the flooder's lines are checked.
 fn finish(run: &Run) {
     for pid in run.stopped.lock().unwrap().drain() {
         signal(pid, libc::SIGCONT);
     }
-    std::thread::sleep(Duration::from_secs(1));
     let t = Instant::now();
     let out = run.fleet.mcpd_timed(&["stop", "all"], Duration::from_secs(60));
     let took = t.elapsed().as_secs_f64();
@@ -1097,20 +1096,15 @@ fn report(run: &Run) -> i32 {
         RSS_BOUND_KIB / 1024
     );
     println!("| daemon fds | {} (bound {FD_BOUND}) |", range(&r.fds));
-    println!(
-        "| `mcpd ping` | median {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} probes; bound 3 s) |",
-        pct(&r.control_ms, 0.5),
-        pct(&r.control_ms, 0.99),
-        pct(&r.control_ms, 1.0),
-        r.control_ms.len()
-    );
-    println!(
-        "| front (unknown session → 404) | median {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} probes; bound 2 s) |",
-        pct(&r.front_ms, 0.5),
-        pct(&r.front_ms, 0.99),
-        pct(&r.front_ms, 1.0),
-        r.front_ms.len()
-    );
+    let latency = |what: &str, ms: &[f64], bound: &str| {
+        let (p50, p99, max) = (pct(ms, 0.5), pct(ms, 0.99), pct(ms, 1.0));
+        println!(
+            "| {what} | median {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({} probes; bound {bound}) |",
+            ms.len()
+        );
+    };
+    latency("`mcpd ping`", &r.control_ms, "3 s");
+    latency("front (unknown session → 404)", &r.front_ms, "2 s");
     println!(
         "| MCP tool calls (SDK, 6 live sessions) | {} ok, {} failed, all explained by a fault: {}; {} sessions opened |",
         r.mcp.0,
