@@ -106,17 +106,20 @@ pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), Daem
     result
 }
 
-/// Turns cgroup tracking off (`0`), for comparing the two ways of tracking.
+/// Turns cgroup tracking off (`0`), or limits it to the v2 hierarchy (`v2`: no controller
+/// from a v1 hierarchy, so no v1 write on the way to each start), for comparing the ways of
+/// tracking.
 pub const CGROUPS_ENV: &str = "MCPD_CGROUPS";
 
 /// Sets up a cgroup per generation where the machine allows it (after the lock is taken, so
 /// one daemon at a time touches the home's tree); kills what a dead predecessor left.
 fn track(paths: &Paths, guard: &guard::Guard) -> (supervisor::cgroup::Tracking, Vec<supervisor::cgroup::Orphans>) {
     use supervisor::cgroup::{Tracking, Tree};
-    let (tracking, orphans) = if std::env::var_os(CGROUPS_ENV).is_some_and(|v| v == "0") {
+    let setting = std::env::var_os(CGROUPS_ENV);
+    let (tracking, orphans) = if setting.as_ref().is_some_and(|v| v == "0") {
         (Tracking::ProcessGroup(format!("{CGROUPS_ENV}=0")), Vec::new())
     } else {
-        match Tree::setup(paths.home(), guard.pid()) {
+        match Tree::setup(paths.home(), guard.pid(), setting.is_none_or(|v| v != "v2")) {
             Ok((tree, orphans)) => {
                 guard.watch_tree(tree.root());
                 tree.v1_roots().iter().for_each(|r| guard.watch_tree(r));

@@ -201,3 +201,55 @@ fn sigquit_drains_every_app_and_exits_0() {
     assert_eq!(drained, "SIGUSR1", "the app got its kill_signal and drained");
     assert!(!alive(app));
 }
+
+/// `SigIgn` and `SigBlk` of /proc/PID/status, as hex masks.
+fn ignored_and_blocked(status: &str) -> (String, String) {
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).unwrap_or_default()
+    };
+    (field("SigIgn:"), field("SigBlk:"))
+}
+
+/// A daemon started from a shell that ignored signals (a `&` job ignores INT and QUIT,
+/// `nohup` HUP; here ALRM, TSTP and TTOU, which the daemon has no handler for) must not
+/// pass the ignoring on: its apps start with every signal at its default, none blocked, as
+/// under systemd.
+#[test]
+fn apps_start_with_default_signals_whatever_the_daemon_inherited() {
+    use std::os::unix::process::CommandExt;
+    let home = Home::new();
+    let config = home.write(
+        "s.toml",
+        "[apps.s]\ncommand = \"sh\"\nargs = [\"-c\", \"cat /proc/self/status > status.txt; exec sleep infinity\"]\n",
+    );
+    let mut command = home.command(&["daemon", "--start", config.to_str().unwrap()]);
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: signal() is async-signal-safe; it only changes dispositions in the new process.
+    unsafe {
+        command.pre_exec(|| {
+            for sig in [libc::SIGALRM, libc::SIGTSTP, libc::SIGTTOU] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            Ok(())
+        });
+    }
+    let daemon = Foreground(command.spawn().unwrap());
+    home.wait_socket();
+    let (daemon_ignores, _) = ignored_and_blocked(&read(Path::new(&format!("/proc/{}/status", daemon.0.id()))));
+    let status = wait_for("the app to write its status", Duration::from_secs(10), || {
+        let text = read(&home.file("status.txt"));
+        if text.contains("SigBlk:") {
+            Ok(text)
+        } else {
+            Err("no status yet".to_string())
+        }
+    });
+    assert_ne!(
+        u64::from_str_radix(&daemon_ignores, 16).unwrap_or(0) & (1 << (libc::SIGALRM - 1)),
+        0,
+        "the daemon inherited the ignored SIGALRM (SigIgn {daemon_ignores}): the test's premise"
+    );
+    let (ignored, blocked) = ignored_and_blocked(&status);
+    assert_eq!(u64::from_str_radix(&ignored, 16), Ok(0), "the app ignores no signal (SigIgn {ignored})");
+    assert_eq!(u64::from_str_radix(&blocked, 16), Ok(0), "the app blocks no signal (SigBlk {blocked})");
+}

@@ -305,8 +305,9 @@ pub(crate) fn leave(root: &Path, v1_roots: &[PathBuf]) {
 impl Tree {
     /// Finds the cgroup v2 hierarchy, makes this home's tree in it, moves the daemon (this
     /// process) and `guard` into its leaf, enables the controllers it can, and kills what a
-    /// dead predecessor left. Blocking: call it before the runtime starts.
-    pub fn setup(home: &Path, guard: Option<u32>) -> Result<(Tree, Vec<Orphans>), String> {
+    /// dead predecessor left; with `use_v1`, also takes from v1 hierarchies the controllers v2
+    /// lacks. Blocking: call it before the runtime starts.
+    pub fn setup(home: &Path, guard: Option<u32>, use_v1: bool) -> Result<(Tree, Vec<Orphans>), String> {
         // Bytes, read leniently: a mount point that is not UTF-8 (any user can make one with
         // FUSE) must not turn tracking off.
         let lossy = |path: &str| {
@@ -364,7 +365,7 @@ impl Tree {
         let name = root.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         let v1 = CONTROLLERS
             .iter()
-            .filter(|c| !controllers.iter().any(|e| e == **c))
+            .filter(|c| use_v1 && !controllers.iter().any(|e| e == **c))
             .filter_map(|&controller| {
                 let root = own_v1_dir(&mountinfo, &own, controller)?.join(&name);
                 mkdir(&root).ok()?;
@@ -500,8 +501,14 @@ impl Tree {
             }
         }
         let (name, dir) = made.ok_or_else(|| format!("no free generation name under {}", app_dir.display()))?;
-        let mut cgroup =
-            GenCgroup { procs: vec![open_procs(&dir).map_err(|e| fail(&dir, e))?], dir, v1: Vec::new(), memory: None };
+        let mut cgroup = GenCgroup {
+            dir_fd: open_dir(&dir).map_err(|e| fail(&dir, e))?,
+            tracking_procs: open_procs(&dir).map_err(|e| fail(&dir, e))?,
+            dir,
+            v1_procs: Vec::new(),
+            v1: Vec::new(),
+            memory: None,
+        };
         let v2 = |c: &str| self.controllers.iter().any(|e| e == c);
         let needed: Vec<&str> = wanted(limits).into_iter().map(|(_, c)| c).collect();
         for h in &self.v1 {
@@ -522,7 +529,10 @@ impl Tree {
                 }
             }
             made.map_err(|e| fail(&dir, e))?;
-            cgroup.procs.push(open_procs(&dir).map_err(|e| fail(&dir, e))?);
+            // Entered by the child before it executes, memory too: v1 cannot move the pages a
+            // process was charged for into a cgroup it enters later, so a later move would
+            // leave its early memory uncounted.
+            cgroup.v1_procs.push(open_procs(&dir).map_err(|e| fail(&dir, e))?);
             if h.controller == "memory" {
                 cgroup.memory = Some((dir.clone(), Version::V1));
             }
@@ -570,6 +580,12 @@ impl Tree {
     }
 }
 
+/// The directory itself, for `clone3`'s `CLONE_INTO_CGROUP` (O_PATH will not do).
+fn open_dir(dir: &Path) -> std::io::Result<OwnedFd> {
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC).open(dir)?;
+    Ok(file.into())
+}
+
 fn open_procs(dir: &Path) -> std::io::Result<OwnedFd> {
     let file = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(dir.join("cgroup.procs"))?;
     Ok(file.into())
@@ -586,9 +602,14 @@ enum Version {
 #[derive(Debug)]
 pub(crate) struct GenCgroup {
     dir: PathBuf,
-    /// `cgroup.procs` of each of its cgroups (v2 first, then v1), open for the child to write
-    /// itself into before it executes.
-    procs: Vec<OwnedFd>,
+    /// Its directory, which the child is cloned into.
+    dir_fd: OwnedFd,
+    /// Its `cgroup.procs`, for a kernel that cannot clone into a cgroup (the child writes
+    /// itself into it).
+    tracking_procs: OwnedFd,
+    /// `cgroup.procs` of its v1 cgroups, open for the child to write itself into before it
+    /// executes.
+    v1_procs: Vec<OwnedFd>,
     /// Its cgroups in v1 hierarchies, by controller.
     v1: Vec<(&'static str, PathBuf)>,
     /// The cgroup whose memory controller counts it.
@@ -596,9 +617,20 @@ pub(crate) struct GenCgroup {
 }
 
 impl GenCgroup {
-    /// The fds the child writes `0` to (itself) between fork and exec.
-    pub fn procs_fds(&self) -> Vec<RawFd> {
-        self.procs.iter().map(AsRawFd::as_raw_fd).collect()
+    /// The v1 `cgroup.procs` the child writes `0` to (itself) between clone and exec.
+    pub fn v1_procs_fds(&self) -> Vec<RawFd> {
+        self.v1_procs.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    /// Its `cgroup.procs`, for a kernel that cannot clone into it.
+    pub fn tracking_procs_fd(&self) -> RawFd {
+        self.tracking_procs.as_raw_fd()
+    }
+
+    /// Its directory, to clone the child into.
+    pub fn tracking_dir_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.dir_fd.as_fd()
     }
 
     /// Whether the kernel's OOM killer killed a process of it (`memory.events` in v2,

@@ -51,9 +51,16 @@ pub(crate) struct ExecPlan {
     fds: Vec<(RawFd, RawFd)>,
     temps: Vec<RawFd>,
     ids: Option<Ids>,
-    /// The generation's `cgroup.procs`, which the child writes itself into before anything
-    /// else (before its fds are moved, which could overwrite this one).
+    /// `cgroup.procs` of the v1 cgroups the child must be in before it runs (a limit needs
+    /// them), which it writes itself into before anything else (before its fds are moved,
+    /// which could overwrite these).
     cgroup_procs: Vec<RawFd>,
+    /// The tracking cgroup's `cgroup.procs`, for a kernel that cannot clone into it.
+    tracking_procs: Option<RawFd>,
+    /// The working directory, entered in the child.
+    cwd: CString,
+    /// Where the child reports its errno if it cannot exec.
+    report: RawFd,
     /// `rlimits`, as setrlimit takes them: (resource, limits), checked before fork.
     rlimits: Vec<(libc::c_int, libc::rlimit)>,
 }
@@ -194,9 +201,10 @@ fn cstring(bytes: &[u8], what: &str) -> Result<CString, String> {
 }
 
 impl ExecPlan {
-    /// Prepares the execve of `program` with `args` and `env`.
+    /// Prepares the execve of `program` with `args` and `env`, in `cwd`.
     pub fn new(
         program: &Path,
+        cwd: &Path,
         args: &[String],
         env: &BTreeMap<OsString, OsString>,
         handover: &Handover,
@@ -244,20 +252,61 @@ impl ExecPlan {
             fds,
             ids: handover.ids.clone(),
             cgroup_procs: Vec::new(),
+            tracking_procs: None,
+            cwd: cstring(cwd.as_os_str().as_bytes(), "the working directory")?,
+            report: -1,
             rlimits: Vec::new(),
         })
     }
 
-    /// Has the child enter the cgroups whose `cgroup.procs` are open as `fds` before it runs.
-    pub fn enter_cgroups(&mut self, fds: Vec<RawFd>) {
-        self.cgroup_procs = fds;
+    /// Has the child enter the cgroups whose `cgroup.procs` are open as `v1` before it runs;
+    /// `tracking` is the tracking cgroup's, used only where the kernel cannot clone into it.
+    pub fn enter_cgroups(&mut self, v1: Vec<RawFd>, tracking: Option<RawFd>) {
+        self.cgroup_procs = v1;
+        self.tracking_procs = tracking;
     }
 
-    /// In the forked child: place the fds, write LISTEN_PID, execve. Returns only on failure.
+    /// For a kernel without `CLONE_INTO_CGROUP`: the child writes itself into the tracking
+    /// cgroup too.
+    pub fn enter_tracking_cgroup_itself(&mut self) {
+        if let Some(fd) = self.tracking_procs.take() {
+            self.cgroup_procs.insert(0, fd);
+        }
+    }
+
+    /// Gives the child `stdio` as fds 0, 1 and 2, and the pipe it reports a failure to.
+    pub fn set_stdio(&mut self, stdio: [RawFd; 3], report: RawFd) {
+        self.fds.retain(|&(_, target)| target > 2);
+        for (target, source) in stdio.into_iter().enumerate().rev() {
+            self.fds.insert(0, (source, target as RawFd));
+        }
+        self.temps = vec![-1; self.fds.len()];
+        self.report = report;
+    }
+
+    /// The pipe the child reports a failure to.
+    pub fn report_fd(&self) -> RawFd {
+        self.report
+    }
+
+    /// In the new child: enter the cgroups, reset signals, lead a new process group, enter
+    /// the working directory, place the fds, set limits and the user, write LISTEN_PID,
+    /// execve. Returns only on failure. Async-signal-safe: system calls only, the user
+    /// switch by raw syscall (glibc's setuid would try to reach the parent's threads).
     pub fn exec(&mut self) -> std::io::Error {
         for &fd in &self.cgroup_procs {
             // SAFETY: write of a static buffer to an fd we own; "0" moves the writer itself.
             if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+                return std::io::Error::last_os_error();
+            }
+        }
+        // Every handler the daemon set goes back to the default (execve would do that for
+        // handlers, but not for ignored signals), then the mask clone3 ran under is cleared.
+        reset_signals();
+        // SAFETY: setpgid and chdir are plain system calls; cwd is a NUL-terminated string
+        // the plan owns.
+        unsafe {
+            if libc::setpgid(0, 0) != 0 || libc::chdir(self.cwd.as_ptr()) != 0 {
                 return std::io::Error::last_os_error();
             }
         }
@@ -273,7 +322,17 @@ impl ExecPlan {
                 }
             }
         }
-        let first_free = 3 + self.fds.len() as RawFd;
+        let first_free = self.fds.iter().map(|&(_, target)| target + 1).max().unwrap_or(3).max(3);
+        if self.report >= 0 && self.report < first_free {
+            // Moved out of the way of the targets, so the failure report still reaches the
+            // parent (still close-on-exec).
+            // SAFETY: fcntl on an fd we own.
+            let moved = unsafe { libc::fcntl(self.report, libc::F_DUPFD_CLOEXEC, first_free) };
+            if moved < 0 {
+                return std::io::Error::last_os_error();
+            }
+            self.report = moved;
+        }
         for (i, &(source, _)) in self.fds.iter().enumerate() {
             // SAFETY: fcntl on an fd we own; F_DUPFD_CLOEXEC allocates nothing in user space.
             let temp = unsafe { libc::fcntl(source, libc::F_DUPFD_CLOEXEC, first_free) };
@@ -295,12 +354,13 @@ impl ExecPlan {
             return e;
         }
         if let Some(ids) = &self.ids {
-            // SAFETY: setgroups, setgid and setuid are async-signal-safe; the group list was
-            // built before fork. Groups first: after setuid we could no longer change them.
+            // SAFETY: raw setgroups, setgid and setuid system calls (this thread only, which is
+            // the whole child); the group list was built before clone. Groups first: after
+            // setuid we could no longer change them.
             unsafe {
-                if libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) != 0
-                    || libc::setgid(ids.gid) != 0
-                    || libc::setuid(ids.uid) != 0
+                if libc::syscall(libc::SYS_setgroups, ids.groups.len(), ids.groups.as_ptr()) != 0
+                    || libc::syscall(libc::SYS_setgid, ids.gid) != 0
+                    || libc::syscall(libc::SYS_setuid, ids.uid) != 0
                 {
                     return std::io::Error::last_os_error();
                 }
@@ -331,6 +391,39 @@ impl ExecPlan {
         // NUL-terminated.
         unsafe { libc::execve(self.program.as_ptr(), self.argv_ptrs.as_ptr(), self.env_ptrs.as_ptr()) };
         std::io::Error::last_os_error()
+    }
+}
+
+/// In the new child: every signal's disposition back to the default, by raw rt_sigaction
+/// (glibc's sigaction refuses the two signals it keeps for itself, 32 and 33, which an
+/// ignoring parent can still pass on), then an empty mask.
+fn reset_signals() {
+    /// The kernel's `struct sigaction` where it has `sa_restorer` (x86_64, aarch64).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    // SAFETY: rt_sigaction and sigprocmask read structs on our stack; SIGKILL and SIGSTOP,
+    // which cannot be changed, are skipped.
+    unsafe {
+        for signal in 1..=libc::SIGRTMAX() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+                    libc::syscall(libc::SYS_rt_sigaction, signal, &default, std::ptr::null_mut::<KernelSigaction>(), 8);
+                } else {
+                    let mut plain: libc::sigaction = std::mem::zeroed();
+                    plain.sa_sigaction = libc::SIG_DFL;
+                    libc::sigaction(signal, &plain, std::ptr::null_mut());
+                }
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
 }
 
@@ -478,9 +571,12 @@ mod tests {
         assert_eq!(get("NOTIFY_SOCKET").as_deref(), Some("/run/n.sock"));
         assert_eq!(get("WATCHDOG_USEC").as_deref(), Some("30000000"));
         assert_eq!(get("A").as_deref(), Some("1"));
-        let plan = ExecPlan::new(Path::new("/bin/true"), &[], &env, &handover).unwrap();
+        let mut plan = ExecPlan::new(Path::new("/bin/true"), Path::new("/"), &[], &env, &handover).unwrap();
         assert_eq!(plan.fds, [(10, 3), (11, 4), (12, 5)]);
         assert!(plan.listen_pid.is_some());
+        plan.set_stdio([20, 21, 22], 30);
+        assert_eq!(plan.fds, [(20, 0), (21, 1), (22, 2), (10, 3), (11, 4), (12, 5)], "stdio first, then the handover");
+        assert_eq!((plan.temps.len(), plan.report_fd()), (6, 30));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod app;
 pub(crate) mod cgroup;
+mod child;
 mod drain;
 mod exec;
 mod group;

@@ -11,10 +11,9 @@ use mcpd_core::config::{read_env_file, AppConfig, Ready};
 use mcpd_core::model::LogStream;
 use mcpd_core::signal::Signal;
 use nix::sys::socket::{setsockopt, socketpair, sockopt::PassCred, AddressFamily, SockFlag, SockType};
-use process_wrap::tokio::{ChildWrapper, CommandWrap, ProcessGroup};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::unix::OwnedWriteHalf;
@@ -25,7 +24,7 @@ use tokio_util::task::TaskTracker;
 #[derive(Debug)]
 pub(crate) struct Generation {
     /// Until the task's waiter takes it.
-    child: Option<Box<dyn ChildWrapper>>,
+    child: Option<super::child::Child>,
     /// The leader's pid and the group's id.
     pub pid: u32,
     ipc: Option<OwnedWriteHalf>,
@@ -190,7 +189,7 @@ pub(crate) fn preflight(config: &AppConfig) -> Result<(), String> {
     let env = exec::environment(configured, &handover);
     let program = exec::resolve_program(&config.command, &config.cwd, &env)
         .map_err(|e| format!("command: {e}: install it, or give its absolute path"))?;
-    ExecPlan::new(&program, &config.args, &env, &handover).map(drop)
+    ExecPlan::new(&program, &config.cwd, &config.args, &env, &handover).map(drop)
 }
 
 /// Spawns a generation of `config` with the given listening sockets; its readiness watcher
@@ -216,14 +215,14 @@ pub(crate) fn spawn(
         Ready::Notify => Some(notify_socket(config, ctx)?),
         _ => None,
     };
-    let ipc = match config.ready {
-        Ready::Ipc => Some(ipc_pair()?),
-        _ => None,
+    let (ipc_ours, ipc_theirs) = match config.ready {
+        Ready::Ipc => ipc_pair().map(|(ours, theirs)| (Some(ours), Some(theirs)))?,
+        _ => (None, None),
     };
     let handover = Handover {
         listen: listen.to_vec(),
         listen_name: config.name.to_string(),
-        ipc: ipc.as_ref().map(|(_, theirs)| theirs.as_raw_fd()),
+        ipc: ipc_theirs.as_ref().map(|theirs| theirs.as_raw_fd()),
         notify_socket: notify.as_ref().map(|(path, _)| path.clone()),
         watchdog: config.limits.watchdog,
         ids: exec::resolve_ids(config.user.as_deref(), config.group.as_deref())?,
@@ -235,7 +234,7 @@ pub(crate) fn spawn(
     }
     let env = exec::environment(configured, &handover);
     let program = exec::resolve_program(&config.command, &config.cwd, &env)?;
-    let mut plan = ExecPlan::new(&program, &config.args, &env, &handover)?;
+    let mut plan = ExecPlan::new(&program, &config.cwd, &config.args, &env, &handover)?;
     plan.set_rlimits(&config.rlimits)?;
     // A limit the machine cannot apply is an error, never quietly dropped (a start request
     // was checked already; this is for saved apps, boot files and reloads).
@@ -245,42 +244,11 @@ pub(crate) fn spawn(
         None => None,
     };
     if let Some(cgroup) = &cgroup {
-        plan.enter_cgroups(cgroup.procs_fds());
+        plan.enter_cgroups(cgroup.v1_procs_fds(), Some(cgroup.tracking_procs_fd()));
     }
-    let mut command = CommandWrap::with_new(&program, |c| {
-        c.current_dir(&config.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        // SAFETY: ExecPlan::exec only calls async-signal-safe functions (fcntl, dup2, getpid,
-        // execve) and writes into memory it owns.
-        unsafe {
-            c.pre_exec(move || Err(plan.exec()));
-        }
-    });
-    command.wrap(ProcessGroup::leader());
-    // Held across fork and registration, so the orphan reaper never takes a leader's exit.
-    let mut leaders = ctx.leaders.lock().expect("leaders lock");
-    let mut child = command.spawn().map_err(|source| SpawnError::Exec { program: program.clone(), source })?;
-    let pid = child.id().ok_or_else(|| SpawnError::Exec {
-        program: program.clone(),
-        source: std::io::Error::other("the new process exited before its pid was read"),
-    })?;
-    leaders.insert(pid);
-    drop(leaders);
-    ctx.groups.lock().expect("groups lock").insert(pid);
-    if let Some(cgroup) = &cgroup {
-        ctx.cgroups.lock().expect("cgroups lock").insert(pid, cgroup.clone());
-        cgroup.dirs().for_each(|d| ctx.guard.watch_cgroup(d));
-    }
-    ctx.guard.watch(pid);
-    // Tracked, so a shutdown waits until every line the app wrote is in its files.
-    if let Some(out) = child.stdout().take() {
-        tracker.spawn(capture(out, LogStream::Out, logs.clone()));
-    }
-    if let Some(err) = child.stderr().take() {
-        tracker.spawn(capture(err, LogStream::Err, logs.clone()));
-    }
-    // The child has its own copies of the handed-over fds now; `theirs` is closed here.
-    let (ipc_read, ipc_write) = match ipc {
-        Some((ours, _theirs)) => {
+    // Registered before the child exists: nothing can fail after it runs.
+    let (ipc_read, ipc_write) = match ipc_ours {
+        Some(ours) => {
             let (read, write) =
                 tokio::net::UnixStream::from_std(ours).map_err(io("cannot watch the IPC channel"))?.into_split();
             (Some(read), Some(write))
@@ -294,10 +262,40 @@ pub(crate) fn spawn(
         ),
         None => (None, None),
     };
+    // Held across clone and registration, so the orphan reapers never take a leader's exit.
+    let mut leaders = ctx.leaders.lock().expect("leaders lock");
+    // Cloned into its cgroup where that is the only one; where a v1 cgroup must be entered
+    // too, the child writes itself into both (v2 first), as cloning gains nothing there (the
+    // v1 write waits for an RCU grace period either way) and was measured to cost: a 200 MiB
+    // log flood through mcpd took 1.41-1.49x as long as straight to a file, against 1.13-1.21x.
+    let into = match &cgroup {
+        Some(c) if c.v1_procs_fds().is_empty() => Some(c.tracking_dir_fd()),
+        Some(_) => {
+            plan.enter_tracking_cgroup_itself();
+            None
+        }
+        None => None,
+    };
+    let started =
+        super::child::spawn(&mut plan, into).map_err(|source| SpawnError::Exec { program: program.clone(), source })?;
+    let pid = started.child.pid;
+    leaders.insert(pid);
+    drop(leaders);
+    ctx.groups.lock().expect("groups lock").insert(pid);
+    if let Some(cgroup) = &cgroup {
+        ctx.cgroups.lock().expect("cgroups lock").insert(pid, cgroup.clone());
+        cgroup.dirs().for_each(|d| ctx.guard.watch_cgroup(d));
+    }
+    ctx.guard.watch(pid);
+    // Tracked, so a shutdown waits until every line the app wrote is in its files.
+    tracker.spawn(capture(started.stdout, LogStream::Out, logs.clone()));
+    tracker.spawn(capture(started.stderr, LogStream::Err, logs.clone()));
+    // The child has its own copies of the handed-over fds now.
+    drop(ipc_theirs);
     let watcher =
         tokio::spawn(crate::boxed(ready::watch(pid, config.ready.clone(), via, notify_socket, ipc_read, reports)))
             .abort_handle();
-    Ok(Generation { child: Some(child), pid, ipc: ipc_write, watcher, notify_path, upstream: None, cgroup })
+    Ok(Generation { child: Some(started.child), pid, ipc: ipc_write, watcher, notify_path, upstream: None, cgroup })
 }
 
 fn notify_socket(config: &AppConfig, ctx: &Ctx) -> Result<NotifySocket, SpawnError> {
@@ -350,7 +348,7 @@ impl Generation {
         let child = self.child.take();
         async move {
             match child {
-                Some(mut child) => child.inner_mut().wait().await,
+                Some(child) => child.wait().await,
                 None => Err(std::io::Error::other("the leader is already waited for")),
             }
         }

@@ -60,7 +60,12 @@ pub(crate) fn sample(ctx: &Ctx) {
     if let Ok(all) = procfs::process::all_processes() {
         for process in all.flatten() {
             let Ok(stat) = process.stat() else { continue };
-            if stat.ppid == me && stat.state == 'Z' && !leaders.contains(&(stat.pid as u32)) {
+            // The leaders are asked again under their lock: one spawned since the snapshot
+            // above is a leader too, and its exit is its app task's to collect.
+            if stat.ppid == me
+                && stat.state == 'Z'
+                && !ctx.leaders.lock().expect("leaders lock").contains(&(stat.pid as u32))
+            {
                 let _ = waitpid(Pid::from_raw(stat.pid), Some(WaitPidFlag::WNOHANG));
                 continue;
             }

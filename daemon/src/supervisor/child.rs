@@ -1,0 +1,226 @@
+//! Starting a generation's leader with `clone3`, and waiting for it through a pidfd.
+//!
+//! `clone3` does what fork does, plus two things `std::process::Command` cannot ask for:
+//! `CLONE_INTO_CGROUP` starts the child inside its generation's cgroup (no write to
+//! `cgroup.procs`, which waits for an RCU grace period, 5–13 ms, when it is the first such
+//! write in a while), and `CLONE_PIDFD` hands back a pidfd, which becomes readable when the
+//! leader exits, so its exit is awaited on the runtime's reactor like a socket. A pidfd names
+//! one process, so the leader's exit is collected by pid only after the pidfd said it exited,
+//! while it is still a zombie only the daemon may reap (the reapers leave leaders alone).
+//!
+//! The child runs [`ExecPlan::exec`] (async-signal-safe, no allocation) and, if that fails,
+//! writes the errno to a close-on-exec pipe, which the parent reads: end of file means the
+//! execve happened.
+
+use super::exec::ExecPlan;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use tokio::net::unix::pipe::Receiver;
+
+const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` of the kernel, up to its `cgroup` field (Linux 5.7).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// A started leader: its pid and a pidfd for it.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pub pid: u32,
+    pidfd: OwnedFd,
+}
+
+/// What [`spawn`] hands back besides the child: the read ends of its stdout and stderr.
+pub(crate) struct Started {
+    pub child: Child,
+    pub stdout: Receiver,
+    pub stderr: Receiver,
+}
+
+/// Starts `plan` as a new process (stdin `/dev/null`, stdout and stderr pipes), inside the
+/// cgroup directory `cgroup` when given. Blocks until the child has exec'd or failed to, as
+/// `Command::spawn` does.
+pub(crate) fn spawn(plan: &mut ExecPlan, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Started> {
+    let null = std::fs::File::open("/dev/null")?;
+    let (out_read, out_write) = pipe()?;
+    let (err_read, err_write) = pipe()?;
+    // Registered before the child exists: nothing can fail after it runs.
+    let (out_read, err_read) = (Receiver::from_owned_fd(out_read)?, Receiver::from_owned_fd(err_read)?);
+    let (report_read, report_write) = pipe()?;
+    plan.set_stdio([null.as_raw_fd(), out_write.as_raw_fd(), err_write.as_raw_fd()], report_write.as_raw_fd());
+    let child = match clone_and_exec(plan, cgroup) {
+        Err(e) if cgroup.is_some() && matches!(e.raw_os_error(), Some(libc::E2BIG | libc::EINVAL)) => {
+            // A kernel before 5.7 has no CLONE_INTO_CGROUP: the child moves itself, by the
+            // `cgroup.procs` the plan was given for this case.
+            plan.enter_tracking_cgroup_itself();
+            clone_and_exec(plan, None)?
+        }
+        other => other?,
+    };
+    // The child has its copies; ours would keep the pipes open after it exits.
+    drop((null, out_write, err_write, report_write));
+    let mut errno = [0u8; 4];
+    let mut got = 0;
+    // Bounded: each read returns data or end of file (EINTR retries are not a loop the
+    // child can keep going).
+    while got < errno.len() {
+        // SAFETY: reads into the unfilled part of a buffer on our stack.
+        let n = unsafe { libc::read(report_read.as_raw_fd(), errno[got..].as_mut_ptr().cast(), errno.len() - got) };
+        match n {
+            0 => break,
+            n if n > 0 => got += n as usize,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
+            _ => break,
+        }
+    }
+    if got == 0 {
+        return Ok(Started { child, stdout: out_read, stderr: err_read });
+    }
+    // The child failed before execve and exits at once; collect it so it leaves no zombie.
+    let mut status = 0;
+    // SAFETY: waitpid of our own child, into an int on our stack.
+    unsafe { libc::waitpid(child.pid as i32, &mut status, 0) };
+    Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+}
+
+/// clone3, then in the child: [`ExecPlan::exec`], and on failure its errno to the report pipe.
+fn clone_and_exec(plan: &mut ExecPlan, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Child> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: CLONE_PIDFD,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(dir) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = dir.as_raw_fd() as u64;
+    }
+    // Signals are blocked across clone3, so the daemon's handlers (which write to the
+    // runtime's signal pipe) never run in the child; the child resets every disposition
+    // before it unblocks them (ExecPlan::exec).
+    // SAFETY: a sigset_t is plain data, for which all zeroes is a valid (empty) value;
+    // sigfillset and pthread_sigmask work on sets on our stack.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut before = all;
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before);
+    }
+    // SAFETY: clone3 without CLONE_VM duplicates this process as fork does. In the child
+    // only async-signal-safe system calls run (ExecPlan::exec, write, _exit), on memory the
+    // plan owns; no lock, no allocation, no glibc per-thread state.
+    let rc = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let error = io::Error::last_os_error();
+    if rc != 0 {
+        // SAFETY: restores this thread's mask from a set on our stack.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+    }
+    if rc < 0 {
+        if error.raw_os_error() == Some(libc::ENOSYS) {
+            return Err(io::Error::other("this kernel has no clone3: mcpd needs Linux 5.3 or later"));
+        }
+        return Err(error);
+    }
+    if rc == 0 {
+        let error = plan.exec();
+        let errno = error.raw_os_error().unwrap_or(libc::EINVAL).to_ne_bytes();
+        // SAFETY: write of a buffer on the stack, then _exit: both async-signal-safe.
+        unsafe {
+            libc::write(plan.report_fd(), errno.as_ptr().cast(), errno.len());
+            libc::_exit(127);
+        }
+    }
+    // SAFETY: the kernel wrote a new pidfd, which nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Child { pid: rc as u32, pidfd })
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds are new and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+impl Child {
+    /// Waits for the leader to exit and collects its status. Must run on the runtime.
+    pub async fn wait(self) -> io::Result<ExitStatus> {
+        // SAFETY: the AsyncFd owns the pidfd, so the fd stays open and the same for as long
+        // as it is registered.
+        let pidfd =
+            unsafe { tokio::io::unix::AsyncFd::register_with_interest(self.pidfd, tokio::io::Interest::READABLE) }?;
+        // Bounded: a pidfd is readable from the leader's exit on, so the second pass finds
+        // the zombie (the first can only miss it on a spurious wakeup).
+        loop {
+            let mut ready = pidfd.readable().await?;
+            let mut status = 0;
+            // SAFETY: waitpid of our own child, into an int on our stack.
+            match unsafe { libc::waitpid(self.pid as i32, &mut status, libc::WNOHANG) } {
+                0 => ready.clear_ready(),
+                pid if pid > 0 => return Ok(ExitStatus::from_raw(status)),
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    fn plan(program: &str, args: &[&str], cwd: &str) -> ExecPlan {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let env = BTreeMap::from([("PATH".into(), "/usr/bin:/bin".into())]);
+        ExecPlan::new(Path::new(program), Path::new(cwd), &args, &env, &Default::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_child_runs_in_its_cwd_with_its_output_piped_and_its_exit_collected() {
+        use tokio::io::AsyncReadExt;
+        let mut plan = plan("/bin/sh", &["-c", "pwd; echo oops >&2; exit 3"], "/tmp");
+        let Started { child, mut stdout, mut stderr } = spawn(&mut plan, None).unwrap();
+        let (mut out, mut err) = (String::new(), String::new());
+        stdout.read_to_string(&mut out).await.unwrap();
+        stderr.read_to_string(&mut err).await.unwrap();
+        let status = child.wait().await.unwrap();
+        assert_eq!((out.as_str(), err.as_str(), status.code()), ("/tmp\n", "oops\n", Some(3)));
+    }
+
+    #[tokio::test]
+    async fn a_failed_exec_or_chdir_is_an_error_with_its_errno() {
+        for (program, cwd, errno) in
+            [("/nonexistent/program", "/", libc::ENOENT), ("/bin/true", "/nonexistent-dir", libc::ENOENT)]
+        {
+            let mut plan = plan(program, &[], cwd);
+            let error = spawn(&mut plan, None).err().expect("the spawn fails");
+            assert_eq!(error.raw_os_error(), Some(errno), "{program} in {cwd}: {error}");
+        }
+    }
+}
