@@ -99,6 +99,9 @@ pub fn run(paths: Paths, boot: mcpd_core::config::ConfigFile) -> Result<(), Daem
         let signals = signals::Signals::install().map_err(io_error("cannot install the signal handlers"))?;
         server::serve(paths.clone(), guard, tracking, orphans, boot, CancellationToken::new(), signals).await
     });
+    // Apps' launcher threads leave the tree's cgroups before it is left.
+    drop(runtime);
+    supervisor::launcher::join_all();
     if let Some((root, v1_roots)) = leave {
         supervisor::cgroup::leave(&root, &v1_roots);
     }

@@ -402,3 +402,77 @@ fn memory_of_200_idle_children_is_what_the_memory_controller_counts() {
         rss_sum as f64 / 1048576.0
     );
 }
+
+/// The cgroup paths of `pid`, one per hierarchy line of /proc/PID/cgroup.
+fn cgroup_lines(pid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+/// After a crash, generations are cloned from the app's launcher thread, which waits inside
+/// the next generation's v1 cgroups (on a machine with v1 controllers): each respawned
+/// generation must start in cgroups of its own in every hierarchy, be counted by its own
+/// memory controller, find the daemon's thread gone from them, and leave nothing behind.
+#[test]
+fn respawned_generations_start_in_their_own_cgroups_in_every_hierarchy() {
+    if skip_without_cgroups("respawned_generations_start_in_their_own_cgroups_in_every_hierarchy") {
+        return;
+    }
+    let home = Home::new();
+    // Crashes on its first three starts, then stays up.
+    let config = home.write(
+        "r.toml",
+        "[apps.r]\ncommand = \"sh\"\nargs = [\"-c\", \"echo x >> starts.txt; [ $(wc -l < starts.txt) -gt 3 ] || exit 1; \
+         echo $$ > pid.txt; exec sleep infinity\"]\nrestart_delay = \"0ms\"\n",
+    );
+    home.ok(&["start", "--no-wait", config.to_str().unwrap()]);
+    let pid = wait_for("the fourth generation", Duration::from_secs(10), || {
+        std::fs::read_to_string(home.file("pid.txt"))
+            .map_err(|e| e.to_string())?
+            .trim()
+            .parse::<u32>()
+            .map_err(|e| e.to_string())
+    });
+    let daemon = home.daemon_pid().expect("the daemon's pid");
+    let lines = cgroup_lines(pid);
+    for line in &lines {
+        let path = line.splitn(3, ':').nth(2).unwrap_or_default();
+        // Every hierarchy mcpd places generations in names the app's directory, then the
+        // generation's own.
+        if path.contains("/app-r/") {
+            let gen = path.rsplit('/').next().unwrap_or_default();
+            assert!(gen.starts_with('g'), "a generation's own cgroup: {line}");
+        }
+    }
+    assert!(lines.iter().any(|l| l.starts_with("0::") && l.contains("/app-r/g")), "in its v2 cgroup: {lines:?}");
+    let daemon_lines = cgroup_lines(daemon);
+    let memory_v1 = lines.iter().find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")));
+    if let Some(memory) = memory_v1 {
+        assert!(memory.contains("/app-r/g"), "counted by its own v1 memory cgroup: {memory}");
+        let counter = memory_counter(pid).expect("its memory counter");
+        wait_for("the daemon's launcher thread out of the generation's cgroups", Duration::from_secs(3), || {
+            let procs = std::fs::read_to_string(counter.with_file_name("cgroup.procs")).map_err(|e| e.to_string())?;
+            if procs.split_whitespace().any(|p| p == daemon.to_string()) {
+                Err(format!("cgroup.procs: {procs:?}"))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(
+            !daemon_lines.iter().any(|l| l.contains("/app-r/")),
+            "the daemon itself stays out of the app's cgroups: {daemon_lines:?}"
+        );
+    } else {
+        eprintln!("respawned_generations...: no v1 memory controller here; checked the v2 cgroup only");
+    }
+    let tracking = home.describe("r")["tracking"].as_str().unwrap_or_default().to_string();
+    let mut gen_dirs =
+        vec![PathBuf::from(tracking.trim_start_matches("cgroup ").split(" (").next().unwrap()).join("app-r")];
+    gen_dirs.extend(memory_v1.and_then(|_| memory_counter(pid)).and_then(|c| c.parent().map(PathBuf::from)));
+    home.ok(&["delete", "r"]);
+    wait_for("the generation's cgroups removed", Duration::from_secs(5), || {
+        match gen_dirs.iter().find(|d| d.exists()) {
+            Some(d) => Err(format!("{} exists", d.display())),
+            None => Ok(()),
+        }
+    });
+}

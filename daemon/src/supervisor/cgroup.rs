@@ -387,6 +387,30 @@ impl Tree {
         self.v1.iter().map(|h| h.root.clone()).collect()
     }
 
+    /// The v1 controllers a generation with `limits` is placed under: memory (always
+    /// counted where a controller can), and each one a limit needs that v2 lacks.
+    pub fn v1_controllers(&self, limits: &Limits) -> Vec<&'static str> {
+        let needed: Vec<&str> = wanted(limits).into_iter().map(|(_, c)| c).collect();
+        self.v1.iter().map(|h| h.controller).filter(|c| *c == "memory" || needed.contains(c)).collect()
+    }
+
+    /// Paths for the next generation of `app` in the v1 hierarchies of `controllers` (made
+    /// by whoever prepares them).
+    pub fn next_v1_dirs(&self, app: &str, controllers: &[&'static str]) -> Vec<(&'static str, PathBuf)> {
+        let name = format!("g{}-{}", std::process::id(), self.seq.fetch_add(1, Ordering::Relaxed));
+        let app_name = format!("{APP_PREFIX}{app}");
+        self.v1
+            .iter()
+            .filter(|h| controllers.contains(&h.controller))
+            .map(|h| (h.controller, h.root.join(&app_name).join(&name)))
+            .collect()
+    }
+
+    /// The daemon's own cgroup in each v1 hierarchy the tree uses.
+    pub fn v1_homes(&self) -> Vec<PathBuf> {
+        self.v1.iter().filter_map(|h| h.root.parent().map(Path::to_path_buf)).collect()
+    }
+
     /// Kills and removes every app cgroup under the tree (a dead daemon's), returning what
     /// was running in each.
     fn kill_leftovers(&self) -> Vec<Orphans> {
@@ -468,7 +492,7 @@ impl Tree {
 
     /// A new, empty cgroup for one generation of `app`, with `limits` written (and a v1
     /// cgroup for each limit whose controller only v1 has, and for memory accounting).
-    pub fn create(&self, app: &str, limits: &Limits) -> Result<GenCgroup, String> {
+    pub fn create(&self, app: &str, limits: &Limits, prepared: Option<Prepared>) -> Result<GenCgroup, String> {
         let fail = |what: &Path, e: std::io::Error| format!("cannot set up the cgroup {}: {e}", what.display());
         let app_name = format!("{APP_PREFIX}{app}");
         let app_dir = self.root.join(&app_name);
@@ -508,12 +532,26 @@ impl Tree {
             v1_procs: Vec::new(),
             v1: Vec::new(),
             memory: None,
+            remover: None,
         };
         let v2 = |c: &str| self.controllers.iter().any(|e| e == c);
         let needed: Vec<&str> = wanted(limits).into_iter().map(|(_, c)| c).collect();
+        if let Some(mut prepared) = prepared {
+            // Made and entered ahead by the app's launcher thread, which the child is cloned
+            // from: it starts in them with no write on its way (see launcher.rs).
+            for (controller, dir) in prepared.dirs.drain(..) {
+                if controller == "memory" {
+                    cgroup.memory = Some((dir.clone(), Version::V1));
+                }
+                cgroup.v1.push((controller, dir));
+            }
+            cgroup.remover = prepared.remover.take();
+        }
         for h in &self.v1 {
             // Memory is always counted where a controller can (the v1 one here).
-            if !needed.contains(&h.controller) && h.controller != "memory" {
+            if (!needed.contains(&h.controller) && h.controller != "memory")
+                || cgroup.v1.iter().any(|(c, _)| *c == h.controller)
+            {
                 continue;
             }
             let app_v1 = h.root.join(&app_name);
@@ -614,6 +652,39 @@ pub(crate) struct GenCgroup {
     v1: Vec<(&'static str, PathBuf)>,
     /// The cgroup whose memory controller counts it.
     memory: Option<(PathBuf, Version)>,
+    /// The launcher whose thread made its v1 cgroups and may still be in them: it removes
+    /// them once it has left.
+    remover: Option<Remover>,
+}
+
+/// A generation's v1 cgroups made and entered ahead by a launcher thread; given back to it
+/// for removal if dropped unused.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub dirs: Vec<(&'static str, PathBuf)>,
+    pub remover: Option<Remover>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(remover) = self.remover.take() {
+            let dirs: Vec<PathBuf> = self.dirs.drain(..).map(|(_, d)| d).collect();
+            remove_dirs(&(remover.0)(dirs).err().unwrap_or_default());
+        }
+    }
+}
+
+/// Asks a launcher thread to remove directories once it is out of them (gives them back if
+/// the thread is gone).
+pub(crate) struct Remover(pub Box<RemoveFn>);
+
+/// Takes directories to remove; gives them back if it cannot.
+pub(crate) type RemoveFn = dyn Fn(Vec<PathBuf>) -> Result<(), Vec<PathBuf>> + Send + Sync;
+
+impl std::fmt::Debug for Remover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Remover")
+    }
 }
 
 impl GenCgroup {
@@ -702,14 +773,25 @@ impl GenCgroup {
 
 impl Drop for GenCgroup {
     fn drop(&mut self) {
-        for dir in std::iter::once(&self.dir).chain(self.v1.iter().map(|(_, d)| d)) {
-            if let Err(e) = std::fs::remove_dir(dir) {
-                tracing::debug!(cgroup = %dir.display(), error = %e, "cannot remove a generation's cgroup");
-            }
-            if let Some(app) = dir.parent() {
-                // Fails while another generation of the app has one: that is fine.
-                let _ = std::fs::remove_dir(app);
-            }
+        let mut v1: Vec<PathBuf> = self.v1.iter().map(|(_, d)| d.clone()).collect();
+        if let Some(remover) = &self.remover {
+            // Removed by the launcher after it left them; here if its thread is gone.
+            v1 = (remover.0)(v1).err().unwrap_or_default();
+        }
+        remove_dirs(std::slice::from_ref(&self.dir));
+        remove_dirs(&v1);
+    }
+}
+
+/// Removes generations' cgroup directories, and their app's directory once it is empty.
+pub(crate) fn remove_dirs(dirs: &[PathBuf]) {
+    for dir in dirs {
+        if let Err(e) = std::fs::remove_dir(dir) {
+            tracing::debug!(cgroup = %dir.display(), error = %e, "cannot remove a generation's cgroup");
+        }
+        if let Some(app) = dir.parent() {
+            // Fails while another generation of the app has one: that is fine.
+            let _ = std::fs::remove_dir(app);
         }
     }
 }

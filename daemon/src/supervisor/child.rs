@@ -46,24 +46,41 @@ pub(crate) struct Child {
     pidfd: OwnedFd,
 }
 
-/// What [`spawn`] hands back besides the child: the read ends of its stdout and stderr.
-pub(crate) struct Started {
-    pub child: Child,
+/// A new child's standard streams: stdin `/dev/null`, stdout and stderr pipes whose read
+/// ends are registered with the runtime (made on it, before the child exists, so nothing can
+/// fail after it runs).
+pub(crate) struct Pipes {
     pub stdout: Receiver,
     pub stderr: Receiver,
+    pub ends: ChildEnds,
 }
 
-/// Starts `plan` as a new process (stdin `/dev/null`, stdout and stderr pipes), inside the
-/// cgroup directory `cgroup` when given. Blocks until the child has exec'd or failed to, as
-/// `Command::spawn` does.
-pub(crate) fn spawn(plan: &mut ExecPlan, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Started> {
+/// The child's ends of its standard streams, closed here once it has its copies.
+#[derive(Debug)]
+pub(crate) struct ChildEnds {
+    null: std::fs::File,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Makes a child's standard streams. On the runtime.
+pub(crate) fn pipes() -> io::Result<Pipes> {
     let null = std::fs::File::open("/dev/null")?;
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
-    // Registered before the child exists: nothing can fail after it runs.
-    let (out_read, err_read) = (Receiver::from_owned_fd(out_read)?, Receiver::from_owned_fd(err_read)?);
+    Ok(Pipes {
+        stdout: Receiver::from_owned_fd(out_read)?,
+        stderr: Receiver::from_owned_fd(err_read)?,
+        ends: ChildEnds { null, stdout: out_write, stderr: err_write },
+    })
+}
+
+/// Starts `plan` as a new process with the streams of `ends`, inside the cgroup directory
+/// `cgroup` when given. Blocks until the child has exec'd or failed to, as `Command::spawn`
+/// does; any thread may call it.
+pub(crate) fn start(plan: &mut ExecPlan, ends: ChildEnds, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Child> {
     let (report_read, report_write) = pipe()?;
-    plan.set_stdio([null.as_raw_fd(), out_write.as_raw_fd(), err_write.as_raw_fd()], report_write.as_raw_fd());
+    plan.set_stdio([ends.null.as_raw_fd(), ends.stdout.as_raw_fd(), ends.stderr.as_raw_fd()], report_write.as_raw_fd());
     let child = match clone_and_exec(plan, cgroup) {
         Err(e) if cgroup.is_some() && matches!(e.raw_os_error(), Some(libc::E2BIG | libc::EINVAL)) => {
             // A kernel before 5.7 has no CLONE_INTO_CGROUP: the child moves itself, by the
@@ -74,7 +91,7 @@ pub(crate) fn spawn(plan: &mut ExecPlan, cgroup: Option<BorrowedFd<'_>>) -> io::
         other => other?,
     };
     // The child has its copies; ours would keep the pipes open after it exits.
-    drop((null, out_write, err_write, report_write));
+    drop((ends, report_write));
     let mut errno = [0u8; 4];
     let mut got = 0;
     // Bounded: each read returns data or end of file (EINTR retries are not a loop the
@@ -90,7 +107,7 @@ pub(crate) fn spawn(plan: &mut ExecPlan, cgroup: Option<BorrowedFd<'_>>) -> io::
         }
     }
     if got == 0 {
-        return Ok(Started { child, stdout: out_read, stderr: err_read });
+        return Ok(child);
     }
     // The child failed before execve and exits at once; collect it so it leaves no zombie.
     let mut status = 0;
@@ -205,7 +222,8 @@ mod tests {
     async fn a_child_runs_in_its_cwd_with_its_output_piped_and_its_exit_collected() {
         use tokio::io::AsyncReadExt;
         let mut plan = plan("/bin/sh", &["-c", "pwd; echo oops >&2; exit 3"], "/tmp");
-        let Started { child, mut stdout, mut stderr } = spawn(&mut plan, None).unwrap();
+        let Pipes { mut stdout, mut stderr, ends } = pipes().unwrap();
+        let child = start(&mut plan, ends, None).unwrap();
         let (mut out, mut err) = (String::new(), String::new());
         stdout.read_to_string(&mut out).await.unwrap();
         stderr.read_to_string(&mut err).await.unwrap();
@@ -219,7 +237,9 @@ mod tests {
             [("/nonexistent/program", "/", libc::ENOENT), ("/bin/true", "/nonexistent-dir", libc::ENOENT)]
         {
             let mut plan = plan(program, &[], cwd);
-            let error = spawn(&mut plan, None).err().expect("the spawn fails");
+            let Err(error) = start(&mut plan, pipes().unwrap().ends, None) else {
+                panic!("{program} in {cwd} started")
+            };
             assert_eq!(error.raw_os_error(), Some(errno), "{program} in {cwd}: {error}");
         }
     }

@@ -7,6 +7,7 @@ mod child;
 mod drain;
 mod exec;
 mod group;
+pub(crate) mod launcher;
 mod process;
 mod ready;
 pub mod reaper;

@@ -84,6 +84,8 @@ pub(crate) struct SpawnArgs<'a> {
     pub reports: Sender<Report>,
     pub logs: &'a Arc<AppLogs>,
     pub tracker: &'a TaskTracker,
+    /// The app's launcher, once it has one (see launcher.rs).
+    pub launcher: Option<&'a super::launcher::Launcher>,
 }
 
 /// How app tasks spawn generations.
@@ -97,7 +99,7 @@ pub(crate) struct Processes;
 
 impl Spawner for Processes {
     fn spawn(&self, ctx: &Ctx, a: SpawnArgs<'_>) -> Result<Box<dyn GenControl>, SpawnError> {
-        let generation = spawn(a.config, ctx, a.fds, a.via, a.reports, a.logs, a.tracker)?;
+        let generation = spawn(ctx, a)?;
         Ok(Box::new(generation))
     }
 }
@@ -195,13 +197,8 @@ pub(crate) fn preflight(config: &AppConfig) -> Result<(), String> {
 /// Spawns a generation of `config` with the given listening sockets; its readiness watcher
 /// reports to `reports`.
 pub(crate) fn spawn(
-    config: &AppConfig,
     ctx: &Ctx,
-    listen: &[RawFd],
-    via: Option<PathBuf>,
-    reports: Sender<Report>,
-    logs: &Arc<AppLogs>,
-    tracker: &TaskTracker,
+    SpawnArgs { config, fds: listen, via, reports, logs, tracker, launcher }: SpawnArgs<'_>,
 ) -> Result<Generation, SpawnError> {
     let mut configured = match &config.env_file {
         Some(file) => read_env_file(file)?,
@@ -239,8 +236,13 @@ pub(crate) fn spawn(
     // A limit the machine cannot apply is an error, never quietly dropped (a start request
     // was checked already; this is for saved apps, boot files and reloads).
     ctx.tracking.check_limits(&config.limits)?;
-    let cgroup = match ctx.tracking.tree() {
-        Some(tree) => Some(Arc::new(tree.create(config.name.as_str(), &config.limits)?)),
+    let tree = ctx.tracking.tree();
+    let controllers = tree.map(|t| t.v1_controllers(&config.limits)).unwrap_or_default();
+    let app_launcher = launcher;
+    let prepared = launcher.filter(|_| !controllers.is_empty()).and_then(|l| l.take(&controllers));
+    let launcher = launcher.filter(|_| prepared.is_some());
+    let cgroup = match tree {
+        Some(tree) => Some(Arc::new(tree.create(config.name.as_str(), &config.limits, prepared)?)),
         None => None,
     };
     if let Some(cgroup) = &cgroup {
@@ -262,12 +264,14 @@ pub(crate) fn spawn(
         ),
         None => (None, None),
     };
+    let pipes = super::child::pipes().map_err(io("cannot create the app's output pipes"))?;
     // Held across clone and registration, so the orphan reapers never take a leader's exit.
     let mut leaders = ctx.leaders.lock().expect("leaders lock");
-    // Cloned into its cgroup where that is the only one; where a v1 cgroup must be entered
-    // too, the child writes itself into both (v2 first), as cloning gains nothing there (the
-    // v1 write waits for an RCU grace period either way) and was measured to cost: a 200 MiB
-    // log flood through mcpd took 1.41-1.49x as long as straight to a file, against 1.13-1.21x.
+    // Cloned into its cgroup where that is the only one to enter (the v1 ones prepared by the
+    // launcher are inherited from its thread); where a v1 cgroup must be entered too, the
+    // child writes itself into both (v2 first), as cloning gains nothing there (the v1 write
+    // waits for an RCU grace period either way) and was measured to cost: a 200 MiB log flood
+    // through mcpd took 1.41-1.49x as long as straight to a file, against 1.13-1.21x.
     let into = match &cgroup {
         Some(c) if c.v1_procs_fds().is_empty() => Some(c.tracking_dir_fd()),
         Some(_) => {
@@ -276,9 +280,12 @@ pub(crate) fn spawn(
         }
         None => None,
     };
-    let started =
-        super::child::spawn(&mut plan, into).map_err(|source| SpawnError::Exec { program: program.clone(), source })?;
-    let pid = started.child.pid;
+    let started = match launcher {
+        Some(launcher) => launcher.spawn(plan, pipes.ends, into),
+        None => super::child::start(&mut plan, pipes.ends, into),
+    }
+    .map_err(|source| SpawnError::Exec { program: program.clone(), source })?;
+    let pid = started.pid;
     leaders.insert(pid);
     drop(leaders);
     ctx.groups.lock().expect("groups lock").insert(pid);
@@ -287,15 +294,19 @@ pub(crate) fn spawn(
         cgroup.dirs().for_each(|d| ctx.guard.watch_cgroup(d));
     }
     ctx.guard.watch(pid);
+    if let (Some(tree), Some(launcher)) = (tree, app_launcher.filter(|_| !controllers.is_empty())) {
+        // The launcher pays the next generation's grace period now, off the spawn's way.
+        launcher.prepare(|| tree.next_v1_dirs(config.name.as_str(), &controllers));
+    }
     // Tracked, so a shutdown waits until every line the app wrote is in its files.
-    tracker.spawn(capture(started.stdout, LogStream::Out, logs.clone()));
-    tracker.spawn(capture(started.stderr, LogStream::Err, logs.clone()));
+    tracker.spawn(capture(pipes.stdout, LogStream::Out, logs.clone()));
+    tracker.spawn(capture(pipes.stderr, LogStream::Err, logs.clone()));
     // The child has its own copies of the handed-over fds now.
     drop(ipc_theirs);
     let watcher =
         tokio::spawn(crate::boxed(ready::watch(pid, config.ready.clone(), via, notify_socket, ipc_read, reports)))
             .abort_handle();
-    Ok(Generation { child: Some(started.child), pid, ipc: ipc_write, watcher, notify_path, upstream: None, cgroup })
+    Ok(Generation { child: Some(started), pid, ipc: ipc_write, watcher, notify_path, upstream: None, cgroup })
 }
 
 fn notify_socket(config: &AppConfig, ctx: &Ctx) -> Result<NotifySocket, SpawnError> {

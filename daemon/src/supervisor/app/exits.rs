@@ -29,12 +29,18 @@ impl AppTask {
         };
         let reason = self.machine.exit_reason(gen);
         let tx = self.exits_tx.clone();
+        let crashed = first.is_some();
         let finish = live.generation.finish(self.ctx.clone(), status, first, deadline, reason.clone());
         self.tracker.spawn(crate::boxed(async move {
             let (record, end) = finish.await;
             tracing::info!(app = %config.name, pid, exit = %record.describe(), %reason, group = ?end, "exited");
             let _ = tx.send(GenNews::Gone { gen, record: Box::new(record) });
         }));
+        if crashed {
+            // The next generations are started from inside their cgroups.
+            let config = self.snap.config.clone();
+            self.warm_launcher(&config);
+        }
     }
 
     /// A generation's whole group is gone: forget it, record its exit, step the machine.

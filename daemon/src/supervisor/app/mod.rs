@@ -130,6 +130,7 @@ pub(crate) fn spawn(
         next_gen: 1,
         pending: None,
         listeners: Listeners::default(),
+        launcher: None,
         reports_tx,
         exits_tx,
         publish,
@@ -187,6 +188,8 @@ struct AppTask {
     /// The config a reload's new generation runs with, until it is spawned.
     pending: Option<Arc<AppConfig>>,
     listeners: Listeners,
+    /// Starts generations from inside their v1 cgroups, once the app crashed (launcher.rs).
+    launcher: Option<super::launcher::Launcher>,
     reports_tx: mpsc::Sender<Report>,
     exits_tx: mpsc::UnboundedSender<GenNews>,
     publish: watch::Sender<Snapshot>,
@@ -407,6 +410,7 @@ impl AppTask {
             reports: self.reports_tx.clone(),
             logs: &self.snap.logs,
             tracker: &self.tracker,
+            launcher: self.launcher.as_ref(),
         };
         let mut generation = self.ctx.spawner.spawn(&self.ctx, args)?;
         if let (Some(front), Some(path)) = (self.front(), via) {
@@ -414,6 +418,25 @@ impl AppTask {
             generation.set_upstream(path);
         }
         Ok(generation)
+    }
+
+    /// Gives the app a launcher (where generations enter v1 cgroups), which starts making
+    /// the next generation's cgroups. A thread that cannot start leaves the ordinary path.
+    fn warm_launcher(&mut self, config: &AppConfig) {
+        let Some(tree) = self.ctx.tracking.tree() else { return };
+        let controllers = tree.v1_controllers(&config.limits);
+        if controllers.is_empty() {
+            return;
+        }
+        if self.launcher.is_none() {
+            match super::launcher::Launcher::start(config.name.as_str(), tree.v1_homes()) {
+                Ok(launcher) => self.launcher = Some(launcher),
+                Err(e) => return tracing::debug!(app = %config.name, error = %e, "cannot start a launcher thread"),
+            }
+        }
+        if let Some(launcher) = &self.launcher {
+            launcher.prepare(|| tree.next_v1_dirs(config.name.as_str(), &controllers));
+        }
     }
 
     /// The id of the live generation whose leader is `pid`.
