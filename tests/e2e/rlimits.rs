@@ -127,3 +127,43 @@ fn a_hard_limit_no_process_can_be_given_is_refused_at_start_naming_the_resource(
     );
     assert!(home.list().is_empty(), "no errored app left behind: {:?}", home.list());
 }
+
+/// Apps get the open-files limit the daemon started with (64 here), which the daemon raised
+/// for itself: a daemon holding more fds than that must still start apps (the child lowers
+/// the limit only after its fds are in place; before, every move of an fd failed with EMFILE).
+#[test]
+fn a_daemon_holding_more_fds_than_the_apps_limit_still_starts_apps() {
+    use std::os::unix::process::CommandExt;
+    let home = Home::new();
+    let mut ping = home.command(&["ping"]);
+    // SAFETY: getrlimit and setrlimit change only the new process's own limit.
+    unsafe {
+        ping.pre_exec(|| {
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            limit.rlim_cur = 64;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            Ok(())
+        });
+    }
+    let out = ping.output().unwrap();
+    assert!(out.status.success(), "the daemon started: {}", String::from_utf8_lossy(&out.stderr));
+    let daemon = home.daemon_pid().expect("the daemon's pid");
+    // 100 idle control connections: the daemon holds an fd for each (until its hello timeout).
+    let held: Vec<std::os::unix::net::UnixStream> =
+        (0..100).map(|_| std::os::unix::net::UnixStream::connect(home.path().join("mcpd.sock")).unwrap()).collect();
+    wait_for("the daemon to hold more than 100 fds", Duration::from_secs(5), || {
+        let fds = std::fs::read_dir(format!("/proc/{daemon}/fd")).map_err(|e| e.to_string())?.count();
+        if fds > 100 {
+            Ok(fds)
+        } else {
+            Err(format!("{fds} fds"))
+        }
+    });
+    home.ok(&["start", "--name", "low", "--", "sleep", "infinity"]);
+    let pid = home.pid("low");
+    wait_exec(pid, "sleep");
+    assert_eq!(limit(pid, "Max open files").map(|(soft, _)| soft), Ok("64".to_string()), "the limit it started with");
+    drop(held);
+    home.ok(&["delete", "low"]);
+}

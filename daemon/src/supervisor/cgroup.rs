@@ -394,6 +394,19 @@ impl Tree {
         self.v1.iter().map(|h| h.controller).filter(|c| *c == "memory" || needed.contains(c)).collect()
     }
 
+    /// The v1 controllers a launcher may prepare for a generation with `limits`: only the
+    /// memory one, and only to count memory. With a v1 limit its thread would count against
+    /// it meanwhile (a task in `pids.max`), or be a candidate of the cgroup's OOM killer.
+    pub fn v1_launchable(&self, limits: &Limits) -> Vec<&'static str> {
+        let controllers = self.v1_controllers(limits);
+        let limited = wanted(limits).iter().any(|(_, c)| controllers.contains(c));
+        if limited {
+            Vec::new()
+        } else {
+            controllers
+        }
+    }
+
     /// Paths for the next generation of `app` in the v1 hierarchies of `controllers` (made
     /// by whoever prepares them).
     pub fn next_v1_dirs(&self, app: &str, controllers: &[&'static str]) -> Vec<(&'static str, PathBuf)> {
@@ -406,9 +419,9 @@ impl Tree {
             .collect()
     }
 
-    /// The daemon's own cgroup in each v1 hierarchy the tree uses.
-    pub fn v1_homes(&self) -> Vec<PathBuf> {
-        self.v1.iter().filter_map(|h| h.root.parent().map(Path::to_path_buf)).collect()
+    /// The daemon's own cgroup in each v1 hierarchy the tree uses, by controller.
+    pub fn v1_homes(&self) -> Vec<(&'static str, PathBuf)> {
+        self.v1.iter().filter_map(|h| Some((h.controller, h.root.parent()?.to_path_buf()))).collect()
     }
 
     /// Kills and removes every app cgroup under the tree (a dead daemon's), returning what

@@ -79,14 +79,32 @@ pub(crate) fn pipes() -> io::Result<Pipes> {
 /// `cgroup` when given. Blocks until the child has exec'd or failed to, as `Command::spawn`
 /// does; any thread may call it.
 pub(crate) fn start(plan: &mut ExecPlan, ends: ChildEnds, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Child> {
+    start_with(plan, ends, cgroup, Syscall::Clone3)
+}
+
+/// Which system call starts the child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Syscall {
+    /// clone3, falling back to clone where it is missing or refused.
+    Clone3,
+    /// clone (what the fallback uses), for its test.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Legacy,
+}
+
+fn start_with(plan: &mut ExecPlan, ends: ChildEnds, cgroup: Option<BorrowedFd<'_>>, how: Syscall) -> io::Result<Child> {
     let (report_read, report_write) = pipe()?;
     plan.set_stdio([ends.null.as_raw_fd(), ends.stdout.as_raw_fd(), ends.stderr.as_raw_fd()], report_write.as_raw_fd());
-    let child = match clone_and_exec(plan, cgroup) {
-        Err(e) if cgroup.is_some() && matches!(e.raw_os_error(), Some(libc::E2BIG | libc::EINVAL)) => {
-            // A kernel before 5.7 has no CLONE_INTO_CGROUP: the child moves itself, by the
-            // `cgroup.procs` the plan was given for this case.
+    let child = match clone_and_exec(plan, cgroup, how) {
+        Err(e)
+            if cgroup.is_some()
+                && matches!(e.raw_os_error(), Some(libc::E2BIG | libc::EINVAL | libc::ENOSYS | libc::EPERM)) =>
+        {
+            // A kernel before 5.7 has no CLONE_INTO_CGROUP (or no clone3, or a seccomp
+            // profile refuses it): the child moves itself, by the `cgroup.procs` the plan was
+            // given for this case.
             plan.enter_tracking_cgroup_itself();
-            clone_and_exec(plan, None)?
+            clone_and_exec(plan, None, how)?
         }
         other => other?,
     };
@@ -117,7 +135,7 @@ pub(crate) fn start(plan: &mut ExecPlan, ends: ChildEnds, cgroup: Option<Borrowe
 }
 
 /// clone3, then in the child: [`ExecPlan::exec`], and on failure its errno to the report pipe.
-fn clone_and_exec(plan: &mut ExecPlan, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Child> {
+fn clone_and_exec(plan: &mut ExecPlan, cgroup: Option<BorrowedFd<'_>>, how: Syscall) -> io::Result<Child> {
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags: CLONE_PIDFD,
@@ -143,16 +161,35 @@ fn clone_and_exec(plan: &mut ExecPlan, cgroup: Option<BorrowedFd<'_>>) -> io::Re
     // SAFETY: clone3 without CLONE_VM duplicates this process as fork does. In the child
     // only async-signal-safe system calls run (ExecPlan::exec, write, _exit), on memory the
     // plan owns; no lock, no allocation, no glibc per-thread state.
-    let rc = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
-    let error = io::Error::last_os_error();
+    let (mut rc, mut error) = match how {
+        Syscall::Clone3 => (
+            unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) },
+            io::Error::last_os_error(),
+        ),
+        Syscall::Legacy => (-1, io::Error::from_raw_os_error(libc::ENOSYS)),
+    };
+    if rc < 0 && cgroup.is_none() && matches!(error.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+        // No clone3 (a kernel before 5.3, or a container's seccomp profile, which answers
+        // ENOSYS or EPERM so that libc falls back): clone with a pidfd (Linux 5.2), which
+        // puts the pidfd where the parent's tid would go (the third argument on every arch).
+        // SAFETY: as above; no stack is given, so the child runs on a copy of this one.
+        rc = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (CLONE_PIDFD as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong,
+                0usize,
+                &mut pidfd as *mut RawFd,
+                0usize,
+                0usize,
+            )
+        };
+        error = io::Error::last_os_error();
+    }
     if rc != 0 {
         // SAFETY: restores this thread's mask from a set on our stack.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
     }
     if rc < 0 {
-        if error.raw_os_error() == Some(libc::ENOSYS) {
-            return Err(io::Error::other("this kernel has no clone3: mcpd needs Linux 5.3 or later"));
-        }
         return Err(error);
     }
     if rc == 0 {
@@ -229,6 +266,13 @@ mod tests {
         stderr.read_to_string(&mut err).await.unwrap();
         let status = child.wait().await.unwrap();
         assert_eq!((out.as_str(), err.as_str(), status.code()), ("/tmp\n", "oops\n", Some(3)));
+    }
+
+    #[tokio::test]
+    async fn where_clone3_is_refused_clone_with_a_pidfd_starts_the_child() {
+        let mut plan = plan("/bin/sh", &["-c", "exit 7"], "/");
+        let child = start_with(&mut plan, pipes().unwrap().ends, None, Syscall::Legacy).unwrap();
+        assert_eq!(child.wait().await.unwrap().code(), Some(7));
     }
 
     #[tokio::test]

@@ -310,18 +310,6 @@ impl ExecPlan {
                 return std::io::Error::last_os_error();
             }
         }
-        let soft = APPS_NOFILE.load(std::sync::atomic::Ordering::Relaxed);
-        if soft != 0 {
-            // Apps get the open-files limit the daemon started with, not the one it raised.
-            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-            // SAFETY: getrlimit and setrlimit are plain system calls on a struct on our stack.
-            unsafe {
-                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && soft < limit.rlim_cur {
-                    limit.rlim_cur = soft;
-                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-                }
-            }
-        }
         let first_free = self.fds.iter().map(|&(_, target)| target + 1).max().unwrap_or(3).max(3);
         if self.report >= 0 && self.report < first_free {
             // Moved out of the way of the targets, so the failure report still reaches the
@@ -345,6 +333,20 @@ impl ExecPlan {
             // SAFETY: dup2 between fds we own; the target loses FD_CLOEXEC, so it survives exec.
             if unsafe { libc::dup2(self.temps[i], target) } < 0 {
                 return std::io::Error::last_os_error();
+            }
+        }
+        let soft = APPS_NOFILE.load(std::sync::atomic::Ordering::Relaxed);
+        if soft != 0 {
+            // Apps get the open-files limit the daemon started with, not the one it raised:
+            // set after the fds are placed (moving one needs a free fd under the limit, and
+            // the daemon may hold more than the apps' limit).
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: getrlimit and setrlimit are plain system calls on a struct on our stack.
+            unsafe {
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && soft < limit.rlim_cur {
+                    limit.rlim_cur = soft;
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                }
             }
         }
         // After the fds are placed (a low nofile must not stop that), before the user switch

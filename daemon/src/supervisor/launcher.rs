@@ -9,7 +9,9 @@
 //! goes back to the daemon's own cgroups, makes the next generation's directories (from
 //! there, so the kernel memory they take is not charged to a generation) and enters them,
 //! all on its own thread. A spawn that comes before it is ready (or with other controllers)
-//! takes the ordinary path, where the child writes itself in.
+//! takes the ordinary path, where the child writes itself in, and so does a generation with
+//! a limit in a v1 cgroup (the thread would count against `pids.max`, or be a candidate of
+//! the cgroup's OOM killer, while it is inside).
 //!
 //! Only the thread moves (its `tasks`), never the daemon's other threads; the memory it
 //! allocates is charged to the daemon's cgroup (the owner of its address space). A
@@ -62,8 +64,9 @@ enum Slot {
 static THREADS: Mutex<Vec<std::thread::JoinHandle<()>>> = Mutex::new(Vec::new());
 
 impl Launcher {
-    /// Starts the thread; `homes` are the daemon's own v1 cgroups, where it goes back to.
-    pub fn start(app: &str, homes: Vec<PathBuf>) -> std::io::Result<Launcher> {
+    /// Starts the thread; `homes` are the daemon's own v1 cgroups, by controller, where it
+    /// goes back to.
+    pub fn start(app: &str, homes: Dirs) -> std::io::Result<Launcher> {
         let (jobs, rx) = mpsc::channel();
         let slot = Arc::new(Mutex::new(Slot::Idle));
         let thread_slot = slot.clone();
@@ -152,24 +155,35 @@ fn enter(dir: &std::path::Path) -> std::io::Result<()> {
     write(&dir.join("tasks"), "0")
 }
 
-fn run(jobs: mpsc::Receiver<Job>, slot: Arc<Mutex<Slot>>, homes: Vec<PathBuf>) {
-    // Where the thread is: the set it last entered (a prepared set, or a generation's once a
-    // child was cloned from it), until it goes home.
-    let mut inside: Option<Vec<PathBuf>> = None;
-    let go_home = |inside: &mut Option<Vec<PathBuf>>| {
-        if inside.take().is_some() {
-            for home in &homes {
-                if let Err(e) = enter(home) {
+fn run(jobs: mpsc::Receiver<Job>, slot: Arc<Mutex<Slot>>, homes: Dirs) {
+    // Where the thread is away from home, by controller: the set it last entered (a prepared
+    // set, or a generation's once a child was cloned from it), until it goes home.
+    let mut inside: Dirs = Vec::new();
+    // Back to the daemon's cgroup of each hierarchy the thread left; what cannot be left
+    // stays listed (and its directory is not removed).
+    let go_home = |inside: &mut Dirs| {
+        inside.retain(|(controller, _)| {
+            let Some((_, home)) = homes.iter().find(|(c, _)| c == controller) else { return true };
+            match enter(home) {
+                Ok(()) => false,
+                Err(e) => {
                     tracing::warn!(cgroup = %home.display(), error = %e, "launcher: cannot go back to the daemon's cgroup");
+                    true
                 }
             }
-        }
+        });
     };
+    let is_inside = |inside: &Dirs, dir: &PathBuf| inside.iter().any(|(_, d)| d == dir);
     while let Ok(job) = jobs.recv() {
         match job {
             Job::Prepare(dirs) => {
                 go_home(&mut inside);
                 let paths: Vec<PathBuf> = dirs.iter().map(|(_, d)| d.clone()).collect();
+                if !inside.is_empty() {
+                    // Stuck away from home: prepare nothing (spawns take the ordinary path).
+                    *slot.lock().expect("launcher lock") = Slot::Idle;
+                    continue;
+                }
                 let made = dirs.iter().try_for_each(|(_, dir)| {
                     if let Some(app) = dir.parent() {
                         match std::fs::create_dir(app) {
@@ -179,13 +193,20 @@ fn run(jobs: mpsc::Receiver<Job>, slot: Arc<Mutex<Slot>>, homes: Vec<PathBuf>) {
                     }
                     std::fs::create_dir(dir)
                 });
-                inside = Some(paths.clone());
-                match made.and_then(|()| paths.iter().try_for_each(|d| enter(d))) {
+                let entered = made.and_then(|()| {
+                    dirs.iter().try_for_each(|(controller, dir)| {
+                        enter(dir)?;
+                        inside.push((controller, dir.clone()));
+                        Ok(())
+                    })
+                });
+                match entered {
                     Ok(()) => *slot.lock().expect("launcher lock") = Slot::Ready(dirs),
                     Err(e) => {
                         tracing::debug!(error = %e, "launcher: cannot prepare the next generation's cgroups");
                         go_home(&mut inside);
-                        remove_dirs(&paths);
+                        let free: Vec<PathBuf> = paths.into_iter().filter(|d| !is_inside(&inside, d)).collect();
+                        remove_dirs(&free);
                         *slot.lock().expect("launcher lock") = Slot::Idle;
                     }
                 }
@@ -197,16 +218,18 @@ fn run(jobs: mpsc::Receiver<Job>, slot: Arc<Mutex<Slot>>, homes: Vec<PathBuf>) {
                 let _ = reply.send(child::start(&mut plan, ends, into));
             }
             Job::Remove(dirs) => {
-                if inside.as_ref().is_some_and(|i| i.iter().any(|d| dirs.contains(d))) {
+                if dirs.iter().any(|d| is_inside(&inside, d)) {
                     go_home(&mut inside);
                 }
-                remove_dirs(&dirs);
+                let free: Vec<PathBuf> = dirs.into_iter().filter(|d| !is_inside(&inside, d)).collect();
+                remove_dirs(&free);
             }
         }
     }
     // The app is gone: leave, and remove a set prepared for a generation that never came.
     go_home(&mut inside);
     if let Slot::Ready(dirs) = std::mem::replace(&mut *slot.lock().expect("launcher lock"), Slot::Idle) {
-        remove_dirs(&dirs.into_iter().map(|(_, d)| d).collect::<Vec<_>>());
+        let free: Vec<PathBuf> = dirs.into_iter().map(|(_, d)| d).filter(|d| !is_inside(&inside, d)).collect();
+        remove_dirs(&free);
     }
 }

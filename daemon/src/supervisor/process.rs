@@ -237,9 +237,10 @@ pub(crate) fn spawn(
     // was checked already; this is for saved apps, boot files and reloads).
     ctx.tracking.check_limits(&config.limits)?;
     let tree = ctx.tracking.tree();
-    let controllers = tree.map(|t| t.v1_controllers(&config.limits)).unwrap_or_default();
+    let controllers = tree.map(|t| t.v1_launchable(&config.limits)).unwrap_or_default();
     let app_launcher = launcher;
-    let prepared = launcher.filter(|_| !controllers.is_empty()).and_then(|l| l.take(&controllers));
+    // Taken even for no controllers, so a set prepared before a new limit is given back.
+    let prepared = launcher.and_then(|l| l.take(&controllers));
     let launcher = launcher.filter(|_| prepared.is_some());
     let cgroup = match tree {
         Some(tree) => Some(Arc::new(tree.create(config.name.as_str(), &config.limits, prepared)?)),

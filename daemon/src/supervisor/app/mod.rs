@@ -424,7 +424,7 @@ impl AppTask {
     /// the next generation's cgroups. A thread that cannot start leaves the ordinary path.
     fn warm_launcher(&mut self, config: &AppConfig) {
         let Some(tree) = self.ctx.tracking.tree() else { return };
-        let controllers = tree.v1_controllers(&config.limits);
+        let controllers = tree.v1_launchable(&config.limits);
         if controllers.is_empty() {
             return;
         }
