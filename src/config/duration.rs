@@ -42,15 +42,35 @@ pub mod duration_ms {
         s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
-    /// Reads milliseconds.
+    /// Reads milliseconds, at most [`super::MAX_DURATION`] (a client other than the CLI, or an
+    /// edited `dump.json`, must not hand the daemon a duration whose deadline overflows).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
+        checked(u64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+
+    /// `ms` milliseconds, or why not.
+    pub fn checked(ms: u64) -> Result<Duration, String> {
+        let d = Duration::from_millis(ms);
+        if d > super::MAX_DURATION {
+            return Err(format!("a duration of {ms} ms is longer than the limit of 365 days"));
+        }
+        Ok(d)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_milliseconds_are_bounded_like_written_ones() {
+        let year = MAX_DURATION.as_millis() as u64;
+        assert_eq!(duration_ms::checked(year), Ok(MAX_DURATION));
+        for ms in [year + 1, u64::MAX] {
+            let error = duration_ms::checked(ms).unwrap_err();
+            assert!(error.contains("longer than the limit of 365 days"), "{error}");
+        }
+    }
 
     #[test]
     fn durations() {

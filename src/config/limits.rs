@@ -232,9 +232,12 @@ pub mod duration_ms_opt {
         }
     }
 
-    /// Reads milliseconds or null.
+    /// Reads milliseconds (at most 365 days) or null.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+        Option::<u64>::deserialize(d)?
+            .map(crate::config::duration_ms::checked)
+            .transpose()
+            .map_err(serde::de::Error::custom)
     }
 }
 

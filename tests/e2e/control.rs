@@ -148,3 +148,53 @@ fn a_verb_right_after_a_foreground_daemon_starts_uses_that_daemon() {
         });
     }
 }
+
+/// A start request whose durations are past what a config may give (365 days), sent as JSON
+/// by a client other than the CLI (which checks them when it parses a file), is refused and
+/// defines nothing, as the same value in a file is: before, the daemon defined and started
+/// the app with a `kill_timeout` of u64::MAX milliseconds (584 million years).
+#[test]
+fn a_start_request_with_durations_past_the_limit_is_refused_and_the_daemon_survives() {
+    let home = Home::new();
+    home.ok(&["ping"]);
+    let daemon = home.daemon_pid().unwrap();
+    let file = home.write("ok.toml", "[apps.huge]\ncommand = \"sleep\"\nargs = [\"infinity\"]\n");
+    let config = mcpd_core::config::load_checked(&file).expect("a valid config").apps.remove(0);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let paths = Paths::new(home.path());
+    for key in ["kill_timeout", "restart_delay", "ready_timeout", "watchdog", "log_rotate_interval"] {
+        let request = Request::Start(mcpd_core::protocol::StartRequest {
+            apps: vec![config.clone()],
+            names: vec![],
+            wait: false,
+        });
+        let mut json = serde_json::to_value(&request).unwrap();
+        let app = json.pointer_mut("/apps/0").unwrap_or_else(|| panic!("the app in the request"));
+        let slot = find_key(app, key).unwrap_or_else(|| panic!("{key} in the app"));
+        *slot = serde_json::json!(u64::MAX);
+        let mut bytes = raw_frame(&frame::encode(&Hello::current()));
+        bytes.extend(raw_frame(json.to_string().as_bytes()));
+        let reply = String::from_utf8_lossy(&send_raw(&home, &bytes)).into_owned();
+        assert!(reply.contains("longer than the limit of 365 days"), "{key}: {reply}");
+        let mut client = rt.block_on(Client::connect(&paths)).expect("the daemon still serves");
+        let listed = rt.block_on(client.call(Request::List)).unwrap();
+        assert!(
+            matches!(listed, Response::List { ref apps } if apps.is_empty()),
+            "{key}: nothing was defined: {listed:?}"
+        );
+    }
+    assert!(home.ok(&["ping"]).contains(&format!("daemon pid {daemon}")), "the same daemon serves");
+}
+
+/// The value of `key` anywhere in `v` (the app's JSON nests limits and logs).
+fn find_key<'a>(v: &'a mut serde_json::Value, key: &str) -> Option<&'a mut serde_json::Value> {
+    match v {
+        serde_json::Value::Object(map) => {
+            if map.contains_key(key) {
+                return map.get_mut(key);
+            }
+            map.values_mut().find_map(|child| find_key(child, key))
+        }
+        _ => None,
+    }
+}
