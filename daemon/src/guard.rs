@@ -39,7 +39,19 @@ struct Inner {
     /// When the last replacement started, and how many in a row died within a second.
     replaced_at: Option<std::time::Instant>,
     quick_deaths: u32,
+    /// The guard was told it is behind (logged once per episode).
+    behind: bool,
+    /// The size of the whole state queued at the last reset ("R"), 0 once it is read.
+    reset_len: usize,
+    /// What the guard has not read yet: the pipe is non-blocking, so a guard that stops
+    /// reading (SIGSTOP, a debugger) never blocks the daemon. Bounded by [`MAX_PENDING`]:
+    /// past it, the lines give way to the whole state (bounded by the live generations).
+    pending: Vec<u8>,
 }
+
+/// Bytes kept for a guard that does not read, beyond its pipe's own buffer (1 MiB where the
+/// kernel allows).
+const MAX_PENDING: usize = if cfg!(test) { 4096 } else { 1 << 20 };
 
 impl Guard {
     /// Forks the guard. Must run before any thread is started (before the tokio runtime).
@@ -61,6 +73,7 @@ impl Guard {
                 drop(read);
                 let file = std::fs::File::from(write);
                 set_cloexec(&file);
+                prepare_pipe(&file);
                 let inner = Inner { pipe: Some(file), pid: Some(child.as_raw() as u32), close, ..Inner::default() };
                 Ok(Guard { inner: Mutex::new(inner) })
             }
@@ -94,6 +107,8 @@ impl Guard {
         }
         inner.pipe = None;
         inner.pid = None;
+        inner.pending.clear();
+        inner.reset_len = 0;
         if inner.replaced_at.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1)) {
             inner.quick_deaths += 1;
         } else {
@@ -109,10 +124,7 @@ impl Guard {
                 inner.pid = Some(new);
                 inner.pipe = Some(pipe);
                 inner.replaced_at = Some(std::time::Instant::now());
-                let mut told = String::new();
-                inner.trees.iter().for_each(|t| told.push_str(&format!("C{}\n", t.display())));
-                inner.cgroups.iter().for_each(|c| told.push_str(&format!("G+{}\n", c.display())));
-                inner.groups.iter().for_each(|g| told.push_str(&format!("+{g}\n")));
+                let told = state(&inner);
                 write_to(&mut inner, &told);
             }
             Err(e) => {
@@ -145,6 +157,23 @@ impl Guard {
     pub fn clean_exit(&self) {
         self.inner.lock().expect("guard lock").quit = true;
         self.send("Q\n".to_string());
+        // The daemon exits next: what the guard has not read yet ("Q" last) gets a second
+        // to go (a guard that does not read by then ends what it still knows of).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let mut inner = self.inner.lock().expect("guard lock");
+            flush(&mut inner);
+            let Some(file) = inner.pipe.as_ref().filter(|_| !inner.pending.is_empty()) else { return };
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            use std::os::fd::AsRawFd;
+            let mut poll = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+            drop(inner);
+            // SAFETY: poll on one pollfd on our stack. Bounded by the deadline.
+            unsafe { libc::poll(&mut poll, 1, left.as_millis().min(1000) as libc::c_int) };
+        }
     }
 
     /// Adds a group to the guard's list.
@@ -162,14 +191,90 @@ impl Guard {
     fn send(&self, line: String) {
         write_to(&mut self.inner.lock().expect("guard lock"), &line);
     }
+
+    /// Writes what the guard has not read yet, if it reads again (called with each sample,
+    /// once a second, on a blocking thread).
+    pub fn flush(&self) {
+        flush(&mut self.inner.lock().expect("guard lock"));
+    }
 }
 
+/// Everything the guard must know, as lines (for a new guard, or one that fell behind).
+fn state(inner: &Inner) -> String {
+    let mut told = String::new();
+    inner.trees.iter().for_each(|t| told.push_str(&format!("C{}\n", t.display())));
+    inner.cgroups.iter().for_each(|c| told.push_str(&format!("G+{}\n", c.display())));
+    inner.groups.iter().for_each(|g| told.push_str(&format!("+{g}\n")));
+    if inner.quit {
+        told.push_str("Q\n");
+    }
+    told
+}
+
+/// Queues `lines` for the guard and writes what the pipe takes now.
 fn write_to(inner: &mut Inner, lines: &str) {
-    if let Some(file) = inner.pipe.as_mut() {
-        if let Err(e) = file.write_all(lines.as_bytes()) {
-            tracing::error!(error = %e, "cannot reach the guard process; a new one starts when it is gone");
-            inner.pipe = None;
+    if inner.pipe.is_none() {
+        return;
+    }
+    if inner.pending.len() + lines.len() > MAX_PENDING + inner.reset_len {
+        // The guard fell too far behind: it is told to forget, then the whole state (which
+        // already holds `lines`). Rebuilt only after another MAX_PENDING bytes of changes.
+        let told = format!("R\n{}", state(inner));
+        inner.reset_len = told.len();
+        inner.pending = told.into_bytes();
+    } else {
+        inner.pending.extend_from_slice(lines.as_bytes());
+    }
+    flush(inner);
+}
+
+/// Writes what the pipe takes of the pending lines, never blocking.
+fn flush(inner: &mut Inner) {
+    let Some(file) = inner.pipe.as_mut() else { return };
+    // Bounded: each pass writes some bytes or stops.
+    while !inner.pending.is_empty() {
+        match file.write(&inner.pending) {
+            Ok(0) => break,
+            Ok(n) => {
+                inner.pending.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reach the guard process; a new one starts when it is gone");
+                inner.pipe = None;
+                inner.pending.clear();
+                return;
+            }
         }
+    }
+    if !inner.pending.is_empty() && !inner.behind {
+        inner.behind = true;
+        tracing::warn!(
+            bytes = inner.pending.len(),
+            "the guard process is not reading its pipe (stopped?); the daemon keeps what it must tell it"
+        );
+    }
+    if inner.pending.is_empty() {
+        inner.reset_len = 0;
+    }
+    if inner.pending.is_empty() && inner.behind {
+        inner.behind = false;
+        tracing::info!("the guard process caught up");
+    }
+}
+
+/// The daemon's end of the pipe to a guard: non-blocking, and as large as the kernel lets
+/// an unprivileged pipe be, so a burst of spawns fits while the guard is busy.
+fn prepare_pipe(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on an fd this file owns.
+    unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        libc::fcntl(file.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
     }
 }
 
@@ -194,7 +299,9 @@ fn spawn_guard(close: Option<std::os::fd::RawFd>) -> std::io::Result<(u32, std::
     }
     let child = command.spawn()?;
     // Not waited for here: `replace_if_gone` reaps it when it exits.
-    Ok((child.id(), std::fs::File::from(write)))
+    let file = std::fs::File::from(write);
+    prepare_pipe(&file);
+    Ok((child.id(), file))
 }
 
 /// `mcpd-daemon --guard`: a replacement guard, reading the daemon's pipe on stdin.
@@ -240,6 +347,14 @@ fn run_guard(read: OwnedFd) -> ! {
         }
         if line == "Q" {
             clean = true;
+            continue;
+        }
+        if line == "R" {
+            // The daemon fell behind telling this guard: the whole state follows.
+            groups.clear();
+            cgroups.clear();
+            trees.clear();
+            clean = false;
             continue;
         }
         let (op, pgid) = line.split_at(1.min(line.len()));
@@ -299,5 +414,65 @@ fn leave_tree(tree: &std::path::Path) {
             let _ = std::fs::remove_dir(tree.join("daemon"));
             let _ = std::fs::remove_dir(tree);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A guard that does not read: the daemon's writes never block, what waits is bounded,
+    /// and once the guard reads it gets "R" and the whole state, ending with the newest.
+    #[test]
+    fn a_guard_that_does_not_read_never_blocks_and_is_told_the_whole_state_later() {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let file = std::fs::File::from(write);
+        prepare_pipe(&file);
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on an fd this test owns: the smallest pipe, to fill it quickly.
+        unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+        let mut inner = Inner { pipe: Some(file), ..Inner::default() };
+        for pgid in 2..20_000u32 {
+            inner.groups.insert(pgid);
+            write_to(&mut inner, &format!("+{pgid}\n"));
+            if pgid % 2 == 0 {
+                inner.groups.remove(&pgid);
+                write_to(&mut inner, &format!("-{pgid}\n"));
+            }
+            assert!(inner.pending.len() <= MAX_PENDING + inner.reset_len + 16, "bounded: {}", inner.pending.len());
+        }
+        assert!(inner.behind, "the daemon noticed");
+        let mut reader = std::fs::File::from(read);
+        // SAFETY: fcntl on an fd this test owns.
+        unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        let mut got = Vec::new();
+        // Bounded: each pass moves at least one pipe's worth, and what waits is bounded.
+        for _ in 0..10_000 {
+            let mut buf = [0u8; 8192];
+            match reader.read(&mut buf) {
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => {
+                    flush(&mut inner);
+                    if inner.pending.is_empty() {
+                        let _ = reader.read_to_end(&mut got);
+                        break;
+                    }
+                }
+            }
+        }
+        assert!(inner.pending.is_empty() && !inner.behind, "caught up");
+        let text = String::from_utf8(got).unwrap();
+        let after_reset = &text[text.rfind("R\n").expect("a reset") + 2..];
+        // Replaying after the last reset gives the daemon's state.
+        let mut replayed = BTreeSet::new();
+        for line in after_reset.lines() {
+            match line.split_at(1) {
+                ("+", p) => replayed.insert(p.parse::<u32>().unwrap()),
+                ("-", p) => replayed.remove(&p.parse::<u32>().unwrap()),
+                _ => true,
+            };
+        }
+        assert_eq!(replayed, inner.groups, "the guard knows every live group, and no other");
     }
 }

@@ -157,3 +157,53 @@ fn a_killed_guard_is_replaced_and_apps_still_end_with_the_daemon() {
         }
     });
 }
+
+/// A guard that stops reading its pipe (SIGSTOP, a debugger, a starved machine) must not stop
+/// the daemon: before, the daemon's writes to the pipe blocked once its 64 KiB were full
+/// (about 300 spawns with cgroups), and with them the whole daemon. Once the guard reads
+/// again it learns every group, so the daemon's death still ends every app.
+#[test]
+fn a_stopped_guard_never_blocks_the_daemon_and_still_learns_every_app() {
+    const APPS: usize = 400;
+    let home = Home::new();
+    let mut config = String::new();
+    for i in 0..APPS {
+        config.push_str(&format!("[apps.s{i}]\ncommand = \"sleep\"\nargs = [\"infinity\"]\n"));
+    }
+    let config = home.write("many.toml", &config);
+    home.ok(&["ping"]);
+    let daemon = home.daemon_pid().expect("daemon pid");
+    let guard = guard_of(daemon).expect("the guard process");
+    signal(guard, libc::SIGSTOP);
+    let started = home.run(&["start", "--no-wait", config.to_str().unwrap()]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let pids: Vec<u32> = wait_for("every app running", Duration::from_secs(60), || {
+        let pids: Vec<u32> = home.list().iter().filter_map(|a| a["pid"].as_u64()).map(|p| p as u32).collect();
+        if pids.len() == APPS {
+            Ok(pids)
+        } else {
+            Err(format!("{} of {APPS}", pids.len()))
+        }
+    });
+    assert!(home.ok(&["ping"]).contains("pong"), "the daemon answers with its guard stopped");
+    signal(guard, libc::SIGCONT);
+    // Sleeping, the guard waits in read(2) on an empty pipe: it has read every line.
+    wait_for("the guard to have read its pipe", Duration::from_secs(5), || {
+        let status = std::fs::read_to_string(format!("/proc/{guard}/status")).map_err(|e| e.to_string())?;
+        let state = status.lines().find(|l| l.starts_with("State:")).unwrap_or_default().to_string();
+        if state.contains("S (sleeping)") {
+            Ok(())
+        } else {
+            Err(state)
+        }
+    });
+    signal(daemon, libc::SIGKILL);
+    wait_for("every app ended by the guard", Duration::from_secs(10), || {
+        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} alive, e.g. {:?}", left.len(), &left[..left.len().min(5)]))
+        }
+    });
+}

@@ -582,7 +582,9 @@ impl Supervisor {
         self.tracker.close();
         self.tracker.wait().await;
         self.apps.lock().expect("apps lock").clear();
-        self.ctx.guard.clean_exit();
+        // Off the runtime: it may wait (a second at most) for a guard that does not read.
+        let ctx = self.ctx.clone();
+        let _ = tokio::task::spawn_blocking(move || ctx.guard.clean_exit()).await;
     }
 
     fn spawn_app(&self, config: AppConfig) -> Entry {

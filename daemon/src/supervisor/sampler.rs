@@ -38,6 +38,8 @@ impl Sample {
 /// thread), and reaps zombie children of the daemon that left their group on the way (the
 /// reaper looks only in groups).
 pub(crate) fn sample(ctx: &Ctx) {
+    // A guard that stopped reading gets what it missed once it reads again.
+    ctx.guard.flush();
     let leaders: HashSet<u32> = ctx.leaders.lock().expect("leaders lock").iter().copied().collect();
     let me = std::process::id() as i32;
     let page = procfs::page_size();
