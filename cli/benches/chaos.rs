@@ -75,6 +75,7 @@ enum Kind {
     ConcurrentOps,
     KillDaemon,
     KillGuardThenDaemon,
+    StopGuard,
     CtlGarbage,
     CtlOversized,
     CtlHalfOpen,
@@ -85,7 +86,7 @@ enum Kind {
     SlowLog,
 }
 
-const KINDS: [(Kind, u32); 17] = [
+const KINDS: [(Kind, u32); 18] = [
     (Kind::KillLeader, 10),
     (Kind::KillChild, 8),
     (Kind::StopCont, 8),
@@ -95,6 +96,7 @@ const KINDS: [(Kind, u32); 17] = [
     (Kind::ConcurrentOps, 4),
     (Kind::KillDaemon, 2),
     (Kind::KillGuardThenDaemon, 1),
+    (Kind::StopGuard, 2),
     (Kind::CtlGarbage, 6),
     (Kind::CtlOversized, 4),
     (Kind::CtlHalfOpen, 4),
@@ -117,6 +119,7 @@ impl Kind {
             Kind::ConcurrentOps => "reload + restart + reload at once",
             Kind::KillDaemon => "kill -9 the daemon, start a new one",
             Kind::KillGuardThenDaemon => "kill -9 the guard, 0.2-2 s later the daemon",
+            Kind::StopGuard => "SIGSTOP the guard for 1-5 s",
             Kind::CtlGarbage => "garbage frames on the control socket",
             Kind::CtlOversized => "oversized frames on the control socket",
             Kind::CtlHalfOpen => "half-open control connections (20)",
@@ -379,6 +382,18 @@ fn inject(run: &Run, kind: Kind, rng: &mut Rng) {
                 run.fault(kind, &app, start);
             }
         }
+        Kind::StopGuard => {
+            // The daemon must keep serving (it never waits for its guard); a daemon kill
+            // meanwhile continues the guard first (`kill_daemon`).
+            let Some(guard) = run.fleet.daemon_pid().and_then(guard_pid) else { return };
+            run.stopped.lock().unwrap().insert(guard);
+            signal(guard, libc::SIGSTOP);
+            std::thread::sleep(rng.secs(1.0, 5.0));
+            if run.stopped.lock().unwrap().remove(&guard) {
+                signal(guard, libc::SIGCONT);
+            }
+            run.fault(kind, "daemon", start);
+        }
         Kind::Reload | Kind::Restart => {
             let app = *rng.pick(&APPS).unwrap();
             let verb = if kind == Kind::Reload { "reload" } else { "restart" };
@@ -593,6 +608,11 @@ fn kill_daemon(run: &Arc<Run>, kind: Kind, rng: &mut Rng) {
     let Some(daemon) = run.fleet.daemon_pid() else { return };
     run.daemon_down.store(true, Ordering::SeqCst);
     let before: HashSet<u32> = run.fleet.processes().iter().map(|p| p.pid).collect();
+    if let Some(guard) = guard_pid(daemon).filter(|g| run.stopped.lock().unwrap().remove(g)) {
+        // A guard held stopped by a StopGuard fault reads again first: the daemon's death
+        // must find it reading.
+        signal(guard, libc::SIGCONT);
+    }
     if kind == Kind::KillGuardThenDaemon {
         let Some(guard) = guard_pid(daemon) else {
             run.violation("the daemon has no mcpd-guard child".into());
