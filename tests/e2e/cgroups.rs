@@ -425,13 +425,7 @@ fn respawned_generations_start_in_their_own_cgroups_in_every_hierarchy() {
          echo $$ > pid.txt; exec sleep infinity\"]\nrestart_delay = \"0ms\"\n",
     );
     home.ok(&["start", "--no-wait", config.to_str().unwrap()]);
-    let pid = wait_for("the fourth generation", Duration::from_secs(10), || {
-        std::fs::read_to_string(home.file("pid.txt"))
-            .map_err(|e| e.to_string())?
-            .trim()
-            .parse::<u32>()
-            .map_err(|e| e.to_string())
-    });
+    let pid = home.read_pid_file("pid.txt");
     let daemon = home.daemon_pid().expect("the daemon's pid");
     let lines = cgroup_lines(pid);
     for line in &lines {
@@ -499,13 +493,7 @@ fn a_prepared_cgroup_set_is_removed_when_a_reload_adds_a_limit() {
     };
     let config = home.write("p.toml", &app(""));
     home.ok(&["start", "--no-wait", config.to_str().unwrap()]);
-    let pid = wait_for("the second generation", Duration::from_secs(10), || {
-        std::fs::read_to_string(home.file("pid.txt"))
-            .map_err(|e| e.to_string())?
-            .trim()
-            .parse::<u32>()
-            .map_err(|e| e.to_string())
-    });
+    let pid = home.read_pid_file("pid.txt");
     let Some(counter) = memory_counter(pid).filter(|c| c.to_string_lossy().contains("/app-p/")) else {
         eprintln!("a_prepared_cgroup_set...: skipped: no v1 memory controller places generations here");
         return;

@@ -109,9 +109,9 @@ impl Launcher {
             let _ = self.jobs.send(Job::Remove(dirs.into_iter().map(|(_, d)| d).collect()));
             return None;
         }
-        let jobs = Mutex::new(self.jobs.clone());
+        let jobs = self.jobs.clone();
         let remover = Remover(Box::new(move |dirs| {
-            jobs.lock().expect("remover lock").send(Job::Remove(dirs)).map_err(|e| match e.0 {
+            jobs.send(Job::Remove(dirs)).map_err(|e| match e.0 {
                 Job::Remove(dirs) => dirs,
                 _ => Vec::new(),
             })

@@ -238,10 +238,9 @@ pub(crate) fn spawn(
     ctx.tracking.check_limits(&config.limits)?;
     let tree = ctx.tracking.tree();
     let controllers = tree.map(|t| t.v1_launchable(&config.limits)).unwrap_or_default();
-    let app_launcher = launcher;
     // Taken even for no controllers, so a set prepared before a new limit is given back.
     let prepared = launcher.and_then(|l| l.take(&controllers));
-    let launcher = launcher.filter(|_| prepared.is_some());
+    let from_launcher = prepared.is_some();
     let cgroup = match tree {
         Some(tree) => Some(Arc::new(tree.create(config.name.as_str(), &config.limits, prepared)?)),
         None => None,
@@ -281,7 +280,7 @@ pub(crate) fn spawn(
         }
         None => None,
     };
-    let started = match launcher {
+    let started = match launcher.filter(|_| from_launcher) {
         Some(launcher) => launcher.spawn(plan, pipes.ends, into),
         None => super::child::start(&mut plan, pipes.ends, into),
     }
@@ -295,7 +294,7 @@ pub(crate) fn spawn(
         cgroup.dirs().for_each(|d| ctx.guard.watch_cgroup(d));
     }
     ctx.guard.watch(pid);
-    if let (Some(tree), Some(launcher)) = (tree, app_launcher.filter(|_| !controllers.is_empty())) {
+    if let (Some(tree), Some(launcher)) = (tree, launcher.filter(|_| !controllers.is_empty())) {
         // The launcher pays the next generation's grace period now, off the spawn's way.
         launcher.prepare(|| tree.next_v1_dirs(config.name.as_str(), &controllers));
     }
