@@ -12,10 +12,20 @@ use std::process::ExitCode;
 
 /// A process supervisor for MCP servers and other long-lived network servers.
 #[derive(Debug, Parser)]
-#[command(name = "mcpd", version, about, long_about = None)]
+#[command(
+    name = "mcpd",
+    about,
+    long_about = None,
+    disable_version_flag = true,
+    arg_required_else_help = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// Print this mcpd's version, and the running daemon's.
+    #[arg(short = 'V', long)]
+    version: bool,
     #[command(subcommand)]
-    command: Verb,
+    command: Option<Verb>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +90,9 @@ enum Verb {
     Ping,
     /// Stop every app, then the daemon.
     Kill,
+    /// Run the installed daemon binary in place of the running daemon (same pid), handing over
+    /// every app, socket and session: no app restarts.
+    Update,
     /// Write the app list to $MCPD_HOME/dump.json; the daemon restores it when it starts.
     Save,
     /// Define the saved apps and start those that were running.
@@ -131,9 +144,11 @@ struct Targets {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Verb::Daemon { start } = cli.command {
-        return commands::daemon::run(start.as_deref());
-    }
+    let command = match cli.command {
+        Some(Verb::Daemon { start }) => return commands::daemon::run(start.as_deref()),
+        Some(command) => Some(command),
+        None => None,
+    };
     // No signal driver: no verb uses tokio's signals, and it costs a socketpair and its
     // registration on every run.
     let result = tokio::runtime::Builder::new_current_thread()
@@ -141,7 +156,14 @@ fn main() -> ExitCode {
         .enable_time()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(dispatch(cli.command)));
+        .and_then(|rt| {
+            rt.block_on(async {
+                match command {
+                    Some(command) => dispatch(command).await,
+                    None => commands::simple::version().await,
+                }
+            })
+        });
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -187,6 +209,7 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Logs(args) => commands::logs::run(args).await,
         Verb::Flush { names } => simple::flush(&names).await,
         Verb::Kill => simple::kill().await,
+        Verb::Update => commands::update::run().await,
         Verb::Check { file } => commands::check::run(&file),
     }
 }

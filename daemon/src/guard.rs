@@ -80,6 +80,43 @@ impl Guard {
         }
     }
 
+    /// The guard and the daemon's end of its pipe, to hand over to the next daemon
+    /// (`mcpd update`): the pipe stays open across the exec, so the guard never sees its end.
+    pub(crate) fn handover_state(&self) -> Option<crate::handover::GuardState> {
+        use std::os::fd::AsRawFd;
+        let inner = self.inner.lock().expect("guard lock");
+        Some(crate::handover::GuardState { pid: inner.pid?, pipe: inner.pipe.as_ref()?.as_raw_fd() })
+    }
+
+    /// The guard the previous daemon handed over. It is told the whole state once the apps
+    /// are adopted ([`Guard::resync`]).
+    pub(crate) fn adopt(
+        state: &crate::handover::GuardState,
+        close: Option<std::os::fd::RawFd>,
+    ) -> std::io::Result<Guard> {
+        let file = std::fs::File::from(crate::handover::take(state.pipe)?);
+        prepare_pipe(&file);
+        let inner = Inner { pipe: Some(file), pid: Some(state.pid), close, ..Inner::default() };
+        Ok(Guard { inner: Mutex::new(inner) })
+    }
+
+    /// Tells the guard to forget what it knows and the whole state instead. A line the
+    /// previous daemon left half-written is ended first.
+    pub(crate) fn resync(&self) {
+        let mut inner = self.inner.lock().expect("guard lock");
+        let told = format!("\nR\n{}", state(&inner));
+        inner.pending.clear();
+        write_to(&mut inner, &told);
+    }
+
+    /// A new guard started by exec (`mcpd-daemon --guard`), so it keeps none of this process's
+    /// descriptors (a daemon taking over from one that had no guard holds the apps' sockets).
+    pub(crate) fn start_by_exec(close: Option<std::os::fd::RawFd>) -> std::io::Result<Guard> {
+        let (pid, pipe) = spawn_guard(close)?;
+        let inner = Inner { pipe: Some(pipe), pid: Some(pid), close, ..Inner::default() };
+        Ok(Guard { inner: Mutex::new(inner) })
+    }
+
     /// A guard that watches nothing (tests of the engine in-process).
     pub fn disabled() -> Guard {
         Guard { inner: Mutex::new(Inner::default()) }

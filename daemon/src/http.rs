@@ -56,7 +56,7 @@ pub(crate) async fn serve(listener: crate::front::PublicListener, daemon: Arc<Da
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(io, service);
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service);
             // A client that keeps a connection open without asking is closed after a while.
             let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
             drop(permit);

@@ -38,6 +38,30 @@ impl Listeners {
         self.fds.iter().map(|f| f.as_raw_fd()).collect()
     }
 
+    /// Gives up the sockets to the next daemon (`mcpd update`): their fds are the caller's,
+    /// and the socket files stay.
+    pub fn hand_over(&mut self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::IntoRawFd;
+        self.addrs.clear();
+        self.fds.drain(..).map(IntoRawFd::into_raw_fd).collect()
+    }
+
+    /// The sockets the previous daemon bound for `addrs` (in the same order).
+    pub fn adopt(addrs: &[ListenAddr], fds: &[std::os::fd::RawFd]) -> Result<Listeners, String> {
+        if fds.is_empty() {
+            // Closed (the app was stopped): bound again at its next start.
+            return Ok(Listeners::default());
+        }
+        if addrs.len() != fds.len() {
+            return Err(format!("{} listen sockets handed over for {} addresses", fds.len(), addrs.len()));
+        }
+        let mut owned = Vec::new();
+        for &fd in fds {
+            owned.push(crate::handover::take(fd).map_err(|e| format!("cannot take over listen socket fd {fd}: {e}"))?);
+        }
+        Ok(Listeners { addrs: addrs.to_vec(), fds: owned })
+    }
+
     /// Closes the sockets (and removes Unix socket files).
     pub fn close(&mut self) {
         self.fds.clear();

@@ -12,6 +12,16 @@ pub(crate) struct DaemonLock {
 }
 
 impl DaemonLock {
+    /// The lock the previous daemon held (an update in place): its socket is live, not stale.
+    pub fn adopt(lock: HomeLock) -> DaemonLock {
+        DaemonLock { _lock: lock }
+    }
+
+    /// The lock's fd (handed over by an update in place).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self._lock.fd()
+    }
+
     /// Takes the home's lock (or adopts `inherited`), and removes a stale socket file.
     pub fn acquire(paths: &Paths, inherited: Option<HomeLock>) -> Result<DaemonLock, LockError> {
         let lock = match inherited {

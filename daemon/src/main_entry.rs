@@ -15,6 +15,17 @@ pub fn daemon_main(start: Option<&std::path::Path>) -> ExitCode {
             daemon: Default::default(),
             warnings: Vec::new(),
         }),
+        // An update in place takes its apps over from the previous daemon: the boot file is
+        // not started again, and a mistake made in it since must not end every app.
+        Err(e) if std::env::var_os(crate::update::FD_ENV).is_some() => {
+            eprintln!("{e}\nmcpd: {} error(s) in the boot file, ignored by this update in place", e.0.len());
+            mcpd_core::config::ConfigFile {
+                path: Default::default(),
+                apps: Vec::new(),
+                daemon: Default::default(),
+                warnings: Vec::new(),
+            }
+        }
         Err(e) => {
             eprintln!("{e}\nmcpd: {} error(s); the daemon did not start", e.0.len());
             return ExitCode::FAILURE;

@@ -33,17 +33,50 @@ enum Meaning {
     Ignore(&'static str),
 }
 
+/// The signals that have a meaning: blocked across the exec of an update in place (see
+/// [`block_across_exec`]), so one sent meanwhile waits for the new daemon's handlers instead of
+/// taking its default action (ending the daemon, and through the guard every app).
+const MEANINGFUL: [libc::c_int; 6] =
+    [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2];
+
+fn mask(how: libc::c_int) {
+    // SAFETY: sigset operations on a set on our stack; pthread_sigmask on this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in MEANINGFUL {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// Blocks the meaningful signals on this thread before the exec of an update in place (the
+/// mask survives `execve`); if the exec fails, [`unblock`] undoes it.
+pub(crate) fn block_across_exec() {
+    mask(libc::SIG_BLOCK);
+}
+
+/// Unblocks them: after the handlers are installed (a signal that came meanwhile is handled
+/// now), or after a failed exec.
+pub(crate) fn unblock() {
+    mask(libc::SIG_UNBLOCK);
+}
+
 impl Signals {
     /// Installs every handler; called on the runtime before the daemon serves.
     pub fn install() -> std::io::Result<Signals> {
-        Ok(Signals {
+        let signals = Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             quit: signal(SignalKind::quit())?,
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
             usr2: signal(SignalKind::user_defined2())?,
-        })
+        };
+        // Blocked by the daemon that executed this one (an update in place): handled from now.
+        unblock();
+        Ok(signals)
     }
 
     async fn next(&mut self) -> Meaning {
@@ -65,6 +98,10 @@ impl Signals {
                     tracing::info!("{name}: already draining every app");
                 }
                 Meaning::Drain(name) => {
+                    // An update in place under way is told first: it gives up before its exec
+                    // and takes its apps back, so the drain finds them all.
+                    daemon.update.stop_requested.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let _no_update = daemon.update.running.lock().await;
                     tracing::info!("{name}: draining every app, then exiting");
                     crate::systemd::stopping();
                     daemon.shutdown.cancel();

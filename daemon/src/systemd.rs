@@ -19,6 +19,16 @@ pub(crate) fn ready(status: &str) {
     notify(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// `RELOADING=1` (with the `MONOTONIC_USEC=` systemd wants beside it): the daemon re-executes
+/// itself (`mcpd update`); the new daemon sends `READY=1` once it took the apps over. The pid
+/// is the same, so `MAINPID` does not change.
+pub(crate) fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[NotifyState::Reloading, now, NotifyState::Status("updating in place")]),
+        Err(_) => notify(&[NotifyState::Reloading, NotifyState::Status("updating in place")]),
+    }
+}
+
 /// `STOPPING=1`.
 pub(crate) fn stopping() {
     notify(&[NotifyState::Stopping, NotifyState::Status("draining every app")]);

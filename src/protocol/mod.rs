@@ -164,6 +164,10 @@ pub enum Request {
     Describe(DescribeRequest),
     /// Stop every app, then the daemon.
     Kill,
+    /// Re-execute the daemon's binary in place (same pid), handing over every app, socket and
+    /// session (`mcpd update`). Answered by the new daemon on the same connection; an error
+    /// means the old daemon kept running.
+    Update,
 }
 
 impl From<StartRequest> for Request {
@@ -187,6 +191,9 @@ pub struct Pong {
     pub uptime_ms: u64,
     /// How many apps it knows.
     pub apps: usize,
+    /// The daemon's version (empty from a daemon older than this field).
+    #[serde(default)]
+    pub version: String,
 }
 
 /// What happened to one app under a verb.

@@ -30,4 +30,5 @@ mod rlimits;
 mod secrets;
 mod service;
 mod signals;
+mod update;
 mod wedge;

@@ -51,7 +51,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let request = LogsRequest { app, lines: args.lines, follow: args.follow, stream, daemon: args.daemon };
     let paths = connect::paths()?;
     let mut client = connect::connect_or_start(&paths).await?;
-    let mut response = client.call(Request::Logs(request)).await?;
+    let mut response = client.call(Request::Logs(request.clone())).await?;
     let mut stdout = std::io::stdout().lock();
     loop {
         match response {
@@ -81,10 +81,39 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
         // daemon going away (stopped, killed, or gone wrong), which a script must see.
         response = match client.next().await {
             Ok(Some(next)) => next,
-            Ok(None) => anyhow::bail!("the daemon closed the log stream (stopped or killed); no longer following"),
+            Ok(None) => match resume(&paths, client.daemon_pid, &request).await {
+                Some((again, first)) => {
+                    eprintln!(
+                        "[mcpd: the daemon was updated in place; still following (lines written during the update are in {})]",
+                        paths.logs_dir().display()
+                    );
+                    client = again;
+                    first
+                }
+                None => anyhow::bail!("the daemon closed the log stream (stopped or killed); no longer following"),
+            },
             Err(e) => return Err(anyhow::Error::new(e).context("the log stream broke; no longer following")),
         };
     }
+}
+
+/// After the stream ended: if the same daemon (same pid) answers again within a few seconds,
+/// it was updated in place (`mcpd update`): follow on from it (new lines only).
+async fn resume(
+    paths: &mcpd_core::paths::Paths,
+    pid: u32,
+    request: &LogsRequest,
+) -> Option<(mcpd_core::client::Client, Response)> {
+    // While a daemon updates, its socket keeps listening: the connection waits in the backlog
+    // and the new daemon greets it. A daemon that is gone refuses it at once.
+    let connect = mcpd_core::client::Client::connect(paths);
+    let mut client = tokio::time::timeout(std::time::Duration::from_secs(15), connect).await.ok()?.ok()?;
+    if client.daemon_pid != pid {
+        return None;
+    }
+    let again = LogsRequest { lines: 0, ..request.clone() };
+    let first = client.call(Request::Logs(again)).await.ok()?;
+    Some((client, first))
 }
 
 fn print_line(out: &mut impl Write, line: &LogLine, args: &LogsArgs) -> std::io::Result<()> {

@@ -10,6 +10,7 @@ pub mod probe;
 pub mod simple;
 pub mod start;
 pub mod startup;
+pub mod update;
 pub mod wait;
 
 use mcpd_core::model::AppName;

@@ -95,11 +95,37 @@ pub async fn message(request: Request) -> anyhow::Result<ExitCode> {
 pub async fn ping() -> anyhow::Result<ExitCode> {
     match connect::call(Request::Ping).await? {
         Response::Pong(p) => {
-            println!("pong: daemon pid {}, up {}, {} apps", p.pid, crate::format::duration_ms(p.uptime_ms), p.apps);
+            let version = if p.version.is_empty() { String::new() } else { format!(" (mcpd {})", p.version) };
+            println!(
+                "pong: daemon pid {}{version}, up {}, {} apps",
+                p.pid,
+                crate::format::duration_ms(p.uptime_ms),
+                p.apps
+            );
             Ok(ExitCode::SUCCESS)
         }
         other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
     }
+}
+
+/// `--version`: this mcpd's version, and the running daemon's (never starts one).
+pub async fn version() -> anyhow::Result<ExitCode> {
+    println!("mcpd {}", env!("CARGO_PKG_VERSION"));
+    let paths = connect::paths()?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let mut client = Client::connect(&paths).await.ok()?;
+        client.call(Request::Ping).await.ok()
+    })
+    .await;
+    match answer {
+        Ok(Some(Response::Pong(p))) => {
+            let version =
+                if p.version.is_empty() { "of a version older than `mcpd update`" } else { p.version.as_str() };
+            println!("daemon {version} (pid {})", p.pid);
+        }
+        _ => println!("daemon: not running"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `kill`: stops every app, then the daemon; waits until the daemon has exited.
@@ -123,7 +149,7 @@ pub async fn kill() -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-async fn wait_gone(pid: u32) -> anyhow::Result<()> {
+pub async fn wait_gone(pid: u32) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let pid = nix::unistd::Pid::from_raw(pid as i32);
     while nix::sys::signal::kill(pid, None).is_ok() && !is_zombie(pid.as_raw()) {

@@ -49,6 +49,9 @@ pub fn unit(exe: &Path, home: &Path, longest_drain: Duration, user: bool) -> Str
          Environment=MCPD_HOME={home}\n\
          ExecStart={exe} daemon\n\
          ExecReload={exe} reload all\n\
+         # Upgrading mcpd itself: install the new binary, then `mcpd update` (the package does): the\n\
+         # daemon executes it in place, same MAINPID, every app and session kept. A restart of this\n\
+         # unit would drain and restart every app.\n\
          # KillMode=mixed: on stop, SIGTERM goes to mcpd alone, which drains every app in parallel,\n\
          # each with its own kill_signal and kill_timeout; whatever is still alive when\n\
          # TimeoutStopSec runs out is SIGKILLed, the whole cgroup. (control-group would SIGTERM every\n\

@@ -22,9 +22,17 @@ impl PublicListener {
     pub(crate) fn bind(
         addr: &mcpd_core::config::ListenAddr,
     ) -> Result<(crate::listen::Listeners, PublicListener), String> {
-        use mcpd_core::config::ListenAddr;
         let mut public = crate::listen::Listeners::default();
         public.ensure(std::slice::from_ref(addr))?;
+        Self::over(addr, public)
+    }
+
+    /// A listener on a duplicate of `public`'s socket (bound for `addr`).
+    pub(crate) fn over(
+        addr: &mcpd_core::config::ListenAddr,
+        public: crate::listen::Listeners,
+    ) -> Result<(crate::listen::Listeners, PublicListener), String> {
+        use mcpd_core::config::ListenAddr;
         let fd = public.fds()[0];
         // SAFETY: `fd` is the listening socket `public` owns; it is duplicated, not taken.
         let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().map_err(|e| e.to_string())?;
@@ -48,14 +56,43 @@ impl PublicListener {
 /// (431 above it): hyper's default (~400 KiB) times `max_connections` would be a lot of memory.
 const MAX_BUF: usize = 64 << 10;
 
-/// Accepts on the public socket until `shutdown`, one hyper connection task each and at most
-/// `max_connections` at once (more wait in the listen backlog), and meanwhile expires idle
-/// sessions.
+/// Accepts on the public socket until `shutdown` (or until the front freezes for an update
+/// in place), one hyper connection task each and at most `max_connections` at once (more
+/// wait in the listen backlog), and meanwhile expires idle sessions.
 pub(crate) async fn serve(listener: PublicListener, front: Arc<Front>, shutdown: CancellationToken) {
+    serve_with(listener, front, shutdown, Vec::new()).await
+}
+
+/// [`serve`], first taking back the client connections a previous daemon handed over.
+pub(crate) async fn serve_handed(
+    listener: PublicListener,
+    front: Arc<Front>,
+    shutdown: CancellationToken,
+    handed: Vec<crate::handover::ConnState>,
+) {
+    serve_with(listener, front, shutdown, handed).await
+}
+
+async fn serve_with(
+    listener: PublicListener,
+    front: Arc<Front>,
+    shutdown: CancellationToken,
+    handed: Vec<crate::handover::ConnState>,
+) {
+    front.accepting.store(true, Ordering::Release);
+    let _accepting = Accepting(front.clone());
     tokio::spawn(crate::boxed(super::sweep(front.clone(), shutdown.clone())));
     let slots = Arc::new(Slots::default());
+    for c in handed {
+        let slot = slots.take(usize::MAX).await;
+        match Conn::adopt(&c) {
+            Ok(conn) => connection(front.clone(), conn, c.peer, slot),
+            Err(e) => tracing::warn!(error = %e, "front: cannot take over a client connection"),
+        }
+    }
     let mut failures = Throttled::default();
     let mut backoff = None;
+    let freezing = front.freezing.clone();
     loop {
         let settings = front.settings();
         let (slot, accepted) = tokio::select! {
@@ -64,6 +101,8 @@ pub(crate) async fn serve(listener: PublicListener, front: Arc<Front>, shutdown:
                 (slot, accept(&listener).await)
             } => a,
             _ = shutdown.cancelled() => return,
+            // What is not accepted yet waits in the backlog for the next daemon.
+            _ = freezing.cancelled() => return,
         };
         let (io, peer) = match accepted {
             Ok(pair) => {
@@ -87,22 +126,81 @@ pub(crate) async fn serve(listener: PublicListener, front: Arc<Front>, shutdown:
                 continue;
             }
         };
-        let front = front.clone();
-        tokio::spawn(crate::boxed(async move {
-            let _slot = slot;
-            let max_body = settings.max_body;
-            let service =
-                hyper::service::service_fn(move |req| super::proxy::proxy(req, peer.clone(), front.clone(), max_body));
-            // The header timeout runs from when the connection opens, and again from the end of
-            // each response: it bounds both a slow sender of headers and an idle kept-alive
-            // connection.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(settings.header_timeout)
-                .max_buf_size(MAX_BUF)
-                .serve_connection(io, service)
-                .await;
-        }));
+        connection(front.clone(), io, peer, slot);
+    }
+}
+
+/// Serves one client connection on a task of its own. When the front freezes, the exchange
+/// in progress is finished and the connection (with what was read of the next request) is
+/// handed over instead of closed.
+fn connection(front: Arc<Front>, io: Conn, peer: Option<String>, slot: Slot) {
+    front.open.fetch_add(1, Ordering::AcqRel);
+    tokio::spawn(crate::boxed(async move {
+        let _slot = slot;
+        let _open = Open(front.clone());
+        let settings = front.settings();
+        let max_body = settings.max_body;
+        let tcp = io.is_tcp();
+        let service = {
+            let (front, peer) = (front.clone(), peer.clone());
+            hyper::service::service_fn(move |req| {
+                Box::pin(super::proxy::proxy(req, peer.clone(), front.clone(), max_body))
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+            })
+        };
+        // The header timeout runs from when the connection opens, and again from the end of
+        // each response: it bounds both a slow sender of headers and an idle kept-alive
+        // connection.
+        let mut conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(settings.header_timeout)
+            .max_buf_size(MAX_BUF)
+            .serve_connection(TokioIo::new(io), service);
+        let freezing = front.freezing.clone();
+        tokio::select! {
+            _ = &mut conn => return,
+            _ = freezing.cancelled() => {}
+        }
+        std::pin::Pin::new(&mut conn).graceful_shutdown();
+        let finished =
+            tokio::time::timeout(FREEZE_EXCHANGE, std::future::poll_fn(|cx| conn.poll_without_shutdown(cx))).await;
+        if !matches!(finished, Ok(Ok(()))) {
+            return;
+        }
+        let parts = conn.into_parts();
+        let mut read = parts.read_buf.to_vec();
+        let (fd, rest) = match parts.io.into_inner().into_fd() {
+            Ok(pair) => pair,
+            Err(e) => return tracing::warn!(error = %e, "front: cannot hand over a client connection"),
+        };
+        read.extend_from_slice(&rest);
+        use std::os::fd::IntoRawFd;
+        let state = crate::handover::ConnState { fd: fd.into_raw_fd(), tcp, peer, read };
+        front.handed.lock().expect("handed").push(state);
+    }));
+}
+
+/// How long an exchange in progress has to finish when the daemon is updated in place; a
+/// connection still busy then is closed.
+pub(crate) const FREEZE_EXCHANGE: Duration = Duration::from_secs(10);
+
+/// The accept loop of a front, marked while it runs.
+struct Accepting(Arc<Front>);
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        self.0.accepting.store(false, Ordering::Release);
+        self.0.closed.notify_waiters();
+    }
+}
+
+/// A connection task of a front, counted while it runs.
+struct Open(Arc<Front>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.closed.notify_waiters();
     }
 }
 
@@ -170,20 +268,128 @@ impl Throttled {
     }
 }
 
-pub(crate) type Io = TokioIo<Box<dyn IoStream>>;
-pub(crate) trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> IoStream for T {}
+/// A client connection of a front: its stream, and bytes already read from it (a connection
+/// handed over between requests may carry the start of the next one).
+#[derive(Debug)]
+pub(crate) struct Conn {
+    stream: Stream,
+    prefix: bytes::Bytes,
+}
 
-pub(crate) async fn accept(listener: &PublicListener) -> std::io::Result<(Io, Option<String>)> {
+#[derive(Debug)]
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Conn {
+    fn is_tcp(&self) -> bool {
+        matches!(self.stream, Stream::Tcp(_))
+    }
+
+    /// The fd (blocking mode is left as it is: the next daemon registers it again) and the
+    /// bytes read but not consumed.
+    fn into_fd(self) -> std::io::Result<(std::os::fd::OwnedFd, Vec<u8>)> {
+        let fd = match self.stream {
+            Stream::Tcp(s) => std::os::fd::OwnedFd::from(s.into_std()?),
+            Stream::Unix(s) => std::os::fd::OwnedFd::from(s.into_std()?),
+        };
+        Ok((fd, self.prefix.to_vec()))
+    }
+
+    /// A connection the previous daemon handed over.
+    fn adopt(state: &crate::handover::ConnState) -> std::io::Result<Conn> {
+        let fd = crate::handover::take(state.fd)?;
+        let stream = if state.tcp {
+            let s = std::net::TcpStream::from(fd);
+            s.set_nonblocking(true)?;
+            Stream::Tcp(tokio::net::TcpStream::from_std(s)?)
+        } else {
+            let s = std::os::unix::net::UnixStream::from(fd);
+            s.set_nonblocking(true)?;
+            Stream::Unix(tokio::net::UnixStream::from_std(s)?)
+        };
+        Ok(Conn { stream, prefix: bytes::Bytes::from(state.read.clone()) })
+    }
+}
+
+impl tokio::io::AsyncRead for Conn {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let taken = self.prefix.split_to(n);
+            buf.put_slice(&taken);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        match &mut self.stream {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Conn {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match &mut self.stream {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match &mut self.stream {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match &mut self.stream {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match &mut self.stream {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+pub(crate) async fn accept(listener: &PublicListener) -> std::io::Result<(Conn, Option<String>)> {
     match listener {
         PublicListener::Tcp(l) => {
             let (s, addr) = l.accept().await?;
             let _ = s.set_nodelay(true);
-            Ok((TokioIo::new(Box::new(s) as Box<dyn IoStream>), Some(addr.ip().to_string())))
+            Ok((Conn { stream: Stream::Tcp(s), prefix: bytes::Bytes::new() }, Some(addr.ip().to_string())))
         }
         PublicListener::Unix(l) => {
             let (s, _) = l.accept().await?;
-            Ok((TokioIo::new(Box::new(s) as Box<dyn IoStream>), None))
+            Ok((Conn { stream: Stream::Unix(s), prefix: bytes::Bytes::new() }, None))
         }
     }
 }

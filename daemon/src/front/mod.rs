@@ -13,7 +13,7 @@ mod proxy;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use listener::{accept, serve, PublicListener};
+pub(crate) use listener::{accept, serve, serve_handed, PublicListener, FREEZE_EXCHANGE};
 pub(crate) use proxy::{session_id, strip_hop_by_hop, HOP_BY_HOP};
 
 use mcpd_core::config::FrontConfig;
@@ -88,6 +88,16 @@ pub(crate) struct Front {
     routes: Mutex<Routes>,
     idle: Mutex<HashMap<PathBuf, Vec<(proxy::Upstream, Instant)>>>,
     settings: Mutex<Settings>,
+    /// Cancelled when the daemon is updated in place: accepting stops, open streams of GET
+    /// requests end, and each client connection is handed over once its exchange is done.
+    pub(crate) freezing: CancellationToken,
+    /// Client connections given up for the next daemon (bounded by `max_connections`).
+    pub(crate) handed: Mutex<Vec<crate::handover::ConnState>>,
+    /// Connection tasks running (each ends handed over or closed).
+    pub(crate) open: std::sync::atomic::AtomicUsize,
+    /// The accept loop runs (it may still start a connection task).
+    pub(crate) accepting: std::sync::atomic::AtomicBool,
+    pub(crate) closed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Front {
@@ -198,6 +208,27 @@ impl Front {
         pin.active += 1;
         pin.last = Instant::now();
         Ok(Route { pid: pin.pid, socket, fresh: false })
+    }
+
+    /// Every session and the generation holding it (handed over by `mcpd update`).
+    pub fn sessions_table(&self) -> Vec<(String, u32)> {
+        self.routes.lock().expect("routes").pins.iter().map(|(id, p)| (id.to_string(), p.pid)).collect()
+    }
+
+    /// Sessions a previous daemon routed, each idle from now.
+    pub fn restore(&self, sessions: Vec<(String, u32)>) {
+        let mut r = self.routes.lock().expect("routes");
+        let now = Instant::now();
+        for (id, pid) in sessions {
+            r.seq += 1;
+            let seq = r.seq;
+            let id: Arc<str> = Arc::from(id);
+            r.expiry.insert((now, seq), id.clone());
+            *r.counts.entry(pid).or_default() += 1;
+            if let Some(old) = r.pins.insert(id, Pin { pid, last: now, seq, active: 0 }) {
+                Self::forget(&mut r, &old);
+            }
+        }
     }
 
     /// The answer to a session-less request came back (its session, if any, is pinned by now).

@@ -9,6 +9,7 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -110,6 +111,7 @@ pub(super) async fn proxy(
     };
     let mut done = session.clone().map(|s| Done { front: front.clone(), session: s });
     let is_delete = req.method() == hyper::Method::DELETE;
+    let is_get = req.method() == hyper::Method::GET;
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if let Some(ip) = peer {
@@ -150,8 +152,17 @@ pub(super) async fn proxy(
     }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // A GET's event stream may last as long as its session: it ends when the daemon is
+    // updated in place (the client opens it again), so its connection can be handed over.
+    let events = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    let cut = (is_get && events).then(|| Box::pin(front.freezing.clone().cancelled_owned()));
     let reuse = Some(Reuse { front: front.clone(), socket: route.socket.clone(), sender });
-    Ok(Response::from_parts(parts, Tracked { inner: body, _done: done, reuse }.boxed()))
+    let tracked = Tracked { inner: body, _done: done, reuse, cut, at_boundary: true, ended: false };
+    Ok(Response::from_parts(parts, tracked.boxed()))
 }
 
 /// A request body as it goes to a generation: the client's, cut at `max_body`.
@@ -253,14 +264,46 @@ struct Tracked {
     inner: Incoming,
     _done: Option<Done>,
     reuse: Option<Reuse>,
+    /// Ends the body when the front freezes (a GET's stream).
+    cut: Option<Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>>,
+    /// The data so far ends between two events (an SSE stream can take a `retry:` field).
+    at_boundary: bool,
+    /// Cut: the hint was sent; the body ends.
+    ended: bool,
 }
+
+/// The last thing a GET's event stream carries when the daemon is updated in place: clients
+/// open the stream again after this long (the TypeScript SDK does on a clean end).
+const RETRY_HINT: &[u8] = b"retry: 250\n\n";
 
 impl Body for Tracked {
     type Data = Bytes;
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(cut) = &mut self.cut {
+            if cut.as_mut().poll(cx).is_ready() {
+                // The upstream connection is dropped mid-stream: never pooled.
+                self.reuse = None;
+                self.cut = None;
+                self.ended = true;
+                // Between events, a retry hint first; inside one, the event is cut (the
+                // client drops an event that never ended).
+                if self.at_boundary {
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(RETRY_HINT)))));
+                }
+                return Poll::Ready(None);
+            }
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) {
+                self.at_boundary = data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n");
+            }
+        }
         if let Poll::Ready(None) = polled {
             if let Some(r) = self.reuse.take() {
                 r.front.put_idle(r.socket, r.sender);
@@ -270,7 +313,7 @@ impl Body for Tracked {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ended || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {

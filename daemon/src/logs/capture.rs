@@ -23,8 +23,62 @@ const MAX_BATCH: usize = 256 * 1024;
 /// A longer line is written in pieces, each cut at a character boundary.
 pub(super) const MAX_LINE: usize = 64 * 1024;
 
-/// Copies `pipe` into the app's logs until end of file.
-pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream, logs: Arc<AppLogs>) {
+/// A capture frozen for an update in place.
+#[derive(Debug)]
+pub(crate) struct Frozen {
+    pub pipe: std::os::fd::OwnedFd,
+    /// The line it was in the middle of (raw).
+    pub partial: Vec<u8>,
+    /// Whole lines, formatted, not yet given to the writer, and how many.
+    pub formatted: Vec<u8>,
+    pub lines: u64,
+    /// Everything given to the writer was in the file within [`FREEZE_FLUSH`]; if not, the
+    /// file is stuck (a slow or full disk) and the update must not go on, or what the writer
+    /// still holds would be lost with its thread.
+    pub flushed: bool,
+}
+
+/// How long a frozen capture waits for its file to take what it was given.
+pub(crate) const FREEZE_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Where a capture starts: the partial line and formatted lines a previous capture of the
+/// same pipe left (an update in place), and the pipe.
+#[derive(Debug, Default)]
+pub(crate) struct Resume {
+    pub partial: Vec<u8>,
+    pub formatted: Vec<u8>,
+    pub lines: u64,
+}
+
+/// Stops a capture for an update in place: once `token` is cancelled, the capture stops
+/// reading, waits (bounded) until what its writer holds is in the file, and sends back its
+/// pipe, the partial line, and the whole lines not yet written (which the next capture of
+/// the pipe writes first).
+#[derive(Debug)]
+pub(crate) struct Freeze {
+    pub token: tokio_util::sync::CancellationToken,
+    pub done: tokio::sync::oneshot::Sender<Frozen>,
+}
+
+/// Copies `pipe` into the app's logs until end of file (or until frozen), starting with the
+/// partial line `partial` (handed over by a previous daemon).
+pub(crate) async fn capture(
+    pipe: tokio::net::unix::pipe::Receiver,
+    stream: LogStream,
+    logs: Arc<AppLogs>,
+    resume: Resume,
+    freeze: Freeze,
+) {
+    copy(pipe, stream, logs, resume, Some(freeze)).await
+}
+
+async fn copy<R: AsyncRead + Unpin + IntoFd>(
+    mut pipe: R,
+    stream: LogStream,
+    logs: Arc<AppLogs>,
+    resume: Resume,
+    mut freeze: Option<Freeze>,
+) {
     let sink = match stream {
         LogStream::Out => logs.out.clone(),
         LogStream::Err => logs.err.clone(),
@@ -32,22 +86,44 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
     let mut writer = super::writer::Writer::new(sink.clone());
     let status = logs.statuses[if stream == LogStream::Err && logs.statuses.len() > 1 { 1 } else { 0 }].clone();
     let mut buf = vec![0u8; FIRST_READ];
-    let mut pending: Vec<u8> = Vec::new();
-    let mut batch: Vec<u8> = Vec::new();
+    let mut pending: Vec<u8> = resume.partial;
+    // What a previous capture of this pipe formatted goes to the file first.
+    let mut batch: Vec<u8> = resume.formatted;
     let mut stamper =
         Stamper { format: logs.format, app: &logs.app, stream, time: SystemTime::now(), stamp: String::new() };
     // Lines formatted but not yet queued for the writer.
-    let mut unsent = 0u64;
+    let mut unsent = resume.lines;
+    // Cancelled when the capture is frozen (never for a capture that cannot be).
+    let token = freeze.as_ref().map(|f| f.token.clone()).unwrap_or_default();
     loop {
+        if freeze.as_ref().is_some_and(|f| f.token.is_cancelled()) {
+            // The lines not yet queued are handed over, never waited for: only the queue's
+            // flush is (bounded), and dropping that wait loses nothing.
+            let flushed = tokio::time::timeout(FREEZE_FLUSH, writer.flush()).await.is_ok();
+            let Some(freeze) = freeze.take() else { return };
+            if let Ok(fd) = pipe.into_fd() {
+                let frozen = Frozen { pipe: fd, partial: pending, formatted: batch, lines: unsent, flushed };
+                let _ = freeze.done.send(frozen);
+            }
+            return;
+        }
         let read = if batch.is_empty() {
-            pipe.read(&mut buf).await
+            tokio::select! {
+                read = pipe.read(&mut buf) => read,
+                // Cancel-safe: a read not completed took nothing from the pipe.
+                _ = token.cancelled() => continue,
+            }
         } else {
             // Lines are waiting: read on only if the pipe has more already (fewer, larger
             // batches for a flood), else queue them first (a quiet app's line goes out at once).
             match futures_util::FutureExt::now_or_never(pipe.read(&mut buf)) {
                 Some(read) => read,
                 None => {
-                    writer.write(std::mem::take(&mut batch), std::mem::take(&mut unsent)).await;
+                    // A frozen capture never waits for a slow file: the batch stays its own.
+                    let queued = writer.write_unless(std::mem::take(&mut batch), std::mem::take(&mut unsent), &token);
+                    if let Err((back, lines)) = queued.await {
+                        (batch, unsent) = (back, lines);
+                    }
                     continue;
                 }
             }
@@ -100,11 +176,25 @@ pub(crate) async fn capture<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream
             unsent += 1;
         }
         if !filled || batch.len() >= MAX_BATCH {
-            writer.write(std::mem::take(&mut batch), std::mem::take(&mut unsent)).await;
+            let queued = writer.write_unless(std::mem::take(&mut batch), std::mem::take(&mut unsent), &token);
+            if let Err((back, lines)) = queued.await {
+                (batch, unsent) = (back, lines);
+            }
         }
         if filled && buf.len() < MAX_READ {
             buf.resize(buf.len() * 2, 0);
         }
+    }
+}
+
+/// A pipe whose fd can be taken back (to hand over).
+pub(crate) trait IntoFd {
+    fn into_fd(self) -> std::io::Result<std::os::fd::OwnedFd>;
+}
+
+impl IntoFd for tokio::net::unix::pipe::Receiver {
+    fn into_fd(self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.into_nonblocking_fd()
     }
 }
 

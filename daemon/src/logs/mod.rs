@@ -2,14 +2,13 @@
 //! each line, and appends it to the app's files, rotating them by size and time without
 //! losing or splitting a line. Followers (`mcpd logs --follow`) get the same lines live.
 
-mod capture;
+pub(crate) mod capture;
 mod daemon_log;
 mod rotate;
 mod sink;
 mod tail;
 mod writer;
 
-pub(crate) use capture::capture;
 pub use daemon_log::init_daemon_log;
 pub(crate) use daemon_log::reopen_daemon_log;
 pub(crate) use sink::AppLogs;

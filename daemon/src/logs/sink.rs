@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A write in progress this long is shown as the app's log error.
+const STUCK_AFTER: Duration = Duration::from_secs(1);
+
 /// How long to wait before trying an unwritable file (or a failed rotation) again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How often the live path is compared with the open file (deleted or replaced by hand).
@@ -58,6 +61,9 @@ pub(crate) struct SinkStatus {
     /// Set by SIGHUP: the file is closed and opened again at its path before the next write
     /// (after logrotate renamed it aside), or at once by [`Sink::honour_reopen`].
     reopen: AtomicBool,
+    /// Milliseconds since [`epoch`] (plus one) when the write in progress began; 0 when none
+    /// is: a write that does not end tells of a stuck file (a full FIFO, a hung disk).
+    writing_since: AtomicU64,
 }
 
 /// A fixed instant the statuses' deadlines count from.
@@ -92,6 +98,21 @@ impl SinkStatus {
     pub fn request_reopen(&self) {
         self.reopen.store(true, Ordering::Release);
         self.dropping_until.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the write in progress has been going on (zero when none is).
+    pub fn writing_for(&self) -> Duration {
+        let began = self.writing_since.load(Ordering::Relaxed);
+        if began == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis((since_epoch(Instant::now()) + 1).saturating_sub(began))
+    }
+
+    /// Whether a write has been in progress for `longer` or more.
+    pub fn stuck(&self, longer: Duration) -> bool {
+        let began = self.writing_since.load(Ordering::Relaxed);
+        began != 0 && since_epoch(Instant::now()) + 1 >= began + u64::try_from(longer.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn set(&self, value: Option<String>) {
@@ -195,6 +216,12 @@ impl Sink {
         if batch.is_empty() {
             return;
         }
+        self.status.writing_since.store(since_epoch(Instant::now()) + 1, Ordering::Relaxed);
+        self.write_batch(batch, lines);
+        self.status.writing_since.store(0, Ordering::Relaxed);
+    }
+
+    fn write_batch(&mut self, batch: &[u8], lines: u64) {
         if self.status.reopen.swap(false, Ordering::AcqRel) {
             self.reopen(false);
         }
@@ -359,9 +386,22 @@ impl AppLogs {
         }
     }
 
-    /// Why the logs cannot be written, if they cannot (never waits for a write).
+    /// Whether a write to one of the files has been going on for `longer` (never waits).
+    pub fn stuck(&self, longer: Duration) -> bool {
+        self.statuses.iter().any(|s| s.stuck(longer))
+    }
+
+    /// Why the logs cannot be written, if they cannot, or that a write does not end (never
+    /// waits for a write).
     pub fn error(&self) -> Option<String> {
-        self.statuses.iter().find_map(|s| s.get())
+        self.statuses.iter().find_map(|s| s.get()).or_else(|| {
+            let (status, path) = self.statuses.iter().zip(&self.paths).find(|(s, _)| s.stuck(STUCK_AFTER))?;
+            let secs = status.writing_for().as_secs();
+            Some(format!(
+                "a write to {} has not finished for {secs} s (a slow or full disk, or a FIFO nobody reads?)",
+                path.display()
+            ))
+        })
     }
 }
 

@@ -45,7 +45,13 @@ impl Writer {
         tx
     }
 
-    async fn send(&mut self, mut job: Job) {
+    async fn send(&mut self, job: Job) {
+        let never = tokio_util::sync::CancellationToken::new();
+        let _ = self.send_unless(job, &never).await;
+    }
+
+    /// Queues `job`, or gives it back if `stop` is cancelled while the queue is full.
+    async fn send_unless(&mut self, mut job: Job, stop: &tokio_util::sync::CancellationToken) -> Result<(), Job> {
         // Bounded: at most one thread start per send, and a started thread takes jobs.
         for _ in 0..3 {
             let tx = match &self.tx {
@@ -54,10 +60,13 @@ impl Writer {
             };
             loop {
                 match tx.try_send(job) {
-                    Ok(()) => return,
+                    Ok(()) => return Ok(()),
                     Err(TrySendError::Full(back)) => {
                         job = back;
-                        self.room.notified().await;
+                        tokio::select! {
+                            _ = self.room.notified() => {}
+                            _ = stop.cancelled() => return Err(job),
+                        }
                     }
                     Err(TrySendError::Disconnected(back)) => {
                         // The writer ended (idle): start another.
@@ -69,12 +78,31 @@ impl Writer {
             }
         }
         tracing::error!("a log writer thread cannot be started; lines are lost");
+        Ok(())
     }
 
     /// Queues a batch of whole lines.
     pub async fn write(&mut self, batch: Vec<u8>, lines: u64) {
         if !batch.is_empty() {
             self.send(Job::Batch(batch, lines)).await;
+        }
+    }
+
+    /// Queues a batch of whole lines, or gives it back if `stop` is cancelled first (the
+    /// queue is full: the file is slow).
+    pub async fn write_unless(
+        &mut self,
+        batch: Vec<u8>,
+        lines: u64,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), (Vec<u8>, u64)> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self.send_unless(Job::Batch(batch, lines), stop).await {
+            Ok(()) => Ok(()),
+            Err(Job::Batch(batch, lines)) => Err((batch, lines)),
+            Err(Job::Flush(_)) => Ok(()),
         }
     }
 

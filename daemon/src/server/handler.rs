@@ -12,6 +12,7 @@ pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
             pid: std::process::id(),
             uptime_ms: u64::try_from(daemon.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             apps: sup.len(),
+            version: crate::version(),
         }),
         Request::Start(start) => match sup.check_start(&start).await {
             Some(refused) => refused,
@@ -54,6 +55,11 @@ pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
             Ok(detail) => Response::Describe(Box::new(detail)),
             Err(e) => Response::Error(e),
         },
+        // Answered by the connection loop (it hands the connection over).
+        Request::Update => Response::Error(mcpd_core::protocol::ProtoError::new(
+            mcpd_core::protocol::ErrorKind::InvalidRequest,
+            "update is answered on its own connection",
+        )),
         Request::Kill => {
             // Stop every app first so the answer tells the client they are all down.
             let response = sup.act(&Targets::All, Verb::Stop).await;

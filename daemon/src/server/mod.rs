@@ -2,6 +2,7 @@
 //! to [`handler`].
 
 mod handler;
+mod update;
 
 use crate::context::Daemon;
 use crate::guard::Guard;
@@ -24,42 +25,102 @@ pub(crate) async fn serve(
     paths: Paths,
     guard: Guard,
     tracking: crate::supervisor::cgroup::Tracking,
-    orphans: Vec<crate::supervisor::cgroup::Orphans>,
     boot: mcpd_core::config::ConfigFile,
     shutdown: CancellationToken,
     signals: crate::signals::Signals,
+    mut start: crate::Start,
 ) -> Result<(), DaemonError> {
-    let http = match &boot.daemon.http {
-        Some(addr) => Some(crate::front::PublicListener::bind(addr).map_err(|e| DaemonError::Io {
+    let orphans = std::mem::take(&mut start.orphans);
+    let mut handover = start.handover.take();
+    // An update in place keeps the endpoint the previous daemon served, whatever the boot
+    // file says now (a mistake made in it since must not cost the endpoint).
+    let handed_http = handover.as_mut().and_then(|h| Some((h.http_addr.clone()?, h.http.take()?)));
+    let http_addr = match &handed_http {
+        Some((addr, _)) => Some(addr.clone()),
+        None => boot.daemon.http.clone(),
+    };
+    let http = match (&http_addr, handed_http) {
+        (Some(addr), Some((_, fd))) => Some(
+            crate::listen::Listeners::adopt(std::slice::from_ref(addr), &[fd])
+                .and_then(|l| crate::front::PublicListener::over(addr, l))
+                .map_err(|e| DaemonError::Io {
+                    what: format!("cannot take over [daemon] http on {addr}"),
+                    source: std::io::Error::other(e),
+                })?,
+        ),
+        (Some(addr), None) => Some(crate::front::PublicListener::bind(addr).map_err(|e| DaemonError::Io {
             what: format!("cannot serve [daemon] http on {addr}"),
             source: std::io::Error::other(e),
         })?),
-        None => None,
+        (None, _) => None,
     };
     let socket = paths.socket();
-    let listener = UnixListener::bind(&socket).map_err(io_error(format!("cannot listen on {}", socket.display())))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(io_error(format!("cannot set the mode of {}", socket.display())))?;
-    tracing::info!(socket = %socket.display(), pid = std::process::id(), "mcpd daemon listening");
+    let listener = match &handover {
+        Some(h) => {
+            let fd = crate::handover::take(h.control).map_err(io_error("cannot take over the control socket"))?;
+            let std_listener = std::os::unix::net::UnixListener::from(fd);
+            std_listener.set_nonblocking(true).map_err(io_error("cannot take over the control socket"))?;
+            UnixListener::from_std(std_listener).map_err(io_error("cannot take over the control socket"))?
+        }
+        None => {
+            let listener =
+                UnixListener::bind(&socket).map_err(io_error(format!("cannot listen on {}", socket.display())))?;
+            std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_error(format!("cannot set the mode of {}", socket.display())))?;
+            listener
+        }
+    };
+    tracing::info!(socket = %socket.display(), pid = std::process::id(), version = %crate::version(), "mcpd daemon listening");
+    let (paused, mut pause) = tokio::sync::watch::channel(false);
     let daemon = Arc::new(Daemon {
         supervisor: Supervisor::new(paths.clone(), guard, tracking, orphans, &shutdown),
         paths: paths.clone(),
         shutdown: shutdown.clone(),
-        started: Instant::now(),
+        started: handover.as_ref().map_or_else(Instant::now, |h| h.started),
         booted: std::sync::atomic::AtomicBool::new(false),
+        update: crate::context::UpdateCtx {
+            exe: start.exe,
+            args: start.args,
+            control_fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
+            http_fd: http.as_ref().and_then(|(owner, _)| owner.fds().first().copied()),
+            http_addr: http_addr.clone(),
+            lock_fd: start.lock_fd,
+            paused,
+            running: tokio::sync::Mutex::new(()),
+            stop_requested: std::sync::atomic::AtomicBool::new(false),
+        },
     });
+    let boot_apps = match handover {
+        Some(h) => {
+            update::resume(&daemon, h).await;
+            None
+        }
+        None => Some(boot.apps),
+    };
     // The endpoint outlives `shutdown`: it answers 503 all through the drain.
     let http_stop = CancellationToken::new();
     let _http_owner = http.map(|(owner, listener)| {
-        tracing::info!(addr = %boot.daemon.http.as_ref().map(ToString::to_string).unwrap_or_default(), "http endpoint listening");
+        tracing::info!(addr = %http_addr.as_ref().map(ToString::to_string).unwrap_or_default(), "http endpoint listening");
         tokio::spawn(crate::boxed(crate::http::serve(listener, daemon.clone(), http_stop.clone())));
         owner
     });
     tokio::spawn(crate::boxed(signals.serve(daemon.clone())));
-    tokio::spawn(crate::boxed(resurrect_then_ready(daemon.clone(), boot.apps)));
+    match boot_apps {
+        Some(apps) => drop(tokio::spawn(crate::boxed(resurrect_then_ready(daemon.clone(), apps)))),
+        None => drop(tokio::spawn(crate::boxed(crate::systemd::keep_status(
+            daemon.supervisor.clone(),
+            daemon.shutdown.clone(),
+        )))),
+    }
     tokio::spawn(crate::boxed(crate::systemd::watchdog(shutdown.clone())));
     let mut gate = crate::accept::Gate::new("control socket", MAX_CONNECTIONS);
     loop {
+        // While the daemon is being updated in place, clients wait in the backlog for the
+        // next daemon (or for this one, if the update does not go through).
+        tokio::select! {
+            _ = pause.wait_for(|p| !*p) => {}
+            _ = shutdown.cancelled() => break,
+        }
         let permit = tokio::select! {
             permit = gate.permit() => permit,
             _ = shutdown.cancelled() => break,
@@ -371,7 +432,7 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
             ErrorKind::VersionMismatch,
             format!(
                 "this daemon speaks protocol {PROTOCOL_VERSION} (mcpd {}), the client {} (mcpd {}): run `mcpd kill` with the old mcpd, then use one version",
-                env!("CARGO_PKG_VERSION"),
+                crate::version(),
                 hello.protocol,
                 hello.client_version
             ),
@@ -379,11 +440,8 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
         let _ = framed.send(frame::encode(&HelloReply::Refused(refusal))).await;
         return;
     }
-    let welcome = HelloReply::Welcome {
-        protocol: PROTOCOL_VERSION,
-        daemon_version: env!("CARGO_PKG_VERSION").to_string(),
-        pid: std::process::id(),
-    };
+    let welcome =
+        HelloReply::Welcome { protocol: PROTOCOL_VERSION, daemon_version: crate::version(), pid: std::process::id() };
     if framed.send(frame::encode(&welcome)).await.is_err() {
         return;
     }
@@ -400,6 +458,11 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
         if let Request::Watch = request {
             return watch(&mut framed, &daemon).await;
         }
+        if let Request::Update = request {
+            let response = update::update(&framed, &daemon).await;
+            let _ = framed.send(frame::encode(&response)).await;
+            return;
+        }
         if let Request::Events(events_request) = &request {
             return events(&mut framed, events_request, &daemon).await;
         }
@@ -409,7 +472,15 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>) {
             }
         }
         let kill = matches!(request, Request::Kill);
-        let response = handler::handle(request, &daemon).await;
+        let paused = *daemon.update.paused.borrow();
+        let response = if paused {
+            // A connection opened before the update: the apps are frozen (a kill too: it
+            // would find no app to stop).
+            crate::supervisor::updating()
+        } else {
+            handler::handle(request, &daemon).await
+        };
+        let kill = kill && !paused;
         let sent = framed.send(frame::encode(&response)).await;
         if kill {
             daemon.shutdown.cancel();

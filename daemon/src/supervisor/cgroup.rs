@@ -307,7 +307,14 @@ impl Tree {
     /// process) and `guard` into its leaf, enables the controllers it can, and kills what a
     /// dead predecessor left; with `use_v1`, also takes from v1 hierarchies the controllers v2
     /// lacks. Blocking: call it before the runtime starts.
-    pub fn setup(home: &Path, guard: Option<u32>, use_v1: bool) -> Result<(Tree, Vec<Orphans>), String> {
+    /// `adopting`: the previous daemon handed its apps over (an update in place); what is in
+    /// the tree is theirs, not leftovers.
+    pub fn setup(
+        home: &Path,
+        guard: Option<u32>,
+        use_v1: bool,
+        adopting: bool,
+    ) -> Result<(Tree, Vec<Orphans>), String> {
         // Bytes, read leniently: a mount point that is not UTF-8 (any user can make one with
         // FUSE) must not turn tracking off.
         let lossy = |path: &str| {
@@ -373,7 +380,7 @@ impl Tree {
             })
             .collect();
         let tree = Tree { root, controllers, v1, seq: AtomicU64::new(1) };
-        let orphans = tree.kill_leftovers();
+        let orphans = if adopting { Vec::new() } else { tree.kill_leftovers() };
         Ok((tree, orphans))
     }
 
@@ -546,6 +553,7 @@ impl Tree {
             v1: Vec::new(),
             memory: None,
             remover: None,
+            handed: std::sync::atomic::AtomicBool::new(false),
         };
         let v2 = |c: &str| self.controllers.iter().any(|e| e == c);
         let needed: Vec<&str> = wanted(limits).into_iter().map(|(_, c)| c).collect();
@@ -668,6 +676,8 @@ pub(crate) struct GenCgroup {
     /// The launcher whose thread made its v1 cgroups and may still be in them: it removes
     /// them once it has left.
     remover: Option<Remover>,
+    /// Handed over to the next daemon (an update in place): never removed by this one.
+    handed: std::sync::atomic::AtomicBool,
 }
 
 /// A generation's v1 cgroups made and entered ahead by a launcher thread; given back to it
@@ -701,6 +711,46 @@ impl std::fmt::Debug for Remover {
 }
 
 impl GenCgroup {
+    /// What the next daemon needs to take it over (`mcpd update`).
+    pub fn state(&self) -> crate::handover::CgroupState {
+        crate::handover::CgroupState {
+            dir: self.dir.clone(),
+            v1: self.v1.iter().map(|(c, d)| (c.to_string(), d.clone())).collect(),
+        }
+    }
+
+    /// A generation's cgroup the previous daemon handed over. Its directories are this
+    /// daemon's from now on (removed on drop).
+    pub fn adopt(state: crate::handover::CgroupState) -> std::io::Result<GenCgroup> {
+        let mut v1 = Vec::new();
+        let mut memory = None;
+        for (controller, dir) in state.v1 {
+            let Some(&known) = CONTROLLERS.iter().find(|c| **c == controller) else { continue };
+            if known == "memory" {
+                memory = Some((dir.clone(), Version::V1));
+            }
+            v1.push((known, dir));
+        }
+        if memory.is_none() && state.dir.join("memory.current").exists() {
+            memory = Some((state.dir.clone(), Version::V2));
+        }
+        Ok(GenCgroup {
+            dir_fd: open_dir(&state.dir)?,
+            tracking_procs: open_procs(&state.dir)?,
+            dir: state.dir,
+            v1_procs: Vec::new(),
+            v1,
+            memory,
+            remover: None,
+            handed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Its directories belong to the next daemon from now on.
+    pub fn hand_over(&self) {
+        self.handed.store(true, Ordering::Relaxed);
+    }
+
     /// The v1 `cgroup.procs` the child writes `0` to (itself) between clone and exec.
     pub fn v1_procs_fds(&self) -> Vec<RawFd> {
         self.v1_procs.iter().map(AsRawFd::as_raw_fd).collect()
@@ -786,6 +836,9 @@ impl GenCgroup {
 
 impl Drop for GenCgroup {
     fn drop(&mut self) {
+        if self.handed.load(Ordering::Relaxed) {
+            return;
+        }
         let mut v1: Vec<PathBuf> = self.v1.iter().map(|(_, d)| d.clone()).collect();
         if let Some(remover) = &self.remover {
             // Removed by the launcher after it left them; here if its thread is gone.

@@ -217,6 +217,20 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 impl Child {
+    /// A leader this process started before it re-executed itself (`mcpd update`): still its
+    /// child, so its pid cannot be reused before it is reaped and `pidfd_open` names it.
+    pub fn adopt(pid: u32) -> io::Result<Child> {
+        // SAFETY: pidfd_open makes a new fd (or fails); no memory is passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel made this fd for us.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        // pidfd_open's fds are close-on-exec already.
+        Ok(Child { pid, pidfd })
+    }
+
     /// Waits for the leader to exit and collects its status. Must run on the runtime.
     pub async fn wait(self) -> io::Result<ExitStatus> {
         // SAFETY: the AsyncFd owns the pidfd, so the fd stays open and the same for as long

@@ -16,6 +16,7 @@ mod sampler;
 mod snapshot;
 pub mod state;
 
+pub(crate) use app::{AppState, GenState};
 pub(crate) use ready::{notices, Notice};
 
 use crate::guard::Guard;
@@ -107,6 +108,11 @@ pub(crate) fn set_apps_nofile(limit: u64) {
     exec::APPS_NOFILE.store(limit, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// The open-files limit spawned apps get.
+pub(crate) fn apps_nofile() -> u64 {
+    exec::APPS_NOFILE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A verb that acts on running apps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
@@ -127,6 +133,8 @@ struct Entry {
     id: u64,
     /// Instance 0 first.
     instances: Vec<AppHandle>,
+    /// What its instances share (its front, its log files).
+    shared: Arc<app::Shared>,
 }
 
 impl Entry {
@@ -158,6 +166,9 @@ pub struct Supervisor {
     /// Cancelled to stop every app (daemon shutdown, `kill`).
     apps_token: CancellationToken,
     next_id: AtomicU64,
+    /// Frozen for an update in place (between [`Supervisor::freeze`] and the exec, or
+    /// [`Supervisor::adopt`] if it failed): no app may be added.
+    frozen: std::sync::atomic::AtomicBool,
 }
 
 impl Supervisor {
@@ -190,7 +201,23 @@ impl Supervisor {
         let tracker = TaskTracker::new();
         tracker.spawn(crate::boxed(reaper::run(ctx.clone(), apps_token.clone())));
         tracker.spawn(crate::boxed(sampler::run(ctx.clone(), apps_token.clone())));
-        Arc::new(Supervisor { ctx, apps: Mutex::default(), tracker, apps_token, next_id: AtomicU64::new(1) })
+        Arc::new(Supervisor {
+            ctx,
+            apps: Mutex::default(),
+            tracker,
+            apps_token,
+            next_id: AtomicU64::new(1),
+            frozen: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The registry, without the apps whose tasks have ended (removed: normally the request
+    /// that removed one takes it out, but a removal the previous daemon started before an
+    /// update in place ends in this one, with no request waiting).
+    fn registry(&self) -> std::sync::MutexGuard<'_, BTreeMap<AppName, Entry>> {
+        let mut apps = self.apps.lock().expect("apps lock");
+        apps.retain(|_, e| !e.instances.iter().all(AppHandle::is_finished));
+        apps
     }
 
     /// `cgroup` or `process group`: how the daemon tracks apps' processes.
@@ -200,7 +227,7 @@ impl Supervisor {
 
     /// How many apps are defined.
     pub fn len(&self) -> usize {
-        self.apps.lock().expect("apps lock").len()
+        self.registry().len()
     }
 
     /// Whether no app is defined.
@@ -215,7 +242,10 @@ impl Supervisor {
         }
         let mut replies = Vec::new();
         {
-            let mut apps = self.apps.lock().expect("apps lock");
+            let mut apps = self.registry();
+            if self.frozen.load(Ordering::Relaxed) {
+                return updating();
+            }
             if let Some(name) = request.names.iter().find(|n| !apps.contains_key(*n)) {
                 return unknown_app(name);
             }
@@ -255,7 +285,7 @@ impl Supervisor {
             return None;
         }
         let defined: Vec<Arc<AppConfig>> = {
-            let apps = self.apps.lock().expect("apps lock");
+            let apps = self.registry();
             apps.iter()
                 .filter(|(name, _)| !request.apps.iter().any(|a| &a.name == *name))
                 .map(|(_, e)| e.first().snapshot().config)
@@ -282,7 +312,7 @@ impl Supervisor {
         let mut replies = Vec::new();
         let mut ids = Vec::new();
         {
-            let apps = self.apps.lock().expect("apps lock");
+            let apps = self.registry();
             let names = match resolve(&apps, targets) {
                 Ok(names) => names,
                 Err(response) => return response,
@@ -300,7 +330,7 @@ impl Supervisor {
         }
         let response = collect(replies).await;
         if verb == Verb::Delete {
-            let mut apps = self.apps.lock().expect("apps lock");
+            let mut apps = self.registry();
             for (name, id) in ids {
                 if apps.get(&name).is_some_and(|e| e.id == id && e.instances.iter().all(AppHandle::is_finished)) {
                     apps.remove(&name);
@@ -316,7 +346,7 @@ impl Supervisor {
     pub async fn reload(&self, request: ReloadRequest) -> Response {
         // The files the targets came from are read first, on a blocking thread.
         let sources: Vec<std::path::PathBuf> = {
-            let apps = self.apps.lock().expect("apps lock");
+            let apps = self.registry();
             let names = match resolve(&apps, &request.targets) {
                 Ok(names) => names,
                 Err(response) => return response,
@@ -361,7 +391,7 @@ impl Supervisor {
         }
         let mut plan = Vec::new();
         {
-            let apps = self.apps.lock().expect("apps lock");
+            let apps = self.registry();
             let names = match resolve(&apps, &request.targets) {
                 Ok(names) => names,
                 Err(response) => return response,
@@ -399,7 +429,7 @@ impl Supervisor {
             for instance in 0.. {
                 let (reply, rx) = oneshot::channel();
                 {
-                    let apps = self.apps.lock().expect("apps lock");
+                    let apps = self.registry();
                     match apps.get(&name).filter(|e| e.id == id).and_then(|e| e.instances.get(instance)) {
                         Some(handle) => handle.send(Command::Reload {
                             config: Some(Box::new(config.clone())),
@@ -428,7 +458,7 @@ impl Supervisor {
             return Ok(blocking(move || crate::logs::daemon_tail(&paths, lines)).await.unwrap_or_default());
         }
         let logs: Vec<_> = {
-            let apps = self.apps.lock().expect("apps lock");
+            let apps = self.registry();
             match &request.app {
                 Some(name) => vec![apps.get(name).ok_or_else(|| unknown_app_error(name))?.first().snapshot().logs],
                 None => apps.values().map(|e| e.first().snapshot().logs).collect(),
@@ -454,7 +484,7 @@ impl Supervisor {
     /// progress may hold a file for as long as its disk takes).
     pub async fn flush_logs(&self, targets: &Targets) -> Response {
         let snaps: Vec<_> = {
-            let apps = self.apps.lock().expect("apps lock");
+            let apps = self.registry();
             let names = match resolve(&apps, targets) {
                 Ok(names) => names,
                 Err(response) => return response,
@@ -492,7 +522,7 @@ impl Supervisor {
     /// Returns why the daemon's own log could not be reopened, if it could not.
     pub async fn reopen_logs(&self) -> Option<String> {
         let logs: Vec<_> = {
-            let apps = self.apps.lock().expect("apps lock");
+            let apps = self.registry();
             apps.values().flat_map(|e| &e.instances).map(|h| h.snapshot().logs).collect()
         };
         for status in logs.iter().flat_map(|l| &l.statuses) {
@@ -521,7 +551,7 @@ impl Supervisor {
 
     /// What `mcpd save` writes: every app's config and whether it runs.
     pub fn saved_apps(&self) -> Vec<mcpd_core::persist::SavedApp> {
-        let apps = self.apps.lock().expect("apps lock");
+        let apps = self.registry();
         apps.values()
             .map(|e| {
                 let running = e
@@ -540,7 +570,10 @@ impl Supervisor {
         let Some(saved) = loaded.unwrap_or(Ok(None))? else { return Ok(None) };
         let mut running = Vec::new();
         {
-            let mut apps = self.apps.lock().expect("apps lock");
+            let mut apps = self.registry();
+            if self.frozen.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
             for app in saved.apps {
                 if app.running {
                     running.push(app.config);
@@ -559,14 +592,14 @@ impl Supervisor {
 
     /// Every app's row, sorted by name.
     pub fn list(&self) -> Vec<AppInfo> {
-        let apps = self.apps.lock().expect("apps lock");
+        let apps = self.registry();
         let samples = self.ctx.samples.lock().expect("samples lock");
         apps.values().flat_map(|e| &e.instances).map(|h| h.snapshot().info(&samples)).collect()
     }
 
     /// One app's detail.
     pub fn describe(&self, name: &AppName) -> Result<AppDetail, ProtoError> {
-        let apps = self.apps.lock().expect("apps lock");
+        let apps = self.registry();
         let entry = apps.get(name).ok_or_else(|| unknown_app_error(name))?;
         let samples = self.ctx.samples.lock().expect("samples lock");
         let mut detail = entry.first().snapshot().detail(&samples);
@@ -581,7 +614,7 @@ impl Supervisor {
         self.apps_token.cancel();
         self.tracker.close();
         self.tracker.wait().await;
-        self.apps.lock().expect("apps lock").clear();
+        self.registry().clear();
         // Off the runtime: it may wait (a second at most) for a guard that does not read.
         let ctx = self.ctx.clone();
         let _ = tokio::task::spawn_blocking(move || ctx.guard.clean_exit()).await;
@@ -598,7 +631,111 @@ impl Supervisor {
                 app::spawn(i, shared.clone(), config.clone(), ctx, &self.tracker, token)
             })
             .collect();
-        Entry { id, instances }
+        Entry { id, instances, shared }
+    }
+
+    /// Freezes every app for an update in place (see `handover.rs`): each front stops
+    /// accepting and gives up its sockets, sessions and idle client connections; each app task
+    /// answers its waiting requests, stops watching its generations and returns its state.
+    /// The processes run on untouched. The registry is empty afterwards.
+    pub(crate) async fn freeze(&self) -> (Vec<crate::supervisor::AppState>, Vec<crate::handover::FrontState>) {
+        let entries: Vec<(AppName, Vec<AppHandle>, Arc<Shared>)> = {
+            let apps = self.registry();
+            self.frozen.store(true, Ordering::Relaxed);
+            apps.iter().map(|(n, e)| (n.clone(), e.instances.clone(), e.shared.clone())).collect()
+        };
+        // The fronts are held, so that an app task ending does not close one; they keep
+        // serving (and routing to the generations, which run on) while the tasks freeze.
+        let held: Vec<(AppName, Arc<app::FrontRuntime>)> =
+            entries.iter().filter_map(|(n, _, shared)| Some((n.clone(), shared.front_runtime()?))).collect();
+        // Every task is asked at once and they freeze together: from here no machine acts
+        // (no spawn, no restart), so nothing changes under the fronts being frozen.
+        let mut asked = Vec::new();
+        for (name, handles, _) in entries {
+            for handle in handles {
+                let (reply, rx) = oneshot::channel();
+                handle.send(Command::Handover { reply });
+                asked.push((name.clone(), rx));
+            }
+        }
+        let mut states = Vec::new();
+        for (name, rx) in asked {
+            match rx.await {
+                Ok(Ok(state)) => states.push(state),
+                Ok(Err(e)) => tracing::error!(app = %name, "cannot hand the app over: {e}"),
+                // The task had ended (the app was being deleted).
+                Err(_) => {}
+            }
+        }
+        // Every front stops accepting at once, then they are waited for together.
+        let fronts = futures_util::future::join_all(held.iter().map(|(name, f)| f.freeze(name.as_str()))).await;
+        self.registry().clear();
+        (states, fronts)
+    }
+
+    /// The apps whose log files have had a write in progress for `longer` (a stuck disk or
+    /// FIFO): an update now would have to wait for them.
+    pub(crate) fn stuck_logs(&self, longer: std::time::Duration) -> Vec<String> {
+        let apps = self.registry();
+        apps.iter().filter(|(_, e)| e.shared.logs_stuck(longer)).map(|(n, _)| n.to_string()).collect()
+    }
+
+    /// Takes over the apps and fronts a previous daemon froze (or this one, when the update
+    /// did not go through).
+    pub(crate) fn adopt(&self, states: Vec<crate::supervisor::AppState>, fronts: Vec<crate::handover::FrontState>) {
+        let mut fronts: BTreeMap<String, crate::handover::FrontState> =
+            fronts.into_iter().map(|f| (f.app.clone(), f)).collect();
+        let mut by_name: BTreeMap<AppName, Vec<crate::supervisor::AppState>> = BTreeMap::new();
+        for state in states {
+            by_name.entry(state.config.name.clone()).or_default().push(state);
+        }
+        let mut apps = self.registry();
+        for (name, mut instances) in by_name {
+            instances.sort_by_key(|s| s.instance);
+            let config = instances[0].config.clone();
+            let every = u64::try_from(config.limits.memory_check_interval.as_millis()).unwrap_or(u64::MAX);
+            self.ctx.sample_every_ms.fetch_min(every, Ordering::Relaxed);
+            let shared = Shared::new(&config, &self.ctx);
+            // Held until the instances took their references.
+            let mut front = None;
+            if let (Some(fc), Some(state)) = (&config.front, fronts.remove(name.as_str())) {
+                match app::FrontRuntime::adopt(state, fc) {
+                    Ok(adopted) => {
+                        shared.set_front(&adopted.front);
+                        front = Some(adopted);
+                    }
+                    Err(e) => tracing::error!(app = %name, "cannot take over the front: {e}"),
+                }
+            }
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let handles = instances
+                .into_iter()
+                .map(|state| {
+                    let (ctx, token) = (self.ctx.clone(), self.apps_token.clone());
+                    app::spawn_adopted(state, shared.clone(), ctx, &self.tracker, token)
+                })
+                .collect();
+            // The generations are registered: requests may come.
+            if let Some(front) = front {
+                front.serve();
+            }
+            apps.insert(name, Entry { id, instances: handles, shared });
+        }
+        self.frozen.store(false, Ordering::Relaxed);
+        drop(apps);
+        // Fronts of apps that no longer have one: their sockets close.
+        for (_, front) in fronts {
+            for fd in std::iter::once(front.public).chain(front.connections.iter().map(|c| c.fd)) {
+                let _ = crate::handover::take(fd);
+            }
+        }
+        // The guard learns the whole state at once (what it knew may be half a line behind).
+        self.ctx.guard.resync();
+    }
+
+    /// The guard, the tracking and the sampling interval, for the hand-over.
+    pub(crate) fn ctx(&self) -> &Ctx {
+        &self.ctx
     }
 }
 
@@ -703,6 +840,14 @@ fn unknown_app_error(name: &AppName) -> ProtoError {
 
 fn unknown_app(name: &AppName) -> Response {
     Response::Error(unknown_app_error(name))
+}
+
+/// The answer to a request that would add an app while the daemon is frozen for an update.
+pub(crate) fn updating() -> Response {
+    Response::Error(ProtoError::new(
+        ErrorKind::Busy,
+        "the daemon is being updated in place; try again in a moment (the new daemon answers)",
+    ))
 }
 
 fn shutting_down() -> Response {

@@ -34,15 +34,37 @@ pub(crate) struct Generation {
     pub upstream: Option<PathBuf>,
     /// Its cgroup, where the daemon tracks by cgroup.
     cgroup: Option<Arc<GenCgroup>>,
+    /// A copy of its notify socket (the watcher owns the socket), to hand over.
+    notify_fd: Option<std::os::fd::OwnedFd>,
+    /// Stops its captures for an update in place; they send back their pipes.
+    freeze: tokio_util::sync::CancellationToken,
+    frozen: [Option<tokio::sync::oneshot::Receiver<capture::Frozen>>; 2],
+    /// Handed over to the next daemon: its socket files stay.
+    handed: bool,
 }
 
 impl Drop for Generation {
     fn drop(&mut self) {
         self.watcher.abort();
+        if self.handed {
+            return;
+        }
         for path in self.notify_path.iter().chain(&self.upstream) {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// What a frozen generation hands over (see [`GenControl::freeze`]); the fds are owned by
+/// the document from here on.
+#[derive(Debug)]
+pub(crate) struct FrozenGen {
+    pub stdout: crate::handover::PipeState,
+    pub stderr: crate::handover::PipeState,
+    pub notify: Option<(PathBuf, RawFd)>,
+    pub ipc: Option<RawFd>,
+    pub upstream: Option<PathBuf>,
+    pub cgroup: Option<crate::handover::CgroupState>,
 }
 
 /// A future an app task runs on a task of its own.
@@ -71,6 +93,20 @@ pub(crate) trait GenControl: Send + Sync + std::fmt::Debug {
         deadline: std::time::Instant,
         reason: String,
     ) -> Boxed<(mcpd_core::model::ExitRecord, super::group::GroupEnd)>;
+    /// Stops watching the generation for an update in place (its processes are not
+    /// touched): its captures write what they read and give back their pipes.
+    fn freeze(&mut self) -> Boxed<FrozenGen> {
+        use crate::handover::PipeState;
+        let frozen = FrozenGen {
+            stdout: PipeState::none(),
+            stderr: PipeState::none(),
+            notify: None,
+            ipc: None,
+            upstream: None,
+            cgroup: None,
+        };
+        Box::pin(async move { frozen })
+    }
 }
 
 /// What a generation is spawned with.
@@ -135,6 +171,67 @@ impl GenControl for Generation {
     ) -> Boxed<(mcpd_core::model::ExitRecord, super::group::GroupEnd)> {
         let (pid, cgroup) = (self.pid, self.cgroup.clone());
         Box::pin(async move { super::drain::finish(&ctx, pid, cgroup, status, first, deadline, &reason).await })
+    }
+
+    fn freeze(&mut self) -> Boxed<FrozenGen> {
+        use std::os::fd::IntoRawFd;
+        self.watcher.abort();
+        self.freeze.cancel();
+        self.handed = true;
+        let pid = self.pid;
+        let kept = |what: &str, fd: std::io::Result<std::os::fd::OwnedFd>| match fd {
+            Ok(fd) => Some(fd.into_raw_fd()),
+            Err(e) => {
+                tracing::warn!(pid, error = %e, "cannot hand over the {what} of a generation; it is closed");
+                None
+            }
+        };
+        let notify = match (&self.notify_path, self.notify_fd.take()) {
+            (Some(path), Some(fd)) => kept("notify socket", Ok(fd)).map(|fd| (path.clone(), fd)),
+            _ => None,
+        };
+        let ipc = self.ipc.take().and_then(|write| {
+            let stream: &tokio::net::UnixStream = write.as_ref();
+            let copy = kept("IPC channel", crate::handover::dup(stream.as_raw_fd()));
+            // Not dropped: dropping a write half shuts the socket's write side down, which
+            // the app would read as its channel closing (Node's 'disconnect').
+            write.forget();
+            copy
+        });
+        let frozen = std::mem::take(&mut self.frozen);
+        let upstream = self.upstream.clone();
+        let cgroup = self.cgroup.as_ref().map(|c| {
+            c.hand_over();
+            c.state()
+        });
+        Box::pin(async move {
+            let mut pipes = Vec::new();
+            for rx in frozen {
+                // A capture that reached the end of its pipe (every writer gone) has nothing
+                // to hand over.
+                // Bounded: a capture at the end of its pipe may be waiting for its last lines
+                // to be written; past the flush's bound the update gives way.
+                let wait = capture::FREEZE_FLUSH + std::time::Duration::from_secs(1);
+                let pipe = match rx {
+                    Some(rx) => tokio::time::timeout(wait, rx).await.map(Result::ok),
+                    None => Ok(None),
+                };
+                pipes.push(match pipe {
+                    Ok(Some(f)) => crate::handover::PipeState {
+                        fd: f.pipe.into_raw_fd(),
+                        partial: f.partial,
+                        formatted: f.formatted,
+                        lines: f.lines,
+                        flushed: f.flushed,
+                    },
+                    Ok(None) => crate::handover::PipeState::none(),
+                    Err(_) => crate::handover::PipeState { flushed: false, ..crate::handover::PipeState::none() },
+                });
+            }
+            let stderr = pipes.pop().unwrap_or_else(crate::handover::PipeState::none);
+            let stdout = pipes.pop().unwrap_or_else(crate::handover::PipeState::none);
+            FrozenGen { stdout, stderr, notify, ipc, upstream, cgroup }
+        })
     }
 }
 
@@ -298,15 +395,148 @@ pub(crate) fn spawn(
         // The launcher pays the next generation's grace period now, off the spawn's way.
         launcher.prepare(|| tree.next_v1_dirs(config.name.as_str(), &controllers));
     }
-    // Tracked, so a shutdown waits until every line the app wrote is in its files.
-    tracker.spawn(capture(pipes.stdout, LogStream::Out, logs.clone()));
-    tracker.spawn(capture(pipes.stderr, LogStream::Err, logs.clone()));
+    let freeze = tokio_util::sync::CancellationToken::new();
+    let frozen = start_captures(
+        tracker,
+        logs,
+        [Some((pipes.stdout, capture::Resume::default())), Some((pipes.stderr, capture::Resume::default()))],
+        &freeze,
+    );
     // The child has its own copies of the handed-over fds now.
     drop(ipc_theirs);
+    let notify_fd = notify_copy(notify_socket.as_ref());
     let watcher =
         tokio::spawn(crate::boxed(ready::watch(pid, config.ready.clone(), via, notify_socket, ipc_read, reports)))
             .abort_handle();
-    Ok(Generation { child: Some(started), pid, ipc: ipc_write, watcher, notify_path, upstream: None, cgroup })
+    Ok(Generation {
+        child: Some(started),
+        pid,
+        ipc: ipc_write,
+        watcher,
+        notify_path,
+        upstream: None,
+        cgroup,
+        notify_fd,
+        freeze,
+        frozen,
+        handed: false,
+    })
+}
+
+/// A copy of a generation's notify socket, kept to hand it over (the watcher owns the socket
+/// and closes it when it ends).
+fn notify_copy(socket: Option<&tokio::net::UnixDatagram>) -> Option<std::os::fd::OwnedFd> {
+    let socket = socket?;
+    match crate::handover::dup(socket.as_raw_fd()) {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot keep a copy of a notify socket; an update in place will not hand it over");
+            None
+        }
+    }
+}
+
+/// Starts the captures of a generation's stdout and stderr (each with the partial line it
+/// starts from); returns where each gives back its pipe when frozen.
+fn start_captures(
+    tracker: &TaskTracker,
+    logs: &Arc<AppLogs>,
+    pipes: [Option<(tokio::net::unix::pipe::Receiver, capture::Resume)>; 2],
+    freeze: &tokio_util::sync::CancellationToken,
+) -> [Option<tokio::sync::oneshot::Receiver<capture::Frozen>>; 2] {
+    let [out, err] = pipes;
+    let start = |pipe: Option<(tokio::net::unix::pipe::Receiver, capture::Resume)>, stream| {
+        let (pipe, resume) = pipe?;
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let freeze = capture::Freeze { token: freeze.clone(), done };
+        // Tracked, so a shutdown waits until every line the app wrote is in its files.
+        tracker.spawn(capture::capture(pipe, stream, logs.clone(), resume, freeze));
+        Some(rx)
+    };
+    [start(out, LogStream::Out), start(err, LogStream::Err)]
+}
+
+/// A generation the previous daemon handed over (`mcpd update`): its processes run on; its
+/// pipes, sockets and cgroups are taken back and watched as [`spawn`] would have.
+pub(crate) fn adopt(
+    ctx: &Ctx,
+    state: crate::supervisor::GenState,
+    config: &AppConfig,
+    reports: Sender<Report>,
+    logs: &Arc<AppLogs>,
+    tracker: &TaskTracker,
+) -> Result<Generation, String> {
+    use crate::handover::take;
+    let pid = state.pid;
+    let err = |what: &'static str| move |e: std::io::Error| format!("pid {pid}: cannot take over its {what}: {e}");
+    // Every fd of the generation is taken first: whatever fails after, none stays open.
+    let owned = |raw: RawFd| (raw >= 0).then(|| take(raw));
+    let (out_fd, err_fd) = (owned(state.stdout.fd), owned(state.stderr.fd));
+    let notify = state.notify.map(|(path, fd)| (path, take(fd)));
+    let ipc = state.ipc.map(take);
+    let pipe =
+        |fd: Option<std::io::Result<std::os::fd::OwnedFd>>, p: crate::handover::PipeState| -> Result<_, String> {
+            let Some(fd) = fd else { return Ok(None) };
+            let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd.map_err(err("output pipe"))?)
+                .map_err(err("output pipe"))?;
+            Ok(Some((rx, capture::Resume { partial: p.partial, formatted: p.formatted, lines: p.lines })))
+        };
+    let stdout = pipe(out_fd, state.stdout)?;
+    let stderr = pipe(err_fd, state.stderr)?;
+    let (notify_path, notify_socket) = match notify {
+        Some((path, fd)) => {
+            let socket = std::os::unix::net::UnixDatagram::from(fd.map_err(err("notify socket"))?);
+            (Some(path), Some(tokio::net::UnixDatagram::from_std(socket).map_err(err("notify socket"))?))
+        }
+        None => (None, None),
+    };
+    let (ipc_read, ipc_write) = match ipc {
+        Some(fd) => {
+            let stream = std::os::unix::net::UnixStream::from(fd.map_err(err("IPC channel"))?);
+            let (r, w) = tokio::net::UnixStream::from_std(stream).map_err(err("IPC channel"))?.into_split();
+            (Some(r), Some(w))
+        }
+        None => (None, None),
+    };
+    let cgroup = match state.cgroup {
+        Some(c) => Some(Arc::new(GenCgroup::adopt(c).map_err(err("cgroup"))?)),
+        None => None,
+    };
+    let child = match state.leader_status {
+        None => Some(super::child::Child::adopt(pid).map_err(err("leader"))?),
+        Some(_) => None,
+    };
+    if child.is_some() {
+        ctx.leaders.lock().expect("leaders lock").insert(pid);
+    }
+    ctx.groups.lock().expect("groups lock").insert(pid);
+    if let Some(cgroup) = &cgroup {
+        ctx.cgroups.lock().expect("cgroups lock").insert(pid, cgroup.clone());
+        cgroup.dirs().for_each(|d| ctx.guard.watch_cgroup(d));
+    }
+    ctx.guard.watch(pid);
+    let freeze = tokio_util::sync::CancellationToken::new();
+    let frozen = start_captures(tracker, logs, [stdout, stderr], &freeze);
+    let notify_fd = notify_copy(notify_socket.as_ref());
+    // A generation that said it was ready is not probed again; its notify and IPC channels
+    // are read on (STATUS=, WATCHDOG=1, messages).
+    let ready = if state.ready { Ready::None } else { config.ready.clone() };
+    let via = state.upstream.clone();
+    let watcher =
+        tokio::spawn(crate::boxed(ready::watch(pid, ready, via, notify_socket, ipc_read, reports))).abort_handle();
+    Ok(Generation {
+        child,
+        pid,
+        ipc: ipc_write,
+        watcher,
+        notify_path,
+        upstream: state.upstream,
+        cgroup,
+        notify_fd,
+        freeze,
+        frozen,
+        handed: false,
+    })
 }
 
 fn notify_socket(config: &AppConfig, ctx: &Ctx) -> Result<NotifySocket, SpawnError> {

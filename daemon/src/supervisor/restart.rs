@@ -6,7 +6,7 @@ use mcpd_core::config::{RestartConfig, RestartMode};
 use std::time::Duration;
 
 /// Counters that live across generations; reset when the user starts or restarts the app.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Unstable restarts in a row (exits before `min_uptime`).
     pub unstable: u32,

@@ -21,7 +21,7 @@ pub type GenId = u64;
 pub type WaiterId = u64;
 
 /// One generation: its id and its leader's pid (which is also its process group).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Gen {
     pub id: GenId,
     pub pid: u32,
@@ -29,26 +29,53 @@ pub struct Gen {
 
 /// What the serving line of the app is doing; each variant carries the data that only makes
 /// sense in it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum State {
     /// Not running, by the user's wish (or never started).
     Stopped,
     /// Spawned; waiting for its readiness until `deadline`.
-    Starting { gen: Gen, since: Instant, deadline: Instant, attempt: Attempt },
+    Starting {
+        gen: Gen,
+        #[serde(with = "crate::handover::mono")]
+        since: Instant,
+        #[serde(with = "crate::handover::mono")]
+        deadline: Instant,
+        attempt: Attempt,
+    },
     /// Running and ready; `since` is when this generation was spawned.
-    Online { gen: Gen, since: Instant },
+    Online {
+        gen: Gen,
+        #[serde(with = "crate::handover::mono")]
+        since: Instant,
+    },
     /// `gen` serves while `next` (a reload's new generation) gets ready until `deadline`.
-    Reloading { gen: Gen, since: Instant, next: Gen, deadline: Instant },
+    Reloading {
+        gen: Gen,
+        #[serde(with = "crate::handover::mono")]
+        since: Instant,
+        next: Gen,
+        #[serde(with = "crate::handover::mono")]
+        deadline: Instant,
+    },
     /// Stop requested; SIGKILL at `deadline` (None once SIGKILL was sent).
-    Stopping { gen: Gen, deadline: Option<Instant>, then: Then },
+    Stopping {
+        gen: Gen,
+        #[serde(with = "crate::handover::mono_opt")]
+        deadline: Option<Instant>,
+        then: Then,
+    },
     /// Exited unexpectedly; the next generation is spawned at `until`.
-    WaitingRestart { until: Instant, why: Why },
+    WaitingRestart {
+        #[serde(with = "crate::handover::mono")]
+        until: Instant,
+        why: Why,
+    },
     /// Not running and not restarted until the user acts.
     Errored { reason: String },
 }
 
 /// Why mcpd replaces a generation: the typed reason (metrics, events) and the words for people.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Why {
     pub reason: RestartReason,
     pub text: String,
@@ -63,7 +90,7 @@ impl Why {
 
 /// Who asked for a generation: a failure before ready ends in `errored` for the user's
 /// own start (so `mcpd start` fails and nothing flaps), in a restart for automatic ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Attempt {
     /// `start`, `restart`, `reload` of a stopped app.
     User,
@@ -72,7 +99,7 @@ pub enum Attempt {
 }
 
 /// What to do once a stopping generation is gone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Then {
     /// Stay stopped.
     Stop,
@@ -85,7 +112,7 @@ pub enum Then {
 }
 
 /// A generation on its way out: an old one after a reload, a failed reload's new one.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ending {
     pub gen: Gen,
     pub stage: EndStage,
@@ -94,11 +121,12 @@ pub struct Ending {
     /// Whether it was replaced by a ready successor or thrown away.
     pub kind: EndKind,
     /// When it was asked to stop (or SIGKILLed).
+    #[serde(with = "crate::handover::mono_opt")]
     pub signalled_at: Option<Instant>,
 }
 
 /// What an ending generation was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EndKind {
     /// An old generation a ready successor replaced: it drains (a reload's `draining-old`).
     Replaced,
@@ -107,17 +135,23 @@ pub enum EndKind {
 }
 
 /// Where an ending generation is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EndStage {
     /// Behind a front: it keeps serving its sessions until they are idle or until `until`;
     /// it has not been signalled yet.
-    Sessions { until: Instant },
+    Sessions {
+        #[serde(with = "crate::handover::mono")]
+        until: Instant,
+    },
     /// Asked to stop; SIGKILL at `kill_at` (None once SIGKILL was sent).
-    Signalled { kill_at: Option<Instant> },
+    Signalled {
+        #[serde(with = "crate::handover::mono_opt")]
+        kill_at: Option<Instant>,
+    },
 }
 
 /// What a waiting request waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Goal {
     /// A generation is spawned (`start --no-wait`).
     Spawned,
@@ -130,7 +164,7 @@ pub enum Goal {
 }
 
 /// The reload that runs: who waits for it and how far it got.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReloadRun {
     pub waiters: Vec<WaiterId>,
     /// Answer only once the old generation is gone (always without a front).
@@ -164,7 +198,7 @@ impl ReloadPhase {
 }
 
 /// Everything the machine knows of one app.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Machine {
     pub state: State,
     /// Generations on their way out (never the one in `state`).

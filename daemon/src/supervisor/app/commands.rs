@@ -31,6 +31,8 @@ impl AppTask {
                 return drop(reply.send(self.outcome(true, "restart counters reset".into(), None)));
             }
             Command::Reload { config, wait_drain, reply } => return self.reload(config, wait_drain, reply),
+            // Taken by the task's loop.
+            Command::Handover { reply } => return drop(reply.send(Err("not frozen here".into()))),
         };
         self.user(verb, reply);
     }

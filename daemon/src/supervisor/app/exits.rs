@@ -17,9 +17,10 @@ impl AppTask {
 
     /// A leader exited: end what is left of its group. Asked to stop already, the rest gets
     /// SIGKILL at the machine's deadline; otherwise (a crash) its kill signal first.
-    fn leader_exited(&mut self, gen: GenId, status: std::io::Result<std::process::ExitStatus>) {
+    pub(super) fn leader_exited(&mut self, gen: GenId, status: std::io::Result<std::process::ExitStatus>) {
         let Some(live) = self.gens.get_mut(&gen) else { return };
         live.leader_gone = true;
+        live.status = status.as_ref().ok().map(|s| std::os::unix::process::ExitStatusExt::into_raw(*s));
         let pid = live.generation.pid();
         let config = live.config.clone();
         let (first, deadline) = match self.machine.stop_deadline(gen) {
@@ -31,11 +32,12 @@ impl AppTask {
         let tx = self.exits_tx.clone();
         let crashed = first.is_some();
         let finish = live.generation.finish(self.ctx.clone(), status, first, deadline, reason.clone());
-        self.tracker.spawn(crate::boxed(async move {
+        let drain = self.tracker.spawn(crate::boxed(async move {
             let (record, end) = finish.await;
             tracing::info!(app = %config.name, pid, exit = %record.describe(), %reason, group = ?end, "exited");
             let _ = tx.send(GenNews::Gone { gen, record: Box::new(record) });
         }));
+        live.drain = Some(drain.abort_handle());
         if crashed {
             // The next generations are started from inside their cgroups.
             let config = self.snap.config.clone();

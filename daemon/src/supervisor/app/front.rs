@@ -19,10 +19,81 @@ static UPSTREAM_SEQ: AtomicU64 = AtomicU64::new(1);
 
 /// The front of one app while it is defined.
 #[derive(Debug)]
-pub(super) struct FrontRuntime {
+pub(crate) struct FrontRuntime {
     pub front: Arc<Front>,
-    public: crate::listen::Listeners,
+    public: std::sync::Mutex<crate::listen::Listeners>,
     stop: CancellationToken,
+}
+
+impl FrontRuntime {
+    /// Freezes the front for an update in place: it stops accepting (new clients wait in the
+    /// backlog), ends the streams of GET requests, lets every other exchange in progress
+    /// finish, and gives up its public socket, its sessions and its client connections.
+    pub(crate) async fn freeze(&self, app: &str) -> crate::handover::FrontState {
+        let front = &self.front;
+        front.freezing.cancel();
+        let deadline = tokio::time::Instant::now() + front::FREEZE_EXCHANGE + std::time::Duration::from_secs(1);
+        // Done once the accept loop has returned (no connection can start after that) and
+        // every connection task has ended, handed over or closed.
+        loop {
+            let closed = front.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if !front.accepting.load(Ordering::Acquire) && front.open.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                tracing::warn!(app, "front: connections still busy after the update's wait are closed");
+                break;
+            }
+        }
+        let public = self.public.lock().expect("public").hand_over().into_iter().next().unwrap_or(-1);
+        crate::handover::FrontState {
+            app: app.to_string(),
+            public,
+            sessions: front.sessions_table(),
+            connections: std::mem::take(&mut *front.handed.lock().expect("handed")),
+        }
+    }
+
+    /// The front a previous daemon handed over, with its sessions. It serves (its public
+    /// socket and client connections) once [`AdoptedFront::serve`] is called: after the app
+    /// tasks registered their generations, so no request meets a front that does not know
+    /// where its session lives.
+    pub(crate) fn adopt(state: crate::handover::FrontState, config: &FrontConfig) -> Result<AdoptedFront, String> {
+        let runtime = crate::front_runtime::handle().map_err(|e| format!("cannot start the fronts' thread: {e}"))?;
+        let public = crate::listen::Listeners::adopt(std::slice::from_ref(&config.listen), &[state.public])?;
+        let (public, listener) = {
+            let _in_front_runtime = runtime.enter();
+            front::PublicListener::over(&config.listen, public)?
+        };
+        let front = Arc::new(Front::new(config.into()));
+        front.restore(state.sessions);
+        let stop = CancellationToken::new();
+        let serve = front::serve_handed(listener, front.clone(), stop.clone(), state.connections);
+        let front = Arc::new(FrontRuntime { front, public: std::sync::Mutex::new(public), stop });
+        Ok(AdoptedFront { front, serve: crate::boxed(serve), runtime })
+    }
+}
+
+/// A front taken over, not serving yet.
+pub(crate) struct AdoptedFront {
+    pub front: Arc<FrontRuntime>,
+    serve: crate::Task,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for AdoptedFront {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdoptedFront").field("front", &self.front).finish_non_exhaustive()
+    }
+}
+
+impl AdoptedFront {
+    /// Starts serving, on the fronts' thread.
+    pub(crate) fn serve(self) {
+        self.runtime.spawn(self.serve);
+    }
 }
 
 impl Drop for FrontRuntime {
@@ -57,12 +128,12 @@ impl AppTask {
 
     fn ensure_front(&mut self, config: &FrontConfig) -> Result<(), String> {
         let wanted = std::slice::from_ref(&config.listen);
-        if let Some(f) = self.front.as_ref().filter(|f| f.public.matches(wanted)) {
+        if let Some(f) = self.front.as_ref().filter(|f| f.public.lock().expect("public").matches(wanted)) {
             f.front.configure(config.into());
             return Ok(());
         }
         let mut slot = self.shared.front.lock().expect("front lock");
-        if let Some(existing) = slot.upgrade().filter(|f| f.public.matches(wanted)) {
+        if let Some(existing) = slot.upgrade().filter(|f| f.public.lock().expect("public").matches(wanted)) {
             // Another instance of the app opened it.
             existing.front.configure(config.into());
             self.snap.front = Some(existing.front.clone());
@@ -80,7 +151,7 @@ impl AppTask {
         let stop = CancellationToken::new();
         runtime.spawn(crate::boxed(front::serve(listener, front.clone(), stop.clone())));
         tracing::info!(app = %self.snap.config.name, listen = %config.listen, "front listening");
-        let runtime = Arc::new(FrontRuntime { front, public, stop });
+        let runtime = Arc::new(FrontRuntime { front, public: std::sync::Mutex::new(public), stop });
         *slot = Arc::downgrade(&runtime);
         self.front = Some(runtime);
         self.snap.front = self.front.as_ref().map(|f| f.front.clone());

@@ -26,6 +26,10 @@ mod commands;
 mod events;
 mod exits;
 mod front;
+mod handover;
+
+pub(crate) use front::FrontRuntime;
+pub(crate) use handover::{spawn_adopted, AppState, GenState};
 
 use checks::Checks;
 
@@ -34,12 +38,32 @@ pub(crate) type Reply = oneshot::Sender<AppOutcome>;
 /// A request to an app task; each carries where to send its outcome.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Start { config: Option<Box<AppConfig>>, wait: bool, reply: Reply },
-    Stop { reply: Reply },
-    Restart { reply: Reply },
-    Reload { config: Option<Box<AppConfig>>, wait_drain: bool, reply: Reply },
-    Remove { reply: Reply },
-    Reset { reply: Reply },
+    Start {
+        config: Option<Box<AppConfig>>,
+        wait: bool,
+        reply: Reply,
+    },
+    Stop {
+        reply: Reply,
+    },
+    Restart {
+        reply: Reply,
+    },
+    Reload {
+        config: Option<Box<AppConfig>>,
+        wait_drain: bool,
+        reply: Reply,
+    },
+    Remove {
+        reply: Reply,
+    },
+    Reset {
+        reply: Reply,
+    },
+    /// Freeze for an update in place and give back the app's state; the task ends.
+    Handover {
+        reply: oneshot::Sender<Result<crate::supervisor::AppState, String>>,
+    },
 }
 
 /// The registry's handle on an app task.
@@ -80,8 +104,23 @@ impl Shared {
         Arc::new(Shared { front: Mutex::new(Weak::new()), logs: Mutex::new(logs) })
     }
 
+    /// Whether a write to the app's log files has been going on for `longer`.
+    pub fn logs_stuck(&self, longer: Duration) -> bool {
+        self.logs.lock().expect("logs lock").stuck(longer)
+    }
+
+    /// The app's front, while one runs.
+    pub fn front_runtime(&self) -> Option<Arc<front::FrontRuntime>> {
+        self.front.lock().expect("front lock").upgrade()
+    }
+
+    /// The front a previous daemon handed over.
+    pub fn set_front(&self, runtime: &Arc<front::FrontRuntime>) {
+        *self.front.lock().expect("front lock") = Arc::downgrade(runtime);
+    }
+
     /// The log files of `config` (reopened if its log settings changed).
-    fn logs(&self, config: &AppConfig, ctx: &Ctx) -> Arc<AppLogs> {
+    pub(super) fn logs(&self, config: &AppConfig, ctx: &Ctx) -> Arc<AppLogs> {
         let mut logs = self.logs.lock().expect("logs lock");
         if logs.config != config.logs {
             *logs = Arc::new(AppLogs::new(config.name.as_str(), &config.logs, &ctx.paths));
@@ -138,7 +177,7 @@ pub(crate) fn spawn(
         next_waiter: 1,
         queued_events: Vec::new(),
     };
-    tracker.spawn(crate::boxed(task.run(rx, reports, exits, samples, shutdown)));
+    tracker.spawn(crate::boxed(task.run(rx, reports, exits, samples, shutdown, false)));
     AppHandle { tx, snapshot }
 }
 
@@ -149,6 +188,13 @@ struct Live {
     config: Arc<AppConfig>,
     /// Its leader has exited; the rest of its group is being ended.
     leader_gone: bool,
+    /// The leader's wait status, once it exited (handed over with the generation).
+    status: Option<i32>,
+    /// The task waiting for the leader's exit (stopped when the generation is handed over).
+    waiter: Option<tokio::task::AbortHandle>,
+    /// The task ending the rest of its group once the leader exited (stopped likewise: the
+    /// next daemon ends it).
+    drain: Option<tokio::task::AbortHandle>,
 }
 
 /// What a generation's waiter tells the task. Kept small (the record is boxed): each app's
@@ -215,10 +261,13 @@ impl AppTask {
         mut exits: mpsc::UnboundedReceiver<GenNews>,
         mut samples: watch::Receiver<u64>,
         shutdown: CancellationToken,
+        adopted: bool,
     ) {
         let mut shutting_down = false;
-        // A monitor learns of a new app from its first event, even one that stays stopped.
-        self.emit(EventKind::Stopped);
+        if !adopted {
+            // A monitor learns of a new app from its first event, even one that stays stopped.
+            self.emit(EventKind::Stopped);
+        }
         while !self.machine.removed {
             let deadline = self.machine.deadline();
             let sessions_due = self.machine.waits_for_sessions().next().map(|_| Instant::now() + SESSION_POLL);
@@ -226,6 +275,17 @@ impl AppTask {
                 Some(news) = exits.recv() => self.gen_news(news),
                 Some(report) = reports.recv() => self.report(report),
                 command = rx.recv(), if !shutting_down => match command {
+                    Some(Command::Handover { reply }) => {
+                        // What already happened is taken in first.
+                        while let Ok(news) = exits.try_recv() {
+                            self.gen_news(news);
+                        }
+                        while let Ok(report) = reports.try_recv() {
+                            self.report(report);
+                        }
+                        let _ = reply.send(self.freeze().await);
+                        return;
+                    }
                     Some(command) => self.command(command),
                     None => { shutting_down = true; self.step(Event::Shutdown); }
                 },
@@ -252,7 +312,10 @@ impl AppTask {
             | Command::Restart { reply }
             | Command::Reload { reply, .. }
             | Command::Remove { reply }
-            | Command::Reset { reply }) = command;
+            | Command::Reset { reply }) = command
+            else {
+                continue;
+            };
             let _ = reply.send(self.outcome(false, "the app was deleted".into(), None));
         }
     }
@@ -388,11 +451,12 @@ impl AppTask {
     fn watch(&mut self, gen: Gen, mut generation: Box<dyn GenControl>, config: Arc<AppConfig>) {
         let exit = generation.leader_exit();
         let tx = self.exits_tx.clone();
-        self.tracker.spawn(crate::boxed(async move {
+        let waiter = self.tracker.spawn(crate::boxed(async move {
             let status = exit.await;
             let _ = tx.send(GenNews::LeaderExit { gen: gen.id, status });
         }));
-        self.gens.insert(gen.id, Live { generation, config, leader_gone: false });
+        let waiter = Some(waiter.abort_handle());
+        self.gens.insert(gen.id, Live { generation, config, leader_gone: false, status: None, waiter, drain: None });
     }
 
     fn spawn(&mut self, config: Arc<AppConfig>) -> Result<Box<dyn GenControl>, SpawnError> {
