@@ -13,6 +13,7 @@ mod logs;
 mod parse;
 mod ready;
 mod rlimits;
+mod stdio;
 
 pub use duration::{duration_ms, parse_duration, MAX_DURATION};
 pub use envfile::{parse_env_file, read_env_file};
@@ -28,6 +29,7 @@ pub use logs::{parse_rotate_interval, LogConfig, LogFormat};
 pub use parse::{load, load_checked, parse};
 pub use ready::{parse_http_url, HttpUrl, ListenAddr, Ready};
 pub use rlimits::{Resource, Rlimit, RlimitValue, Rlimits};
+pub use stdio::{StdioConfig, StdioSessions, DEFAULT_STDIO_MAX_SESSIONS, DEFAULT_STDIO_WARM, MAX_STDIO_WARM};
 
 use crate::model::AppName;
 use crate::signal::Signal;
@@ -94,6 +96,10 @@ pub struct AppConfig {
     /// generation then gets a private socket of its own (as fd 3, like `listen`).
     #[serde(default)]
     pub front: Option<FrontConfig>,
+    /// The app is an MCP server that speaks only stdio: the front serves it over HTTP, with a
+    /// child per session (or one shared); needs `front`.
+    #[serde(default)]
+    pub stdio: Option<StdioConfig>,
     /// How many processes run side by side (each its own generation; behind a front each
     /// has its own private socket and new sessions go to the one with the fewest).
     #[serde(default = "defaults::instances")]
@@ -204,6 +210,7 @@ impl AppConfig {
             listen: Vec::new(),
             shutdown_with_message: false,
             front: None,
+            stdio: None,
             instances: 1,
             on_tools_change: OnToolsChange::Allow,
             user: None,
@@ -235,6 +242,7 @@ impl fmt::Debug for AppConfig {
             .field("listen", &self.listen)
             .field("shutdown_with_message", &self.shutdown_with_message)
             .field("front", &self.front)
+            .field("stdio", &self.stdio)
             .field("user", &self.user)
             .field("group", &self.group)
             .field("restarts", &self.restarts)

@@ -47,6 +47,7 @@ const APP_KEYS: &[&str] = &[
     "user",
     "group",
     "front",
+    "stdio",
     "instances",
     "on_tools_change",
 ];
@@ -287,6 +288,7 @@ impl Walker<'_> {
                 "ready_timeout" => cfg.ready_timeout = self.duration(value, &kpath, span).unwrap_or(cfg.ready_timeout),
                 "listen" => cfg.listen = self.listen(value, &kpath, span, base),
                 "front" => cfg.front = self.front(value, &kpath, span, base),
+                "stdio" => cfg.stdio = self.stdio(value, &kpath, span),
                 "instances" => match value.as_integer() {
                     Some(n) if (1..=i64::from(MAX_INSTANCES)).contains(&n) => cfg.instances = n as u32,
                     _ => self.error(
@@ -349,6 +351,35 @@ impl Walker<'_> {
                 "a front gives each generation its own socket: remove `listen` (the app takes fd 3 the same way)"
                     .into(),
             );
+        }
+        if cfg.stdio.is_some() {
+            let span = table.key("stdio").and_then(|k| k.span()).unwrap_or(name_span.clone());
+            if cfg.front.is_none() {
+                self.error(
+                    span.clone(),
+                    &format!("{path}.stdio"),
+                    "a stdio server is served over HTTP by mcpd's front: add front = { listen = \"127.0.0.1:PORT\" }"
+                        .into(),
+                );
+            }
+            if table.contains_key("ready") {
+                let span = table.key("ready").and_then(|k| k.span()).unwrap_or(span.clone());
+                self.error(
+                    span,
+                    &format!("{path}.ready"),
+                    "a stdio app is ready once a child of it answers initialize and tools/list: remove `ready`".into(),
+                );
+            }
+            if cfg.shutdown_with_message {
+                let span = table.key("shutdown_with_message").and_then(|k| k.span()).unwrap_or(span);
+                self.error(
+                    span,
+                    &format!("{path}.shutdown_with_message"),
+                    "a stdio server is asked to stop by closing its stdin, then kill_signal: remove it".into(),
+                );
+            }
+            // mcpd's bridge says READY=1 on the notify socket.
+            cfg.ready = Ready::Notify;
         }
         if cfg.instances > 1 && !cfg.listen.is_empty() {
             let span = table.key("instances").and_then(|k| k.span()).unwrap_or(name_span.clone());

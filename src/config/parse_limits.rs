@@ -6,6 +6,15 @@ use std::ops::Range;
 use std::time::Duration;
 use toml_edit::{Item, Value};
 
+/// A value as the config has it, for an error message.
+fn value_text(v: &Item) -> String {
+    match (v.as_str(), v.as_integer()) {
+        (Some(s), _) => format!("{s:?}"),
+        (_, Some(n)) => n.to_string(),
+        _ => type_name(v).to_string(),
+    }
+}
+
 impl Walker<'_> {
     /// Parses `key` into `cfg` if it is one of these keys; false if it is not.
     pub(super) fn limit_key(
@@ -152,6 +161,67 @@ impl Walker<'_> {
         front.max_connections = max_connections.unwrap_or(front.max_connections);
         front.max_body = max_body.unwrap_or(front.max_body);
         Some(front)
+    }
+
+    /// `stdio = { sessions = "per-session", warm = 1, max_sessions = 100 }`.
+    pub(super) fn stdio(&mut self, item: &Item, key: &str, span: Range<usize>) -> Option<crate::config::StdioConfig> {
+        use crate::config::{StdioConfig, StdioSessions, MAX_STDIO_WARM};
+        let Some(table) = item.as_table_like() else {
+            self.error(span, key, "expected a table like { sessions = \"per-session\", warm = 1 }".into());
+            return None;
+        };
+        let mut stdio = StdioConfig::default();
+        let mut ok = true;
+        for (k, v) in table.iter() {
+            let kpath = format!("{key}.{k}");
+            let vspan = v.span().unwrap_or(span.clone());
+            let count = |v: &Item| v.as_integer().and_then(|n| u32::try_from(n).ok());
+            match k {
+                "sessions" => match v.as_str() {
+                    Some("per-session") => stdio.sessions = StdioSessions::PerSession,
+                    Some("shared") => stdio.sessions = StdioSessions::Shared,
+                    _ => {
+                        ok = false;
+                        self.error(
+                            vspan,
+                            &kpath,
+                            format!("expected \"per-session\" or \"shared\", found {}", value_text(v)),
+                        );
+                    }
+                },
+                "warm" => match count(v).filter(|n| *n <= MAX_STDIO_WARM) {
+                    Some(n) => stdio.warm = n,
+                    None => {
+                        ok = false;
+                        self.error(
+                            vspan,
+                            &kpath,
+                            format!(
+                                "expected a number of children from 0 to {MAX_STDIO_WARM}, found {}",
+                                value_text(v)
+                            ),
+                        );
+                    }
+                },
+                "max_sessions" => match count(v).filter(|n| (1..=100_000).contains(n)) {
+                    Some(n) => stdio.max_sessions = n,
+                    None => {
+                        ok = false;
+                        self.error(
+                            vspan,
+                            &kpath,
+                            format!("expected a number of sessions from 1 to 100000, found {}", value_text(v)),
+                        );
+                    }
+                },
+                other => {
+                    ok = false;
+                    let kspan = table.key(other).and_then(|k| k.span()).unwrap_or(vspan);
+                    self.error(kspan, &kpath, format!("unknown key {other:?}; use sessions, warm, max_sessions"));
+                }
+            }
+        }
+        ok.then_some(stdio)
     }
 
     /// A size above 0: bytes, or text like `"512M"`.

@@ -295,3 +295,50 @@ fn numbers_are_held_to_the_limits_of_text() {
     let at_limit = "[apps.a]\ncommand = \"x\"\nkill_timeout = 31536000000\nmemory_max = 1125899906842624\n";
     assert_eq!(errors(at_limit), []);
 }
+
+#[test]
+fn a_stdio_app_needs_a_front_and_takes_its_readiness_from_mcpd() {
+    let text = r#"
+[apps.a]
+command = "npx"
+args = ["-y", "@modelcontextprotocol/server-memory"]
+front = { listen = "127.0.0.1:3000" }
+stdio = {}
+
+[apps.b]
+command = "x"
+front = { listen = "127.0.0.1:3001" }
+stdio = { sessions = "shared", warm = 0, max_sessions = 5 }
+"#;
+    let cfg = parse(text, Path::new("mcpd.toml"), Path::new("/srv")).unwrap();
+    let (a, b) = (&cfg.apps[0], &cfg.apps[1]);
+    assert_eq!(a.stdio, Some(crate::config::StdioConfig::default()));
+    assert_eq!(a.ready, Ready::Notify, "the bridge says READY=1 once a child answered");
+    let b_stdio = b.stdio.unwrap();
+    assert_eq!((b_stdio.sessions.as_str(), b_stdio.warm, b_stdio.max_sessions), ("shared", 0, 5));
+    // A dump.json written before `stdio` existed loads without it.
+    let mut old = serde_json::to_value(&cfg.apps[0]).unwrap();
+    old.as_object_mut().unwrap().remove("stdio");
+    assert_eq!(serde_json::from_value::<AppConfig>(old).unwrap().stdio, None);
+    let cases: &[(&str, &[(usize, &str)])] = &[
+        ("[apps.a]\ncommand = \"x\"\nstdio = {}\n", &[(3, "apps.a.stdio")]),
+        (
+            "[apps.a]\ncommand = \"x\"\nfront = { listen = \"127.0.0.1:1\" }\nstdio = {}\nready = \"notify\"\n",
+            &[(5, "apps.a.ready")],
+        ),
+        (
+            "[apps.a]\ncommand = \"x\"\nfront = { listen = \"127.0.0.1:1\" }\nstdio = { sessions = \"pooled\", warm = 100, max_sessions = 0, size = 1 }\n",
+            &[
+                (4, "apps.a.stdio.sessions"),
+                (4, "apps.a.stdio.warm"),
+                (4, "apps.a.stdio.max_sessions"),
+                (4, "apps.a.stdio.size"),
+            ],
+        ),
+    ];
+    for (text, want) in cases {
+        let got = errors(text);
+        let want: Vec<(usize, String)> = want.iter().map(|(l, k)| (*l, k.to_string())).collect();
+        assert_eq!(got, want, "{text}");
+    }
+}

@@ -175,8 +175,16 @@ fn a_front_without_a_ready_generation_answers_503() {
     assert!(reply.starts_with("HTTP/1.1 503") && reply.to_ascii_lowercase().contains("retry-after: 1"), "{reply}");
 }
 
+/// DELETEs a session through the front; returns the status.
+pub(crate) fn delete(port: u16, session: &str) -> u16 {
+    let request = format!(
+        "DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nMcp-Session-Id: {session}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    http(port, &request).map(|(status, _)| status).unwrap_or(0)
+}
+
 /// POSTs a JSON-RPC message through the front; returns (status, session header, body).
-fn post(port: u16, session: Option<&str>, body: &str) -> (u16, Option<String>, String) {
+pub(crate) fn post(port: u16, session: Option<&str>, body: &str) -> (u16, Option<String>, String) {
     let sid =
         session.map_or(String::new(), |id| format!("Mcp-Session-Id: {id}\r\nMcp-Protocol-Version: 2025-06-18\r\n"));
     let request = format!(

@@ -30,5 +30,6 @@ mod rlimits;
 mod secrets;
 mod service;
 mod signals;
+mod stdio;
 mod update;
 mod wedge;

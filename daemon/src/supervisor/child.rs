@@ -15,7 +15,6 @@
 use super::exec::ExecPlan;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use tokio::net::unix::pipe::Receiver;
 
@@ -220,40 +219,12 @@ impl Child {
     /// A leader this process started before it re-executed itself (`mcpd update`): still its
     /// child, so its pid cannot be reused before it is reaped and `pidfd_open` names it.
     pub fn adopt(pid: u32) -> io::Result<Child> {
-        // SAFETY: pidfd_open makes a new fd (or fails); no memory is passed.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the kernel made this fd for us.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        // pidfd_open's fds are close-on-exec already.
-        Ok(Child { pid, pidfd })
+        Ok(Child { pid, pidfd: crate::pidfd::open(pid)? })
     }
 
     /// Waits for the leader to exit and collects its status. Must run on the runtime.
     pub async fn wait(self) -> io::Result<ExitStatus> {
-        // SAFETY: the AsyncFd owns the pidfd, so the fd stays open and the same for as long
-        // as it is registered.
-        let pidfd =
-            unsafe { tokio::io::unix::AsyncFd::register_with_interest(self.pidfd, tokio::io::Interest::READABLE) }?;
-        // Bounded: a pidfd is readable from the leader's exit on, so the second pass finds
-        // the zombie (the first can only miss it on a spurious wakeup).
-        loop {
-            let mut ready = pidfd.readable().await?;
-            let mut status = 0;
-            // SAFETY: waitpid of our own child, into an int on our stack.
-            match unsafe { libc::waitpid(self.pid as i32, &mut status, libc::WNOHANG) } {
-                0 => ready.clear_ready(),
-                pid if pid > 0 => return Ok(ExitStatus::from_raw(status)),
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
-        }
+        crate::pidfd::wait(self.pid, self.pidfd).await
     }
 }
 

@@ -29,6 +29,8 @@ const NOT_INHERITED: &[&str] = &[
     "MCPD_HTTP",
     "MCPD_LOCK_FD",
     "MCPD_CGROUPS",
+    "MCPD_HANDOVER_FD",
+    "MCPD_STDIO_BRIDGE",
 ];
 
 const PID_DIGITS: usize = 10;

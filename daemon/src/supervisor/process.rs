@@ -328,7 +328,12 @@ pub(crate) fn spawn(
     }
     let env = exec::environment(configured, &handover);
     let program = exec::resolve_program(&config.command, &config.cwd, &env)?;
-    let mut plan = ExecPlan::new(&program, &config.cwd, &config.args, &env, &handover)?;
+    // A stdio MCP server runs behind a bridge (this binary), which starts its children.
+    let (program, args, env) = match config.stdio {
+        Some(_) => crate::stdio::plan(config, program, env)?,
+        None => (program, config.args.clone(), env),
+    };
+    let mut plan = ExecPlan::new(&program, &config.cwd, &args, &env, &handover)?;
     plan.set_rlimits(&config.rlimits)?;
     // A limit the machine cannot apply is an error, never quietly dropped (a start request
     // was checked already; this is for saved apps, boot files and reloads).

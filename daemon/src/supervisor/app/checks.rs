@@ -57,6 +57,12 @@ impl AppTask {
 
     /// After each resource sample: over the memory limit → recycle.
     pub(super) fn memory_check(&mut self) {
+        // A per-session stdio app's limit is per child, applied by its bridge (each session
+        // ends on its own); the group holds every session's child. A shared one's child is
+        // the generation's and is checked with it.
+        if self.snap.config.stdio.is_some_and(|s| s.sessions == mcpd_core::config::StdioSessions::PerSession) {
+            return;
+        }
         let (Some(limit), Some(pid)) = (self.snap.config.limits.max_memory_restart, self.checks.pid) else { return };
         let rss = self.ctx.samples.lock().expect("samples lock").get(&pid).map_or(0, |s| s.rss_bytes);
         if rss > limit {
