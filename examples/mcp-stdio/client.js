@@ -2,8 +2,9 @@
 // With server-everything (the default) each lists tools, calls `echo`, a tool that reports
 // progress, reads a resource, and calls a tool that makes the server ask the client for
 // sampling (answered here); with `memory` (server-memory) each stores an entity and reads the
-// graph back. Prints a JSON summary.
-//   node client.js http://127.0.0.1:3911/mcp 5 [everything|memory]
+// graph back; with `add` (any server with an `add(a, b)` tool) each adds two numbers. Prints a
+// JSON summary.
+//   node client.js http://127.0.0.1:3911/mcp 5 [everything|memory|add]
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
@@ -36,6 +37,15 @@ async function one(i) {
   const transport = new StreamableHTTPClientTransport(url);
   await client.connect(transport);
   stats.sessions++;
+  if (kind === 'add') {
+    const { tools } = await client.listTools();
+    if (tools.some((t) => t.name === 'add')) stats.tools++;
+    const sum = await client.callTool({ name: 'add', arguments: { a: i, b: 1000 } });
+    if (JSON.stringify(sum).includes(String(i + 1000))) stats.echo++;
+    await transport.terminateSession();
+    await client.close();
+    return;
+  }
   if (kind === 'memory') {
     await memory(i, client);
     await transport.terminateSession();

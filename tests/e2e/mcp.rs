@@ -19,7 +19,7 @@ pub(crate) fn node_ready() -> bool {
     ok
 }
 
-fn python_ready() -> bool {
+pub(crate) fn python_ready() -> bool {
     let ok = std::process::Command::new("python3")
         .args(["-c", "import mcp.server.fastmcp"])
         .status()

@@ -288,3 +288,60 @@ fn shared_mode_serves_every_session_from_one_child_with_ids_that_never_cross() {
     let text = row["status_text"].as_str().unwrap_or_default().to_string();
     assert!(text.contains("sharing pid"), "one child: {row}");
 }
+
+/// A FastMCP server (Python `mcp`) on its default transport, stdio.
+const FASTMCP_STDIO: &str = r#"
+from mcp.server.fastmcp import FastMCP
+mcp = FastMCP("py-stdio")
+
+@mcp.tool()
+def add(a: int, b: int) -> int:
+    """Adds two numbers."""
+    return a + b
+
+mcp.run()
+"#;
+
+#[test]
+fn a_python_fastmcp_server_and_2026_clients_are_served_in_both_modes() {
+    if !stdio_ready() || !crate::mcp::python_ready() {
+        return;
+    }
+    let home = Home::new();
+    let script = home.write("fastmcp_stdio.py", FASTMCP_STDIO);
+    let (per_session, shared, everything) = (free_port(), free_port(), free_port());
+    let config = home.write(
+        "stdio.toml",
+        &format!(
+            "[apps.py]\ncommand = \"python3\"\nargs = [{script:?}]\nfront = {{ listen = \"127.0.0.1:{per_session}\" }}\nstdio = {{ warm = 2 }}\n\n\
+             [apps.pyshared]\ncommand = \"python3\"\nargs = [{script:?}]\nfront = {{ listen = \"127.0.0.1:{shared}\" }}\nstdio = {{ sessions = \"shared\" }}\n\n\
+             [apps.everything]\ncommand = {:?}\nfront = {{ listen = \"127.0.0.1:{everything}\" }}\nstdio = {{ warm = 1 }}\n",
+            stdio_dir().join("node_modules/.bin/mcp-server-everything").display().to_string()
+        ),
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    for port in [per_session, shared] {
+        let stats = sdk_clients(port, 4, "add");
+        eprintln!("FastMCP on {port}: {stats}");
+        assert_eq!(
+            (stats["sessions"].as_u64(), stats["tools"].as_u64(), stats["echo"].as_u64()),
+            (Some(4), Some(4), Some(4)),
+            "{stats}"
+        );
+    }
+    // SDK 2.x clients: two negotiate the 2026-07-28 revision (server/discover, requests
+    // without a session), two speak the 2025 one.
+    let out = Command::new("node")
+        .args(["client2.js", &format!("http://127.0.0.1:{everything}/mcp"), "4"])
+        .current_dir(stdio_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stats: serde_json::Value =
+        serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap_or("{}")).unwrap();
+    eprintln!("SDK 2.x: {stats}");
+    for key in ["clients", "tools", "echo", "progress"] {
+        assert_eq!(stats[key].as_u64(), Some(4), "{key}: {stats}");
+    }
+    assert_eq!(stats["protocols"], serde_json::json!(["2025-11-25", "2026-07-28"]), "{stats}");
+}

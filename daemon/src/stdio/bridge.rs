@@ -85,6 +85,8 @@ struct Session {
     /// client's id → the child's id, while in flight).
     shared: bool,
     renamed: Mutex<HashMap<String, Value>>,
+    /// Requests of the 2026-07-28 revision (no session): results say `resultType`.
+    modern: bool,
 }
 
 impl Session {
@@ -139,7 +141,11 @@ struct Bridge {
     /// The last status told to the daemon.
     status: Mutex<String>,
     /// `shared`: the child every session uses.
-    shared: std::sync::OnceLock<SharedChild>,
+    shared: std::sync::OnceLock<Arc<SharedChild>>,
+    /// `per-session`: the child, initialized by the bridge, that answers requests without a
+    /// session (the 2026-07-28 revision's `server/discover` and per-request calls); started
+    /// on first use, and again if it ended.
+    stateless: tokio::sync::Mutex<Option<Arc<SharedChild>>>,
 }
 
 async fn run(settings: Settings) -> Result<(), String> {
@@ -186,6 +192,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         notify,
         status: Mutex::default(),
         shared: std::sync::OnceLock::new(),
+        stateless: tokio::sync::Mutex::new(None),
     });
     match bridge.settings.sessions {
         mcpd_core::config::StdioSessions::PerSession => {
@@ -331,6 +338,16 @@ impl Bridge {
     /// of the server's has no one session to go to), and checks `tools/list`. If the child
     /// ends later, the bridge ends too: the daemon restarts the generation as for any crash.
     async fn start_shared(self: &Arc<Self>) -> Result<(), String> {
+        let (child, from_child) = self.initialized_child().await?;
+        tokio::spawn(crate::boxed(self.clone().fan_out(child.proc.clone(), from_child, true)));
+        let _ = self.shared.set(child);
+        Ok(())
+    }
+
+    /// A child the bridge initialized itself (declaring no client capability: a request of
+    /// the server's would have no one client to go to), checked with `tools/list`; and what it
+    /// sends on its own.
+    async fn initialized_child(&self) -> Result<(Arc<SharedChild>, mpsc::Receiver<Value>), String> {
         let proc = Proc::spawn(&self.settings, self.log.clone())
             .map_err(|e| format!("cannot start {}: {e}", self.settings.program.display()))?;
         let init = json!({
@@ -349,15 +366,30 @@ impl Bridge {
         }
         let (to_client, from_child) = mpsc::channel(TO_CLIENT_QUEUED);
         proc.serve("shared", to_client);
-        tokio::spawn(crate::boxed(self.clone().fan_out(proc.clone(), from_child)));
-        let _ = self.shared.set(SharedChild { proc, init: result, next: std::sync::atomic::AtomicU64::new(1) });
-        Ok(())
+        Ok((Arc::new(SharedChild { proc, init: result, next: std::sync::atomic::AtomicU64::new(1) }), from_child))
+    }
+
+    /// The child that answers requests without a session: the shared one, or (per-session)
+    /// one of its own, started now if none runs.
+    async fn stateless_child(self: &Arc<Self>) -> Result<Arc<SharedChild>, String> {
+        if let Some(shared) = self.shared.get() {
+            return Ok(shared.clone());
+        }
+        let mut slot = self.stateless.lock().await;
+        if let Some(child) = slot.as_ref().filter(|c| !c.proc.gone()) {
+            return Ok(child.clone());
+        }
+        let (child, from_child) = self.initialized_child().await?;
+        tokio::spawn(crate::boxed(self.clone().fan_out(child.proc.clone(), from_child, false)));
+        *slot = Some(child.clone());
+        Ok(child)
     }
 
     /// `shared`: what the child sends on its own goes to every session (its notifications
     /// concern the one server they share); a request of its own is refused (it was told of no
     /// client capability). When the child ends, so does the bridge.
-    async fn fan_out(self: Arc<Self>, proc: Arc<Proc>, mut from_child: mpsc::Receiver<Value>) {
+    /// (`ends_bridge`: the shared child; the stateless one is started again when needed.)
+    async fn fan_out(self: Arc<Self>, proc: Arc<Proc>, mut from_child: mpsc::Receiver<Value>, ends_bridge: bool) {
         while let Some(message) = from_child.recv().await {
             if is_request(&message) {
                 let refusal = json!({
@@ -367,11 +399,18 @@ impl Bridge {
                 let _ = proc.send(&refusal).await;
                 continue;
             }
+            if !ends_bridge {
+                // Requests without a session: nobody to tell.
+                continue;
+            }
             let frame = event(&message);
             let sessions: Vec<Arc<Session>> = self.sessions.lock().expect("sessions").values().cloned().collect();
             for s in sessions {
                 s.push(frame.clone()).await;
             }
+        }
+        if !ends_bridge {
+            return;
         }
         let mut exited = proc.exited.clone();
         let _ = exited.wait_for(Option::is_some).await;
@@ -457,13 +496,8 @@ impl Bridge {
             None if initialize && messages.len() == 1 => {
                 return self.initialize(messages.into_iter().next().unwrap_or_default()).await
             }
-            None => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    -32000,
-                    "Bad Request: no valid session id (send initialize first)",
-                )
-            }
+            // The 2026-07-28 revision: no session, each request carries what it needs.
+            None => return self.sessionless(messages, batch, streams).await,
         };
         // Counted until answered, or until the client goes away (the handler is dropped).
         let active = Active::new(&session);
@@ -504,6 +538,59 @@ impl Bridge {
         }))
         .await;
         drop(active);
+        let answers: Vec<Value> = answers.into_iter().flatten().collect();
+        match (answers.len(), batch) {
+            (0, _) => empty(StatusCode::ACCEPTED),
+            (_, true) => json_response(StatusCode::OK, &Value::Array(answers)),
+            (_, false) => json_response(StatusCode::OK, &answers[0]),
+        }
+    }
+
+    /// Requests without a session (the 2026-07-28 revision's): `server/discover` is answered
+    /// from the bridge's own child's `initialize` (the revision is served by translation: the
+    /// child keeps speaking the one it knows); other requests go to that child, ids renamed.
+    async fn sessionless(self: &Arc<Self>, messages: Vec<Value>, batch: bool, streams: bool) -> Response<Body> {
+        if !messages.iter().any(is_request) {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                -32000,
+                "Bad Request: no valid session id (send initialize first)",
+            );
+        }
+        let child = match self.stateless_child().await {
+            Ok(c) => c,
+            Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, CHILD_GONE, &e),
+        };
+        // A throwaway session: the renaming table of these requests.
+        let session = Arc::new(Session {
+            id: String::new(),
+            proc: child.proc.clone(),
+            last: Mutex::new(Instant::now()),
+            active: AtomicUsize::new(0),
+            stream: Mutex::new(None),
+            queued: Mutex::default(),
+            shared: true,
+            renamed: Mutex::default(),
+            modern: true,
+        });
+        if let ([m], true) = (messages.as_slice(), streams) {
+            if let Some(token) = m.pointer("/params/_meta/progressToken").filter(|_| is_request(m)).cloned() {
+                let active = Active::new(&session);
+                return self.post_streamed_via(&child, session, m.clone(), token, active);
+            }
+        }
+        let answers = futures_util::future::join_all(messages.iter().map(|m| {
+            let (child, session) = (child.clone(), session.clone());
+            async move {
+                let method = m.get("method").and_then(Value::as_str);
+                if method == Some("server/discover") {
+                    return Some(discover(&child, m));
+                }
+                let answer = self.shared_message(&child, &session, m).await?;
+                Some(modern(answer, method))
+            }
+        }))
+        .await;
         let answers: Vec<Value> = answers.into_iter().flatten().collect();
         match (answers.len(), batch) {
             (0, _) => empty(StatusCode::ACCEPTED),
@@ -557,11 +644,36 @@ impl Bridge {
         token: Value,
         active: Active,
     ) -> Response<Body> {
+        match self.shared.get() {
+            Some(shared) => self.post_streamed_via(&shared.clone(), session, message, token, active),
+            None => self.post_streamed_on(None, session, message, token, active),
+        }
+    }
+
+    fn post_streamed_via(
+        self: &Arc<Self>,
+        child: &Arc<SharedChild>,
+        session: Arc<Session>,
+        message: Value,
+        token: Value,
+        active: Active,
+    ) -> Response<Body> {
+        self.post_streamed_on(Some(child), session, message, token, active)
+    }
+
+    fn post_streamed_on(
+        self: &Arc<Self>,
+        shared: Option<&Arc<SharedChild>>,
+        session: Arc<Session>,
+        message: Value,
+        token: Value,
+        active: Active,
+    ) -> Response<Body> {
         let (tx, rx) = mpsc::channel::<Value>(STREAM_QUEUED);
         // Shared: the id and the progress token are the bridge's while in flight (no two
         // sessions' can collide); the client gets its own back.
         let original = (message.get("id").cloned().unwrap_or(Value::Null), token.clone());
-        let (message, token) = match self.shared.get() {
+        let (message, token) = match shared {
             Some(shared) => {
                 let n = shared.next.fetch_add(1, Ordering::Relaxed);
                 let (id, token) = (json!(format!("mcpd-{n}")), json!(format!("mcpd-progress-{n}")));
@@ -573,6 +685,7 @@ impl Bridge {
             None => (message, token),
         };
         session.proc.route_progress(&token, tx.clone());
+        let translate = session.modern.then(|| message.get("method").and_then(Value::as_str).map(str::to_string));
         tokio::spawn(crate::boxed(async move {
             let id = message.get("id").cloned().unwrap_or(Value::Null);
             let mut guard = Forget { proc: session.proc.clone(), id, armed: true };
@@ -588,15 +701,19 @@ impl Bridge {
             // After every progress notification (queued in order before the response).
             let _ = tx.send(answer).await;
         }));
-        let stream = futures_util::stream::unfold((rx, original), |(mut rx, original)| async move {
-            let mut message = rx.recv().await?;
-            if message.get("method").is_some() {
-                message["params"]["progressToken"] = original.1.clone();
-            } else {
-                message["id"] = original.0.clone();
-            }
-            Some((Ok::<_, Infallible>(Frame::data(event(&message))), (rx, original)))
-        });
+        let stream =
+            futures_util::stream::unfold((rx, original, translate), |(mut rx, original, translate)| async move {
+                let mut message = rx.recv().await?;
+                if message.get("method").is_some() {
+                    message["params"]["progressToken"] = original.1.clone();
+                } else {
+                    message["id"] = original.0.clone();
+                    if let Some(method) = &translate {
+                        message = modern(message, method.as_deref());
+                    }
+                }
+                Some((Ok::<_, Infallible>(Frame::data(event(&message))), (rx, original, translate)))
+            });
         let mut r = Response::new(StreamBody::new(stream).boxed());
         r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/event-stream"));
         r.headers_mut().insert("cache-control", hyper::header::HeaderValue::from_static("no-cache"));
@@ -628,6 +745,7 @@ impl Bridge {
                 queued: Mutex::default(),
                 shared: true,
                 renamed: Mutex::default(),
+                modern: false,
             });
             self.sessions.lock().expect("sessions").insert(id.clone(), session);
             self.tell_status();
@@ -661,6 +779,7 @@ impl Bridge {
             queued: Mutex::default(),
             shared: false,
             renamed: Mutex::default(),
+            modern: false,
         });
         let active = Active::new(&session);
         self.sessions.lock().expect("sessions").insert(id.clone(), session.clone());
@@ -814,6 +933,7 @@ impl Bridge {
         let sessions: Vec<Arc<Session>> = self.sessions.lock().expect("sessions").drain().map(|(_, s)| s).collect();
         let mut warm: Vec<Arc<Proc>> = self.warm.lock().expect("warm").drain(..).collect();
         warm.extend(self.shared.get().map(|s| s.proc.clone()));
+        warm.extend(self.stateless.lock().await.take().map(|s| s.proc.clone()));
         let procs = sessions.into_iter().filter(|s| !s.shared).map(|s| s.proc.clone()).chain(warm);
         futures_util::future::join_all(procs.map(|p| {
             let settings = self.settings.clone();
@@ -821,6 +941,42 @@ impl Bridge {
         }))
         .await;
     }
+}
+
+/// A result as the 2026-07-28 revision has it: `resultType` says it is complete (the child,
+/// of an earlier revision, never asks for more input).
+/// A list's result says how long it may be cached, and by whom: not at all, as the child
+/// (of an earlier revision) never said.
+fn modern(mut answer: Value, method: Option<&str>) -> Value {
+    if let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut) {
+        result.entry("resultType").or_insert_with(|| json!("complete"));
+        if method.is_some_and(|m| m.ends_with("/list")) {
+            result.entry("ttlMs").or_insert_with(|| json!(0));
+            result.entry("cacheScope").or_insert_with(|| json!("private"));
+        }
+    }
+    answer
+}
+
+/// The answer to `server/discover` (2026-07-28), from what the child said to `initialize`.
+fn discover(child: &SharedChild, request: &Value) -> Value {
+    let init = &child.init;
+    let mut versions = vec![json!("2026-07-28")];
+    versions.extend(init.get("protocolVersion").cloned());
+    let mut result = json!({
+        "supportedVersions": versions,
+        "capabilities": init.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+        "ttlMs": 0,
+        "cacheScope": "private",
+        "resultType": "complete",
+    });
+    if let Some(text) = init.get("instructions") {
+        result["instructions"] = text.clone();
+    }
+    if let Some(info) = init.get("serverInfo") {
+        result["_meta"] = json!({ "io.modelcontextprotocol/serverInfo": info });
+    }
+    json!({ "jsonrpc": "2.0", "id": request.get("id"), "result": result })
 }
 
 /// A request of a session being answered (the session is not idle meanwhile).
