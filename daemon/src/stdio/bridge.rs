@@ -53,6 +53,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // One malloc arena (as the daemon): the blocking threads would each keep one.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -286,7 +286,7 @@ async fn write_stdin(mut stdin: tokio::net::unix::pipe::Sender, mut rx: mpsc::Re
 }
 
 async fn read_stdout(proc: Arc<Proc>, stdout: tokio::net::unix::pipe::Receiver) {
-    let mut reader = tokio::io::BufReader::with_capacity(64 << 10, stdout);
+    let mut reader = tokio::io::BufReader::with_capacity(16 << 10, stdout);
     let mut line = Vec::new();
     loop {
         line.clear();
