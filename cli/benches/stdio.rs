@@ -130,7 +130,7 @@ fn measure(url: &str, root: u32, warm_children: usize) -> Figures {
     let sessions = SESSIONS.to_string();
     let seconds = SECONDS.to_string();
     let load_args = ["bench.js", "load", url, sessions.as_str(), seconds.as_str()];
-    let mut load = Command::new("node").args(load_args).current_dir(examples()).stdout(Stdio::piped()).spawn().unwrap();
+    let load = Command::new("node").args(load_args).current_dir(examples()).stdout(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(u64::from(SECONDS) / 2));
     let busy = memory(root);
     let out = load.wait_with_output().unwrap();
