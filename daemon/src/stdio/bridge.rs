@@ -104,7 +104,8 @@ impl Session {
         self.stream.lock().expect("stream").as_ref().is_some_and(|s| !s.is_closed())
     }
 
-    /// Sends a frame to the client's stream, or queues it (bounded) until one opens.
+    /// Sends a frame to the client's stream (waiting while the client reads slowly: its own
+    /// child then waits), or queues it (bounded) until one opens.
     async fn push(&self, frame: Bytes) {
         let stream = self.stream.lock().expect("stream").clone();
         if let Some(tx) = stream {
@@ -112,6 +113,25 @@ impl Session {
                 return;
             }
         }
+        self.queue(frame);
+    }
+
+    /// Sends a frame to the client's stream without waiting: a shared child's notification
+    /// must not wait for any one client. A client that does not read has it queued (bounded).
+    fn push_now(&self, frame: Bytes) {
+        let stream = self.stream.lock().expect("stream").clone();
+        if let Some(tx) = stream {
+            match tx.try_send(frame) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(frame) | mpsc::error::TrySendError::Closed(frame)) => {
+                    return self.queue(frame)
+                }
+            }
+        }
+        self.queue(frame);
+    }
+
+    fn queue(&self, frame: Bytes) {
         let mut queued = self.queued.lock().expect("queued");
         if queued.len() == TO_CLIENT_QUEUED {
             queued.pop_front();
@@ -412,7 +432,7 @@ impl Bridge {
             let frame = event(&message);
             let sessions: Vec<Arc<Session>> = self.sessions.lock().expect("sessions").values().cloned().collect();
             for s in sessions {
-                s.push(frame.clone()).await;
+                s.push_now(frame.clone());
             }
         }
         if !ends_bridge {
