@@ -84,9 +84,10 @@ enum Kind {
     LogReadOnly,
     DiskFull,
     SlowLog,
+    Update,
 }
 
-const KINDS: [(Kind, u32); 18] = [
+const KINDS: [(Kind, u32); 19] = [
     (Kind::KillLeader, 10),
     (Kind::KillChild, 8),
     (Kind::StopCont, 8),
@@ -105,6 +106,7 @@ const KINDS: [(Kind, u32); 18] = [
     (Kind::LogReadOnly, 4),
     (Kind::DiskFull, 4),
     (Kind::SlowLog, 4),
+    (Kind::Update, 3),
 ];
 
 impl Kind {
@@ -128,6 +130,7 @@ impl Kind {
             Kind::LogReadOnly => "log directory read-only",
             Kind::DiskFull => "log disk full",
             Kind::SlowLog => "log FIFO reader stalls",
+            Kind::Update => "mcpd update (the daemon executes itself in place)",
         }
     }
 
@@ -398,6 +401,26 @@ fn inject(run: &Run, kind: Kind, rng: &mut Rng) {
             let app = *rng.pick(&APPS).unwrap();
             let verb = if kind == Kind::Reload { "reload" } else { "restart" };
             cli_op(run, verb, app, kind);
+        }
+        Kind::Update => {
+            // The daemon re-executes itself with every app, pipe and session handed over; the
+            // invariants checked all along (no orphan, every numbered log line once, the web
+            // app answering) hold across it. It may refuse (a stuck log, one already running)
+            // but never hang, and when it says it updated, it is the same pid.
+            let before = run.fleet.daemon_pid();
+            match run.fleet.mcpd_timed(&["update"], Duration::from_secs(60)) {
+                Some(out) => {
+                    let said = String::from_utf8_lossy(&out.stdout).to_string();
+                    if out.status.success() && said.contains("updated in place") {
+                        if let Some(pid) = before.filter(|p| !said.contains(&format!("(pid {p})"))) {
+                            run.violation(format!("`mcpd update` said {said:?}, but the daemon was pid {pid}"));
+                        }
+                    }
+                    outcome(run, "update", &out);
+                }
+                None => run.violation("`mcpd update` hung for 60 s".into()),
+            }
+            run.fault(kind, "daemon", start);
         }
         Kind::ConcurrentOps => {
             let app = *rng.pick(&APPS).unwrap();
