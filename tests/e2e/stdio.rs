@@ -30,7 +30,7 @@ fn processes_with(marker: &str) -> Vec<u32> {
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(marker) && crate::common::alive(pid) {
+        if String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(marker) && crate::common::alive(pid) {
             found.push(pid);
         }
     }
@@ -344,4 +344,35 @@ fn a_python_fastmcp_server_and_2026_clients_are_served_in_both_modes() {
         assert_eq!(stats[key].as_u64(), Some(4), "{key}: {stats}");
     }
     assert_eq!(stats["protocols"], serde_json::json!(["2025-11-25", "2026-07-28"]), "{stats}");
+}
+
+#[test]
+fn a_child_holds_no_descriptor_of_mcpd_and_leaves_no_process_behind() {
+    let home = Home::new();
+    let (port, script) = fixture_app(&home, "spawn", "stdio = { warm = 0 }");
+    let (_, session, text) = initialize(port, "c");
+    let session = session.unwrap_or_else(|| panic!("no session: {text}"));
+    // The bridge's listening socket (and anything else of mcpd's) stays out of the child.
+    let (status, fds) = call(port, &session, 2, "fds", "{}");
+    assert_eq!(status, 200, "{fds}");
+    assert!(!fds.contains("socket:"), "the child holds a socket of mcpd's: {fds}");
+    // The child started a process of its own: ending the session ends it too, though its
+    // parent exits on its own once its stdin closes (and leaves it to the daemon).
+    let grandchild = format!("grandchild-of {script}");
+    wait_for("the fixture's own child", Duration::from_secs(10), || {
+        if processes_with(&grandchild).len() == 1 {
+            Ok(())
+        } else {
+            Err(format!("{:?}", processes_with(&grandchild)))
+        }
+    });
+    assert_eq!(crate::front::delete(port, &session), 200);
+    wait_for("the session's child and its own child to end", Duration::from_secs(15), || {
+        let (left, below) = (processes_with(&format!("{script} spawn")).len(), processes_with(&grandchild).len());
+        if left == 0 && below == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left} children, {below} of their own"))
+        }
+    });
 }

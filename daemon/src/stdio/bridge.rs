@@ -135,7 +135,7 @@ impl Session {
         let mut queued = self.queued.lock().expect("queued");
         if queued.len() == TO_CLIENT_QUEUED {
             queued.pop_front();
-            tracing::warn!(session = %self.id, "bridge: the client has no stream open; its oldest queued message was dropped");
+            // A client with no stream open misses the oldest (bounded queue).
         }
         queued.push_back(frame);
     }
@@ -170,18 +170,23 @@ struct Bridge {
     shared: std::sync::OnceLock<Arc<SharedChild>>,
     /// `per-session`: the child, initialized by the bridge, that answers requests without a
     /// session (the 2026-07-28 revision's `server/discover` and per-request calls); started
-    /// on first use, and again if it ended.
-    stateless: tokio::sync::Mutex<Option<Arc<SharedChild>>>,
+    /// on first use (one start at a time), and again if it ended.
+    stateless: Mutex<Option<Arc<SharedChild>>>,
+    starting: tokio::sync::Mutex<()>,
+    /// Children of ended sessions still on their way out: they count against `max_sessions`.
+    ending: AtomicUsize,
+    /// SIGTERM came: no child is started any more.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 async fn run(settings: Settings) -> Result<(), String> {
-    use std::os::fd::FromRawFd;
     if std::env::var("LISTEN_FDS").ok().as_deref() != Some("1") {
         return Err("no private socket (LISTEN_FDS=1) was handed over".into());
     }
-    // SAFETY: fd 3 is the listening socket the daemon handed over (LISTEN_FDS=1), owned by
-    // nothing else in this process.
-    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(3) };
+    // Close-on-exec from here: no child may inherit (and accept on) the socket.
+    let listener = std::os::unix::net::UnixListener::from(
+        crate::handover::take(3).map_err(|e| format!("the private socket (fd 3): {e}"))?,
+    );
     listener.set_nonblocking(true).map_err(|e| format!("the private socket: {e}"))?;
     let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| format!("the private socket: {e}"))?;
     // Children's stderr lines, written to the bridge's stderr by one task (bounded queue: a
@@ -218,7 +223,10 @@ async fn run(settings: Settings) -> Result<(), String> {
         notify,
         status: Mutex::default(),
         shared: std::sync::OnceLock::new(),
-        stateless: tokio::sync::Mutex::new(None),
+        stateless: Mutex::new(None),
+        starting: tokio::sync::Mutex::new(()),
+        ending: AtomicUsize::new(0),
+        closing: std::sync::atomic::AtomicBool::new(false),
     });
     match bridge.settings.sessions {
         mcpd_core::config::StdioSessions::PerSession => {
@@ -229,7 +237,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     }
     bridge.say("READY=1");
     bridge.tell_status();
-    tokio::spawn(crate::boxed(bridge.clone().sweep()));
+    let sweep = tokio::spawn(crate::boxed(bridge.clone().sweep()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -250,7 +258,7 @@ async fn run(settings: Settings) -> Result<(), String> {
                     }));
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "bridge: accept failed");
+                    let _ = bridge.log.try_send(format!("[mcpd] accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -259,6 +267,8 @@ async fn run(settings: Settings) -> Result<(), String> {
         }
     }
     bridge.say("STOPPING=1");
+    bridge.closing.store(true, Ordering::SeqCst);
+    sweep.abort();
     bridge.shutdown().await;
     Ok(())
 }
@@ -309,7 +319,9 @@ impl Bridge {
     /// Sends a line to the daemon's notify socket (READY=1, STATUS=...).
     fn say(&self, text: &str) {
         let Some(path) = &self.notify else { return };
+        // Never waits: a daemon that does not read its notify socket costs a status line.
         if let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() {
+            let _ = socket.set_nonblocking(true);
             let _ = socket.send_to(text.as_bytes(), path);
         }
     }
@@ -376,13 +388,14 @@ impl Bridge {
     async fn initialized_child(&self) -> Result<(Arc<SharedChild>, mpsc::Receiver<Value>), String> {
         let proc = Proc::spawn(&self.settings, self.log.clone())
             .map_err(|e| format!("cannot start {}: {e}", self.settings.program.display()))?;
+        // Ended if anything below fails or the start is given up.
+        let mut guard = EndOnDrop { proc: Some(proc.clone()), settings: self.settings.clone(), armed: true };
         let init = json!({
             "jsonrpc": "2.0", "id": "mcpd-init", "method": "initialize",
             "params": { "protocolVersion": SHARED_REVISION, "capabilities": {}, "clientInfo": { "name": "mcpd", "version": env!("CARGO_PKG_VERSION") } }
         });
         let answer = proc.request(&init).await;
         let Some(result) = answer.get("result").cloned() else {
-            proc.end(&self.settings).await;
             return Err(format!("the MCP server did not initialize: {}", answer.get("error").unwrap_or(&answer)));
         };
         let _ = proc.send(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await;
@@ -390,6 +403,7 @@ impl Bridge {
         if let Some(e) = tools.get("error").filter(|e| e.get("code").and_then(Value::as_i64) == Some(CHILD_GONE)) {
             return Err(format!("the MCP server did not answer tools/list: {}", e.get("message").unwrap_or(e)));
         }
+        guard.armed = false;
         let (to_client, from_child) = mpsc::channel(TO_CLIENT_QUEUED);
         proc.serve("shared", to_client);
         Ok((Arc::new(SharedChild { proc, init: result, next: std::sync::atomic::AtomicU64::new(1) }), from_child))
@@ -401,19 +415,42 @@ impl Bridge {
         if let Some(shared) = self.shared.get() {
             return Ok(shared.clone());
         }
-        let mut slot = self.stateless.lock().await;
-        if let Some(child) = slot.as_ref().filter(|c| !c.proc.gone()) {
-            return Ok(child.clone());
+        let alive = || self.stateless.lock().expect("stateless").clone().filter(|c| !c.proc.gone());
+        if let Some(child) = alive() {
+            return Ok(child);
         }
-        let (child, from_child) = self.initialized_child().await?;
-        tokio::spawn(crate::boxed(self.clone().fan_out(child.proc.clone(), from_child, false)));
-        *slot = Some(child.clone());
-        Ok(child)
+        let _one = self.starting.lock().await;
+        if let Some(child) = alive() {
+            return Ok(child);
+        }
+        if self.closing.load(Ordering::SeqCst) {
+            return Err("the bridge is stopping".into());
+        }
+        // Started on a task of its own that keeps the child: a client that gives up while it
+        // starts leaves no child behind.
+        let bridge = self.clone();
+        let started = tokio::spawn(crate::boxed(async move {
+            match tokio::time::timeout(bridge.settings.init_timeout(), bridge.initialized_child()).await {
+                Ok(Ok((child, from_child))) => {
+                    tokio::spawn(crate::boxed(bridge.clone().fan_out(child.proc.clone(), from_child, false)));
+                    *bridge.stateless.lock().expect("stateless") = Some(child);
+                }
+                Ok(Err(e)) => drop(
+                    bridge.log.try_send(format!("[mcpd] cannot start a child for requests without a session: {e}")),
+                ),
+                Err(_) => drop(
+                    bridge
+                        .log
+                        .try_send("[mcpd] a child for requests without a session did not initialize in time".into()),
+                ),
+            }
+        }));
+        let _ = started.await;
+        alive().ok_or_else(|| {
+            "the MCP server could not be started for requests without a session (see the app's log)".into()
+        })
     }
 
-    /// `shared`: what the child sends on its own goes to every session (its notifications
-    /// concern the one server they share); a request of its own is refused (it was told of no
-    /// client capability). When the child ends, so does the bridge.
     /// (`ends_bridge`: the shared child; the stateless one is started again when needed.)
     async fn fan_out(self: Arc<Self>, proc: Arc<Proc>, mut from_child: mpsc::Receiver<Value>, ends_bridge: bool) {
         while let Some(message) = from_child.recv().await {
@@ -422,7 +459,14 @@ impl Bridge {
                     "jsonrpc": "2.0", "id": message.get("id"),
                     "error": { "code": -32601, "message": "mcpd shares this server among its sessions and passes no server request to a client" }
                 });
-                let _ = proc.send(&refusal).await;
+                // Not waited for here: the child may be blocked writing to us.
+                let proc = proc.clone();
+                tokio::spawn(crate::boxed(async move { drop(proc.send(&refusal).await) }));
+                continue;
+            }
+            // Progress of a request whose client did not stream it: its token was renamed, so
+            // no session knows it.
+            if message.get("method").and_then(Value::as_str) == Some("notifications/progress") {
                 continue;
             }
             if !ends_bridge {
@@ -451,7 +495,7 @@ impl Bridge {
 
     /// Starts children until `warm` wait ahead (one pass; the sweep calls it again).
     fn fill_warm(&self) {
-        if self.shared.get().is_some() {
+        if self.shared.get().is_some() || self.closing.load(Ordering::SeqCst) {
             return;
         }
         let mut warm = self.warm.lock().expect("warm");
@@ -460,7 +504,6 @@ impl Bridge {
             match Proc::spawn(&self.settings, self.log.clone()) {
                 Ok(p) => warm.push_back(p),
                 Err(e) => {
-                    tracing::warn!(error = %e, "bridge: cannot start a warm child");
                     let _ = self.log.try_send(format!("[mcpd] cannot start a warm child: {e}"));
                     break;
                 }
@@ -513,6 +556,13 @@ impl Bridge {
             Value::Array(items) => items,
             other => vec![other],
         };
+        if messages.is_empty() || messages.iter().any(|m| !m.is_object()) {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "Invalid Request: a JSON-RPC message or a batch of them",
+            );
+        }
         let initialize = messages.iter().any(|m| m.get("method").and_then(Value::as_str) == Some("initialize"));
         let session = match session {
             Some(id) => match self.sessions.lock().expect("sessions").get(&id).cloned() {
@@ -649,14 +699,23 @@ impl Bridge {
             return None;
         }
         let original = m.get("id").cloned().unwrap_or(Value::Null);
-        let id = json!(format!("mcpd-{}", shared.next.fetch_add(1, Ordering::Relaxed)));
+        if method == Some("initialize") {
+            // The one server every session uses is initialized once, by the bridge.
+            return Some(json!({ "jsonrpc": "2.0", "id": original, "result": shared.init }));
+        }
+        let n = shared.next.fetch_add(1, Ordering::Relaxed);
+        let id = json!(format!("mcpd-{n}"));
         let mut renamed = m.clone();
         renamed["id"] = id.clone();
+        if renamed.pointer("/params/_meta/progressToken").is_some() {
+            // Never the client's own token: another session's could be the same (or forged).
+            renamed["params"]["_meta"]["progressToken"] = json!(format!("mcpd-progress-{n}"));
+        }
         session.renamed.lock().expect("renamed").insert(original.to_string(), id.clone());
+        let _renamed = Renamed { session: session.clone(), key: original.to_string() };
         let mut guard = Forget { proc: shared.proc.clone(), id: id.clone(), armed: true };
         let mut answer = shared.proc.request(&renamed).await;
         guard.armed = false;
-        session.renamed.lock().expect("renamed").remove(&original.to_string());
         answer["id"] = original;
         Some(answer)
     }
@@ -699,10 +758,13 @@ impl Bridge {
         // Shared: the id and the progress token are the bridge's while in flight (no two
         // sessions' can collide); the client gets its own back.
         let original = (message.get("id").cloned().unwrap_or(Value::Null), token.clone());
+        let mut renaming = None;
         let (message, token) = match shared {
             Some(shared) => {
                 let n = shared.next.fetch_add(1, Ordering::Relaxed);
                 let (id, token) = (json!(format!("mcpd-{n}")), json!(format!("mcpd-progress-{n}")));
+                session.renamed.lock().expect("renamed").insert(original.0.to_string(), id.clone());
+                renaming = Some(Renamed { session: session.clone(), key: original.0.to_string() });
                 let mut m = message;
                 m["id"] = id;
                 m["params"]["_meta"]["progressToken"] = token.clone();
@@ -722,6 +784,7 @@ impl Bridge {
             };
             session.proc.unroute(&token);
             drop(active);
+            drop(renaming);
             let Some(answer) = answer else { return };
             guard.armed = false;
             // After every progress notification (queued in order before the response).
@@ -748,7 +811,13 @@ impl Bridge {
 
     /// A new session: a child answers the client's `initialize`.
     async fn initialize(self: &Arc<Self>, message: Value) -> Response<Body> {
-        if self.sessions.lock().expect("sessions").len() >= self.settings.max_sessions as usize {
+        if self.closing.load(Ordering::SeqCst) {
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, -32000, "the server is stopping");
+        }
+        // Children of ended sessions count until they are gone: max_sessions bounds children.
+        let held = self.sessions.lock().expect("sessions").len()
+            + if self.shared.get().is_some() { 0 } else { self.ending.load(Ordering::SeqCst) };
+        if held >= self.settings.max_sessions as usize {
             let mut r = error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 -32000,
@@ -810,12 +879,20 @@ impl Bridge {
         let active = Active::new(&session);
         self.sessions.lock().expect("sessions").insert(id.clone(), session.clone());
         tokio::spawn(crate::boxed(self.clone().forward(session.clone(), from_child)));
-        let answer = proc.request(&message).await;
+        // A client that goes away, or a child that never answers, ends the session.
+        let mut abandon = EndSession { bridge: self.clone(), id: id.clone(), armed: true };
+        let answer = match tokio::time::timeout(self.settings.init_timeout(), proc.request(&message)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                proc.forget(&message.get("id").cloned().unwrap_or(Value::Null));
+                json!({ "jsonrpc": "2.0", "id": message.get("id"), "error": { "code": CHILD_GONE, "message": format!("the MCP server (pid {}) did not answer initialize within {:?}", proc.pid, self.settings.init_timeout()) } })
+            }
+        };
         drop(active);
-        if answer.get("error").is_some() {
-            // No session: the client gets the error (a child that died says how).
-            self.end(&id);
-        }
+        abandon.armed = answer.get("error").is_some();
+        drop(abandon);
+        // With an error there is no session (ended above): the client gets the error (a child
+        // that died says how).
         self.tell_status();
         let mut r = json_response(StatusCode::OK, &answer);
         if answer.get("result").is_some() {
@@ -901,8 +978,10 @@ impl Bridge {
             return true;
         }
         let bridge = self.clone();
+        self.ending.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(crate::boxed(async move {
             session.proc.end(&bridge.settings).await;
+            bridge.ending.fetch_sub(1, Ordering::SeqCst);
             bridge.tell_status();
         }));
         self.tell_status();
@@ -959,7 +1038,7 @@ impl Bridge {
         let sessions: Vec<Arc<Session>> = self.sessions.lock().expect("sessions").drain().map(|(_, s)| s).collect();
         let mut warm: Vec<Arc<Proc>> = self.warm.lock().expect("warm").drain(..).collect();
         warm.extend(self.shared.get().map(|s| s.proc.clone()));
-        warm.extend(self.stateless.lock().await.take().map(|s| s.proc.clone()));
+        warm.extend(self.stateless.lock().expect("stateless").take().map(|s| s.proc.clone()));
         let procs = sessions.into_iter().filter(|s| !s.shared).map(|s| s.proc.clone()).chain(warm);
         futures_util::future::join_all(procs.map(|p| {
             let settings = self.settings.clone();
@@ -1003,6 +1082,49 @@ fn discover(child: &SharedChild, request: &Value) -> Value {
         result["_meta"] = json!({ "io.modelcontextprotocol/serverInfo": info });
     }
     json!({ "jsonrpc": "2.0", "id": request.get("id"), "result": result })
+}
+
+/// Ends a child when dropped armed (a start given up half-way).
+struct EndOnDrop {
+    proc: Option<Arc<Proc>>,
+    settings: Settings,
+    armed: bool,
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if let (true, Some(proc)) = (self.armed, self.proc.take()) {
+            let settings = self.settings.clone();
+            tokio::spawn(crate::boxed(async move { proc.end(&settings).await }));
+        }
+    }
+}
+
+/// Ends a session whose start did not go through (dropped armed).
+struct EndSession {
+    bridge: Arc<Bridge>,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for EndSession {
+    fn drop(&mut self) {
+        if self.armed {
+            self.bridge.end(&self.id);
+        }
+    }
+}
+
+/// Removes a shared-mode request's renaming when it ends, however it ends.
+struct Renamed {
+    session: Arc<Session>,
+    key: String,
+}
+
+impl Drop for Renamed {
+    fn drop(&mut self) {
+        self.session.renamed.lock().expect("renamed").remove(&self.key);
+    }
 }
 
 /// A request of a session being answered (the session is not idle meanwhile).

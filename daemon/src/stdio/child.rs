@@ -68,15 +68,29 @@ impl Proc {
             .env_remove("LISTEN_FDNAMES");
         let mut child = command.spawn()?;
         let pid = child.id();
-        let stdin = OwnedFd::from(child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?);
-        let stdout = OwnedFd::from(child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?);
-        let stderr = OwnedFd::from(child.stderr.take().ok_or_else(|| std::io::Error::other("no stderr"))?);
-        // Waited for through a pidfd (the std handle is not used again).
+        // Until it is watched (pidfd) and read (pipes), a failure ends it.
+        let watched = (|| -> std::io::Result<_> {
+            let stdin = OwnedFd::from(child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?);
+            let stdout = OwnedFd::from(child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?);
+            let stderr = OwnedFd::from(child.stderr.take().ok_or_else(|| std::io::Error::other("no stderr"))?);
+            let pidfd = crate::pidfd::open(pid)?;
+            Ok((
+                tokio::net::unix::pipe::Sender::from_owned_fd(stdin)?,
+                tokio::net::unix::pipe::Receiver::from_owned_fd(stdout)?,
+                tokio::net::unix::pipe::Receiver::from_owned_fd(stderr)?,
+                pidfd,
+            ))
+        })();
+        let (stdin, stdout, stderr, pidfd) = match watched {
+            Ok(parts) => parts,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
+        // Waited for through the pidfd from here (the std handle is not used again).
         drop(child);
-        let pidfd = crate::pidfd::open(pid)?;
-        let stdin = tokio::net::unix::pipe::Sender::from_owned_fd(stdin)?;
-        let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(stdout)?;
-        let stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(stderr)?;
         let (stdin_tx, stdin_rx) = mpsc::channel(STDIN_QUEUED);
         let (exited_tx, exited) = watch::channel(None);
         let proc = Arc::new(Proc {
@@ -90,8 +104,13 @@ impl Proc {
             reason: Mutex::new(None),
             progress: Mutex::default(),
         });
+        let proc_for_reader = proc.clone();
         tokio::spawn(crate::boxed(write_stdin(stdin, stdin_rx)));
-        tokio::spawn(crate::boxed(read_stdout(proc.clone(), stdout)));
+        let (read_all, stdout_done) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(crate::boxed(async move {
+            read_stdout(proc_for_reader, stdout).await;
+            let _ = read_all.send(());
+        }));
         tokio::spawn(crate::boxed(read_stderr(proc.clone(), stderr, log)));
         let p = proc.clone();
         tokio::spawn(crate::boxed(async move {
@@ -99,6 +118,9 @@ impl Proc {
                 Ok(status) => describe(status),
                 Err(e) => format!("could not be waited for ({e})"),
             };
+            // What it wrote before it exited is read first (answers to pending requests),
+            // bounded: a descendant may hold its stdout open.
+            let _ = tokio::time::timeout(Duration::from_secs(1), stdout_done).await;
             p.ended(how, &exited_tx);
         }));
         Ok(proc)
@@ -208,21 +230,45 @@ impl Proc {
     /// Ends the child: closes its stdin (a well-behaved server exits), then `kill_signal` to it
     /// and its descendants, then SIGKILL after `kill_timeout`.
     pub async fn end(&self, settings: &Settings) {
+        // Its descendants now (a wrapper such as `npx` or `sh` may exit on stdin's close and
+        // leave the real server running): they are ended after it.
+        let pid = self.pid;
+        let family = tokio::task::spawn_blocking(move || tree(pid)).await.unwrap_or_default();
         *self.stdin.lock().expect("stdin") = None;
         let exited = self.exited.clone();
         let gone = |wait: Duration| {
             let mut exited = exited.clone();
             async move { tokio::time::timeout(wait, exited.wait_for(Option::is_some)).await.is_ok() }
         };
-        if gone(STDIN_GRACE.min(settings.kill_timeout())).await {
+        if !gone(STDIN_GRACE.min(settings.kill_timeout())).await {
+            self.kill(settings.kill_signal).await;
+            if !gone(settings.kill_timeout()).await {
+                self.kill(libc::SIGKILL).await;
+                gone(Duration::from_secs(5)).await;
+            }
+        }
+        // What it left behind (reparented, so no longer in its tree).
+        let left: Vec<u32> = family.into_iter().filter(|p| *p != pid).collect();
+        if !left.is_empty() {
+            tokio::task::spawn_blocking(move || {
+                for p in &left {
+                    // SAFETY: kill(2) touches no memory.
+                    unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+                }
+            })
+            .await
+            .ok();
+        }
+    }
+
+    /// Sends `signal` to it and its descendants, unless it was reaped (its pid could be
+    /// another process's by then). The /proc walk runs off the runtime thread.
+    async fn kill(&self, signal: libc::c_int) {
+        if self.gone() {
             return;
         }
-        kill_tree(self.pid, settings.kill_signal);
-        if gone(settings.kill_timeout()).await {
-            return;
-        }
-        kill_tree(self.pid, libc::SIGKILL);
-        gone(Duration::from_secs(5)).await;
+        let pid = self.pid;
+        let _ = tokio::task::spawn_blocking(move || kill_tree(pid, signal)).await;
     }
 
     /// The resident memory of it and its descendants, in bytes.
@@ -295,11 +341,8 @@ async fn read_stdout(proc: Arc<Proc>, stdout: tokio::net::unix::pipe::Receiver) 
         match read {
             Ok(0) | Err(_) => return,
             Ok(_) if line.len() > MAX_MESSAGE && !line.ends_with(b"\n") => {
-                tracing::warn!(
-                    pid = proc.pid,
-                    "an MCP server wrote a message over {MAX_MESSAGE} bytes; its session ends"
-                );
-                kill_tree(proc.pid, libc::SIGKILL);
+                proc.set_reason(format!("wrote a message over {} MiB and was ended", MAX_MESSAGE >> 20));
+                proc.kill(libc::SIGKILL).await;
                 return;
             }
             Ok(_) => {}
@@ -309,8 +352,7 @@ async fn read_stdout(proc: Arc<Proc>, stdout: tokio::net::unix::pipe::Receiver) 
             continue;
         }
         let Ok(message) = serde_json::from_slice::<Value>(text) else {
-            // Not JSON-RPC: a server that prints on stdout. Logged, never passed on.
-            tracing::debug!(pid = proc.pid, "a line on stdout that is not JSON-RPC was ignored");
+            // Not JSON-RPC: a server that prints on stdout. Never passed on.
             continue;
         };
         deliver(&proc, message).await;
@@ -334,8 +376,9 @@ async fn deliver(proc: &Proc, message: Value) {
         let route = proc.progress.lock().expect("progress").get(&token).cloned();
         if let Some(tx) = route {
             // Queued before any later line (its request's response) is read: they arrive in
-            // the order the server wrote them.
-            let _ = tx.send(message).await;
+            // the order the server wrote them. A client that does not read its stream loses
+            // progress notifications rather than hold up the child's other answers.
+            let _ = tx.try_send(message);
             return;
         }
     }

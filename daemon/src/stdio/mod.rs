@@ -43,6 +43,13 @@ pub struct Settings {
     pub kill_timeout_ms: u64,
     /// `max_memory_restart`, per child.
     pub memory_max: Option<u64>,
+    /// How long a child has to answer `initialize` (the app's `ready_timeout`).
+    #[serde(default = "default_init_ms")]
+    pub init_timeout_ms: u64,
+}
+
+fn default_init_ms() -> u64 {
+    30_000
 }
 
 impl Settings {
@@ -52,6 +59,10 @@ impl Settings {
 
     pub fn idle(&self) -> Duration {
         Duration::from_millis(self.idle_ms)
+    }
+
+    pub fn init_timeout(&self) -> Duration {
+        Duration::from_millis(self.init_timeout_ms)
     }
 }
 
@@ -81,6 +92,7 @@ pub(crate) fn plan(
         kill_signal: config.kill_signal.number(),
         kill_timeout_ms: u64::try_from(config.kill_timeout.as_millis()).unwrap_or(u64::MAX),
         memory_max: config.limits.max_memory_restart,
+        init_timeout_ms: u64::try_from(config.ready_timeout.as_millis()).unwrap_or(u64::MAX),
     };
     let json = serde_json::to_string(&settings).map_err(|e| e.to_string())?;
     env.insert(ENV.into(), json.into());
