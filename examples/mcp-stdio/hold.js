@@ -7,11 +7,12 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 
 const url = new URL(process.argv[2]);
 const count = Number(process.argv[3] || 10);
-const clients = await Promise.all(Array.from({ length: count }, async (_, i) => {
+const opened = await Promise.allSettled(Array.from({ length: count }, async (_, i) => {
   const client = new Client({ name: `hold-${i}`, version: '1.0.0' });
   await client.connect(new StreamableHTTPClientTransport(url));
   client.callTool({ name: 'hold', arguments: { seconds: 3600 } }, undefined, { timeout: 7200000 }).catch(() => {});
   return client;
 }));
-console.log(`holding ${clients.length}`);
+const failed = opened.filter((r) => r.status === 'rejected');
+console.log(`holding ${opened.length - failed.length}${failed.length ? ` (${failed[0].reason})` : ''}`);
 setInterval(() => {}, 1000);

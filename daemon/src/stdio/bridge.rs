@@ -235,7 +235,13 @@ async fn run(settings: Settings) -> Result<(), String> {
         }
         mcpd_core::config::StdioSessions::Shared => bridge.start_shared().await?,
     }
-    bridge.say("READY=1");
+    // READY=1 must arrive: retried (bounded) while the daemon's socket is full.
+    for _ in 0..100 {
+        if bridge.say("READY=1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     bridge.tell_status();
     let sweep = tokio::spawn(crate::boxed(bridge.clone().sweep()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -266,7 +272,7 @@ async fn run(settings: Settings) -> Result<(), String> {
             _ = int.recv() => break,
         }
     }
-    bridge.say("STOPPING=1");
+    let _ = bridge.say("STOPPING=1");
     bridge.closing.store(true, Ordering::SeqCst);
     sweep.abort();
     bridge.shutdown().await;
@@ -316,14 +322,14 @@ fn event(message: &Value) -> Bytes {
 }
 
 impl Bridge {
-    /// Sends a line to the daemon's notify socket (READY=1, STATUS=...).
-    fn say(&self, text: &str) {
-        let Some(path) = &self.notify else { return };
-        // Never waits: a daemon that does not read its notify socket costs a status line.
-        if let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() {
-            let _ = socket.set_nonblocking(true);
-            let _ = socket.send_to(text.as_bytes(), path);
-        }
+    /// Sends a line to the daemon's notify socket (READY=1, STATUS=...); whether it went.
+    fn say(&self, text: &str) -> bool {
+        let Some(path) = &self.notify else { return true };
+        // Never waits: a daemon that does not read its notify socket now gets the line from a
+        // later call (the status is sent again each second until it goes).
+        let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else { return false };
+        let _ = socket.set_nonblocking(true);
+        socket.send_to(text.as_bytes(), path).is_ok()
     }
 
     /// `STATUS=` with the sessions (and their children's pids, the first few) and the warm
@@ -341,8 +347,7 @@ impl Bridge {
             None => format!("{} session(s){children}, {warm} warm child(ren)", pids.len()),
         };
         let mut last = self.status.lock().expect("status");
-        if *last != text {
-            self.say(&format!("STATUS={text}"));
+        if *last != text && self.say(&format!("STATUS={text}")) {
             *last = text;
         }
     }

@@ -43,7 +43,7 @@ pub struct Settings {
     pub kill_timeout_ms: u64,
     /// `max_memory_restart`, per child.
     pub memory_max: Option<u64>,
-    /// How long a child has to answer `initialize` (the app's `ready_timeout`).
+    /// How long a child has to answer `initialize` (the app's `ready_timeout`, at least 60 s).
     #[serde(default = "default_init_ms")]
     pub init_timeout_ms: u64,
 }
@@ -92,7 +92,10 @@ pub(crate) fn plan(
         kill_signal: config.kill_signal.number(),
         kill_timeout_ms: u64::try_from(config.kill_timeout.as_millis()).unwrap_or(u64::MAX),
         memory_max: config.limits.max_memory_restart,
-        init_timeout_ms: u64::try_from(config.ready_timeout.as_millis()).unwrap_or(u64::MAX),
+        // The app's ready_timeout, and at least a minute: a child's first start may download
+        // its package (`npx`, `uvx`) or meet a busy machine.
+        init_timeout_ms: u64::try_from(config.ready_timeout.max(Duration::from_secs(60)).as_millis())
+            .unwrap_or(u64::MAX),
     };
     let json = serde_json::to_string(&settings).map_err(|e| e.to_string())?;
     env.insert(ENV.into(), json.into());
