@@ -99,7 +99,7 @@ fn reference_servers_from_npm_serve_sdk_clients_a_child_per_session() {
         return;
     }
     let home = Home::new();
-    let (everything, memory) = (free_port(), free_port());
+    let (everything, memory, memory_shared) = (free_port(), free_port(), free_port());
     let bin = stdio_dir().join("node_modules/.bin");
     let config = home.write(
         "stdio.toml",
@@ -107,10 +107,14 @@ fn reference_servers_from_npm_serve_sdk_clients_a_child_per_session() {
             "[apps.everything]\ncommand = {:?}\nargs = [\"stdio\"]\nfront = {{ listen = \"127.0.0.1:{everything}\" }}\n\
              stdio = {{ sessions = \"per-session\", warm = 2 }}\n\n\
              [apps.memory]\ncommand = {:?}\nfront = {{ listen = \"127.0.0.1:{memory}\" }}\nstdio = {{ warm = 1 }}\n\
+             env = {{ MEMORY_FILE_PATH = {:?} }}\n\n\
+             [apps.memory-shared]\ncommand = {:?}\nfront = {{ listen = \"127.0.0.1:{memory_shared}\" }}\nstdio = {{ sessions = \"shared\" }}\n\
              env = {{ MEMORY_FILE_PATH = {:?} }}\n",
             bin.join("mcp-server-everything").display().to_string(),
             bin.join("mcp-server-memory").display().to_string(),
-            home.file("memory.jsonl").display().to_string()
+            home.file("memory.jsonl").display().to_string(),
+            bin.join("mcp-server-memory").display().to_string(),
+            home.file("memory-shared.jsonl").display().to_string()
         ),
     );
     home.ok(&["start", config.to_str().unwrap()]);
@@ -122,6 +126,16 @@ fn reference_servers_from_npm_serve_sdk_clients_a_child_per_session() {
     let stats = sdk_clients(memory, 3, "memory");
     eprintln!("server-memory: {stats}");
     assert_eq!((stats["sessions"].as_u64(), stats["stored"].as_u64()), (Some(3), Some(3)), "{stats}");
+    // Shared: one server (and one graph file) for every session; clients one at a time, as
+    // the server's file store expects.
+    for round in 0..3 {
+        let stats = sdk_clients(memory_shared, 1, "memory");
+        assert_eq!(
+            (stats["sessions"].as_u64(), stats["stored"].as_u64()),
+            (Some(1), Some(1)),
+            "round {round}: {stats}"
+        );
+    }
     // `mcpd probe` goes through the front to a child too.
     let probe = home.ok(&["probe", &format!("http://127.0.0.1:{everything}/mcp")]);
     assert!(probe.contains("mcp-servers/everything"), "{probe}");

@@ -380,11 +380,37 @@ impl tokio::io::AsyncWrite for Conn {
     }
 }
 
+/// A client that vanished without closing its connection (its host gone, a NAT that forgot it,
+/// a cable pulled) is found instead of pinning its session and, for a stdio app, its child:
+/// keepalive probes once the connection is idle for 30 s (3 of them, 10 s apart), and data
+/// left unacknowledged for 45 s (an open stream's heartbeat) ends the connection. A client
+/// that is there sees nothing of it.
+fn detect_dead_peers(fd: std::os::fd::RawFd) {
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
+        // SAFETY: setsockopt reads an int from our stack; a failure leaves the default.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 30);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 10);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3);
+    set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 45_000);
+}
+
 pub(crate) async fn accept(listener: &PublicListener) -> std::io::Result<(Conn, Option<String>)> {
     match listener {
         PublicListener::Tcp(l) => {
             let (s, addr) = l.accept().await?;
             let _ = s.set_nodelay(true);
+            detect_dead_peers(std::os::fd::AsRawFd::as_raw_fd(&s));
             Ok((Conn { stream: Stream::Tcp(s), prefix: bytes::Bytes::new() }, Some(addr.ip().to_string())))
         }
         PublicListener::Unix(l) => {
