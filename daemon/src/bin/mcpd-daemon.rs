@@ -11,7 +11,6 @@ fn main() -> ExitCode {
         // A replacement guard, started by the daemon when its guard died.
         (Some(flag), None, None) if flag == "--guard" => mcpd_daemon::guard::run_replacement(),
         (Some(flag), None, None) if flag == "--check-handover" => return mcpd_daemon::update::check_main(),
-        (Some(flag), None, None) if flag == mcpd_daemon::stdio::FLAG => return mcpd_daemon::stdio::bridge_main(),
         (Some(flag), Some(file), None) if flag == "--start" => Some(std::path::PathBuf::from(file)),
         _ => {
             eprintln!("usage: mcpd-daemon [--start FILE]   (normally run as `mcpd daemon`)");

@@ -41,7 +41,7 @@ const MAX_BODY: usize = 16 << 20;
 /// Stream frames queued for a client's connection.
 const STREAM_QUEUED: usize = 64;
 
-/// `mcpd-daemon --stdio-bridge`.
+/// `mcpd-stdio-bridge`.
 pub fn main() -> ExitCode {
     let settings: Settings = match std::env::var(super::ENV)
         .map_err(|e| e.to_string())

@@ -1,5 +1,5 @@
 //! stdio MCP servers behind the front: each generation of a `stdio = { ... }` app is a bridge
-//! (`mcpd-daemon --stdio-bridge`, the daemon's own binary) that serves Streamable HTTP on the
+//! (`mcpd-stdio-bridge`, installed beside `mcpd-daemon`) that serves Streamable HTTP on the
 //! generation's private socket and speaks newline-delimited JSON-RPC to children of the app's
 //! program: one per MCP session (`per-session`), or one for all (`shared`).
 //!
@@ -23,8 +23,8 @@ use std::time::Duration;
 
 /// Carries the bridge's [`Settings`] (JSON) in its environment.
 pub const ENV: &str = "MCPD_STDIO_BRIDGE";
-/// The flag `mcpd-daemon` takes to run a bridge.
-pub const FLAG: &str = "--stdio-bridge";
+/// The bridge's binary, beside the daemon's.
+pub const BINARY: &str = "mcpd-stdio-bridge";
 
 /// What a bridge needs to know of its app.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,9 +69,9 @@ impl Settings {
 /// A program, its arguments and its environment.
 pub(crate) type Plan = (PathBuf, Vec<String>, BTreeMap<OsString, OsString>);
 
-/// What the daemon executes for a generation of a stdio app: its own binary as a bridge, with
-/// the app's program in the bridge's settings. Returns the program, its arguments, and the
-/// environment with the settings added.
+/// What the daemon executes for a generation of a stdio app: the bridge (beside the daemon's
+/// binary), with the app's program in the bridge's settings. Returns the program, its
+/// arguments, and the environment with the settings added.
 pub(crate) fn plan(
     config: &AppConfig,
     program: PathBuf,
@@ -99,6 +99,12 @@ pub(crate) fn plan(
     };
     let json = serde_json::to_string(&settings).map_err(|e| e.to_string())?;
     env.insert(ENV.into(), json.into());
-    // The running daemon's binary, whatever its path holds now.
-    Ok((PathBuf::from("/proc/self/exe"), vec![FLAG.to_string()], env))
+    let bridge = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(BINARY)))
+        .filter(|p| p.is_file())
+        .ok_or_else(|| {
+            format!("cannot find {BINARY} beside the daemon's binary; reinstall mcpd (the binaries ship together)")
+        })?;
+    Ok((bridge, Vec::new(), env))
 }
