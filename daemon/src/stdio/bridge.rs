@@ -296,6 +296,16 @@ fn empty(status: StatusCode) -> Response<Body> {
     r
 }
 
+/// The answer to a POST: 202 when it held no request, else the responses (an array for a
+/// batch).
+fn answered(answers: Vec<Value>, batch: bool) -> Response<Body> {
+    match (answers.len(), batch) {
+        (0, _) => empty(StatusCode::ACCEPTED),
+        (_, true) => json_response(StatusCode::OK, &Value::Array(answers)),
+        (_, false) => json_response(StatusCode::OK, &answers[0]),
+    }
+}
+
 fn session_id(req: &Request<Incoming>) -> Option<String> {
     req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
@@ -594,11 +604,7 @@ impl Bridge {
                 futures_util::future::join_all(messages.iter().map(|m| self.shared_message(shared, &session, m))).await;
             drop(active);
             let answers: Vec<Value> = answers.into_iter().flatten().collect();
-            return match (answers.len(), batch) {
-                (0, _) => empty(StatusCode::ACCEPTED),
-                (_, true) => json_response(StatusCode::OK, &Value::Array(answers)),
-                (_, false) => json_response(StatusCode::OK, &answers[0]),
-            };
+            return answered(answers, batch);
         }
         let answers = futures_util::future::join_all(messages.iter().map(|m| {
             let proc = session.proc.clone();
@@ -620,11 +626,7 @@ impl Bridge {
         .await;
         drop(active);
         let answers: Vec<Value> = answers.into_iter().flatten().collect();
-        match (answers.len(), batch) {
-            (0, _) => empty(StatusCode::ACCEPTED),
-            (_, true) => json_response(StatusCode::OK, &Value::Array(answers)),
-            (_, false) => json_response(StatusCode::OK, &answers[0]),
-        }
+        answered(answers, batch)
     }
 
     /// Requests without a session (the 2026-07-28 revision's): `server/discover` is answered
@@ -673,11 +675,7 @@ impl Bridge {
         }))
         .await;
         let answers: Vec<Value> = answers.into_iter().flatten().collect();
-        match (answers.len(), batch) {
-            (0, _) => empty(StatusCode::ACCEPTED),
-            (_, true) => json_response(StatusCode::OK, &Value::Array(answers)),
-            (_, false) => json_response(StatusCode::OK, &answers[0]),
-        }
+        answered(answers, batch)
     }
 
     /// `shared`: one message of a session to the shared child, its request id renamed (and
