@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The signals an app may ask to be stopped with.
+/// The signals an app may ask to be stopped with, and `mcpd signal` may send.
 const SIGNALS: &[(&str, i32)] = &[
     ("SIGHUP", libc::SIGHUP),
     ("SIGINT", libc::SIGINT),
@@ -13,6 +13,14 @@ const SIGNALS: &[(&str, i32)] = &[
     ("SIGUSR2", libc::SIGUSR2),
     ("SIGTERM", libc::SIGTERM),
     ("SIGWINCH", libc::SIGWINCH),
+    // For `mcpd signal`; as a kill_signal they would not end a process (SIGKILL would).
+    ("SIGALRM", libc::SIGALRM),
+    ("SIGCONT", libc::SIGCONT),
+    ("SIGSTOP", libc::SIGSTOP),
+    ("SIGTSTP", libc::SIGTSTP),
+    ("SIGTTIN", libc::SIGTTIN),
+    ("SIGTTOU", libc::SIGTTOU),
+    ("SIGPWR", libc::SIGPWR),
 ];
 
 /// A validated signal; serialized by its canonical name (`"SIGTERM"`).

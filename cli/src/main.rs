@@ -53,11 +53,36 @@ enum Verb {
         /// Behind a front: return only once the old generation is gone (its sessions drained).
         #[arg(long)]
         wait_drain: bool,
+        /// Run the new generations with the apps' `env_NAME` table laid over `env` (PM2's
+        /// `--env`); without it each app keeps the set it runs with.
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
     },
     /// Stop apps and forget them.
     Delete(Targets),
     /// Clear apps' restart counters (crash-loop count, backoff, restarts); an errored app stays down.
     Reset(Targets),
+    /// Send a signal to apps: to every process of each generation's group (and cgroup), or
+    /// with --leader to the process mcpd started only.
+    #[command(alias = "sendSignal")]
+    Signal {
+        /// The signal: SIGUSR2, USR2, usr2.
+        signal: String,
+        /// App names, or `all`.
+        #[arg(required = true, value_name = "NAME|all")]
+        names: Vec<String>,
+        /// Only the leader (the process mcpd started), not the processes it started.
+        #[arg(long)]
+        leader: bool,
+    },
+    /// Print the environment of an app's running process: names, and values with --show.
+    Env {
+        /// The app.
+        name: String,
+        /// Print values too (they may be secrets).
+        #[arg(long)]
+        show: bool,
+    },
     /// Show every app.
     #[command(alias = "ls")]
     List {
@@ -121,6 +146,9 @@ enum Verb {
     /// A terminal UI to watch and control every app.
     #[command(alias = "tui")]
     Monit,
+    /// Convert a PM2 ecosystem file (.config.js, .cjs, .mjs, .json, .yaml) into an mcpd.toml,
+    /// listing what does not carry over (`mcpd start ecosystem.config.js` converts on the fly).
+    Import(commands::import::ImportArgs),
     /// Validate a config file without touching the daemon.
     Check {
         /// The config file.
@@ -182,8 +210,12 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Restart(t) => simple::act(simple::Act::Restart, &t.names).await,
         Verb::Delete(t) => simple::act(simple::Act::Delete, &t.names).await,
         Verb::Reset(t) => simple::act(simple::Act::Reset, &t.names).await,
-        Verb::Reload { names, config, wait_drain } => simple::reload(&names, config.as_deref(), wait_drain).await,
+        Verb::Reload { names, config, wait_drain, env } => {
+            simple::reload(&names, config.as_deref(), wait_drain, env).await
+        }
         Verb::List { json } => commands::list::run(json).await,
+        Verb::Signal { signal, names, leader } => simple::signal(&signal, &names, leader).await,
+        Verb::Env { name, show } => simple::env(&name, show).await,
         Verb::Describe { name, json } => commands::describe::run(&name, json).await,
         Verb::Ping => simple::ping().await,
         Verb::Wait(args) => commands::wait::run(args).await,
@@ -211,5 +243,6 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Kill => simple::kill().await,
         Verb::Update => commands::update::run().await,
         Verb::Check { file } => commands::check::run(&file),
+        Verb::Import(args) => commands::import::run(args),
     }
 }

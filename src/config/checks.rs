@@ -17,10 +17,10 @@ pub enum Field {
     Arg(usize),
     /// `cwd`.
     Cwd,
-    /// The name of `env.NAME`.
-    EnvName(String),
-    /// The value of `env.NAME`.
-    EnvValue(String),
+    /// The name of `env.NAME`, or of `env_SET.NAME` (the table's key first).
+    EnvName(String, String),
+    /// The value of `env.NAME`, or of `env_SET.NAME`.
+    EnvValue(String, String),
     /// `user`.
     User,
     /// `group`.
@@ -46,7 +46,7 @@ impl Field {
             Field::Command => "command".into(),
             Field::Arg(i) => format!("args[{i}]"),
             Field::Cwd => "cwd".into(),
-            Field::EnvName(name) | Field::EnvValue(name) => format!("env.{name}"),
+            Field::EnvName(table, name) | Field::EnvValue(table, name) => format!("{table}.{name}"),
             Field::User => "user".into(),
             Field::Group => "group".into(),
             Field::OutFile => "out_file".into(),
@@ -89,17 +89,26 @@ pub fn value_problems(app: &AppConfig) -> Vec<Problem> {
             out.push(Problem::error(Field::Arg(i), nul.into()));
         }
     }
-    for (name, value) in &app.env {
-        if name.is_empty() {
-            out.push(Problem::error(Field::EnvName(name.clone()), "an environment variable needs a name".into()));
-        } else if name.contains('=') || name.contains('\0') {
-            out.push(Problem::error(
-                Field::EnvName(name.clone()),
-                "an environment variable name cannot contain '=' or a NUL byte: rename it".into(),
-            ));
-        }
-        if value.contains('\0') {
-            out.push(Problem::error(Field::EnvValue(name.clone()), nul.into()));
+    let sets = app.env_sets.iter().map(|(set, vars)| (format!("env_{set}"), vars));
+    for (table, vars) in std::iter::once(("env".to_string(), &app.env)).chain(sets) {
+        for (name, value) in vars {
+            let at = || (table.clone(), name.clone());
+            if name.is_empty() {
+                out.push(Problem::error(
+                    Field::EnvName(table.clone(), name.clone()),
+                    "an environment variable needs a name".into(),
+                ));
+            } else if name.contains('=') || name.contains('\0') {
+                let (t, n) = at();
+                out.push(Problem::error(
+                    Field::EnvName(t, n),
+                    "an environment variable name cannot contain '=' or a NUL byte: rename it".into(),
+                ));
+            }
+            if value.contains('\0') {
+                let (t, n) = at();
+                out.push(Problem::error(Field::EnvValue(t, n), nul.into()));
+            }
         }
     }
     for (resource, limit) in &app.rlimits {
@@ -354,9 +363,9 @@ mod tests {
             fields,
             [
                 Field::Arg(1),
-                Field::EnvName(String::new()),
-                Field::EnvName("A=B".into()),
-                Field::EnvValue("OK".into()),
+                Field::EnvName("env".into(), String::new()),
+                Field::EnvName("env".into(), "A=B".into()),
+                Field::EnvValue("env".into(), "OK".into()),
                 Field::Rlimit(Resource::Nofile)
             ]
         );

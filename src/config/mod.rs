@@ -26,7 +26,7 @@ pub use limits::{
     DEFAULT_MEMORY_CHECK_INTERVAL, MAX_SIZE,
 };
 pub use logs::{parse_rotate_interval, LogConfig, LogFormat};
-pub use parse::{load, load_checked, parse};
+pub use parse::{load, load_checked, parse, parse_checked};
 pub use ready::{parse_http_url, HttpUrl, ListenAddr, Ready};
 pub use rlimits::{Resource, Rlimit, RlimitValue, Rlimits};
 pub use stdio::{StdioConfig, StdioSessions, DEFAULT_STDIO_MAX_SESSIONS, DEFAULT_STDIO_WARM, MAX_STDIO_WARM};
@@ -68,6 +68,14 @@ pub struct AppConfig {
     /// Variables set for the app on top of the daemon's environment and `env_file`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// PM2's `env_<name>` tables: variables laid over `env` when the set is selected with
+    /// `mcpd start FILE --env NAME` (or `reload --env NAME`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_sets: BTreeMap<String, BTreeMap<String, String>>,
+    /// The `env_<name>` set in use, if the app has it; later reloads keep it until another
+    /// `--env` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_selected: Option<String>,
     /// A dotenv file read at every start, before `env`.
     #[serde(default)]
     pub env_file: Option<PathBuf>,
@@ -100,6 +108,10 @@ pub struct AppConfig {
     /// child per session (or one shared); needs `front`.
     #[serde(default)]
     pub stdio: Option<StdioConfig>,
+    /// Whether `mcpd start FILE` (and `mcpd daemon --start FILE`) starts the app; with
+    /// `false` it is only defined, and `mcpd start NAME` starts it (PM2's `autostart`).
+    #[serde(default = "defaults::autostart", skip_serializing_if = "defaults::is_true")]
+    pub autostart: bool,
     /// How many processes run side by side (each its own generation; behind a front each
     /// has its own private socket and new sessions go to the one with the fewest).
     #[serde(default = "defaults::instances")]
@@ -153,6 +165,16 @@ fn app_from_value(value: serde_json::Value) -> Result<AppConfig, serde_json::Err
     AppConfig::deserialize(value)
 }
 
+/// Whether `command` runs Node directly: its file name is `node` or `nodejs` (with a version
+/// after it or not: `node20`, `node-22`), or names a JavaScript file (run by its shebang).
+pub fn is_node_command(command: &str) -> bool {
+    let file = command.rsplit('/').next().unwrap_or(command);
+    let versioned = |prefix: &str| {
+        file.strip_prefix(prefix).is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-'))
+    };
+    versioned("nodejs") || versioned("node") || [".js", ".cjs", ".mjs"].iter().any(|ext| file.ends_with(ext))
+}
+
 /// Defaults for fields that saved files from earlier versions may lack.
 mod defaults {
     use super::*;
@@ -171,6 +193,12 @@ mod defaults {
     pub fn instances() -> u32 {
         1
     }
+    pub fn autostart() -> bool {
+        true
+    }
+    pub fn is_true(value: &bool) -> bool {
+        *value
+    }
 }
 
 impl AppConfig {
@@ -182,12 +210,52 @@ impl AppConfig {
         }
     }
 
+    /// The variables the config gives the app (after its `env_file`): `env`, with the
+    /// selected `env_<name>` set laid over it.
+    pub fn configured_env(&self) -> impl Iterator<Item = (&String, &String)> {
+        let set = self.env_selected.as_ref().and_then(|name| self.env_sets.get(name));
+        self.env.iter().chain(set.into_iter().flatten())
+    }
+
+    /// Selects the `env_<name>` set for the apps of a file (`--env NAME`); an app without that
+    /// set keeps running on `env` alone, as under PM2. Fails, naming the sets there are, when
+    /// no app has it (a typo would otherwise pass unseen).
+    pub fn select_env<'a>(apps: impl IntoIterator<Item = &'a mut AppConfig>, name: &str) -> Result<(), String> {
+        let mut found = false;
+        let mut known = std::collections::BTreeSet::new();
+        for app in apps {
+            known.extend(app.env_sets.keys().cloned());
+            found |= app.env_sets.contains_key(name);
+            app.env_selected = Some(name.to_string());
+        }
+        match found {
+            true => Ok(()),
+            false if known.is_empty() => {
+                Err(format!("--env {name}: no app has an env_{name} table (none has any env_NAME table)"))
+            }
+            false => Err(format!(
+                "--env {name}: no app has an env_{name} table; the sets there are: {}",
+                known.into_iter().collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    /// Whether the app gets a Node IPC channel (`NODE_CHANNEL_FD`): with `ready = "ipc"`, and,
+    /// as under PM2, whenever the command is Node itself (`node`, `nodejs`, `node20`, a `.js`
+    /// script run by its shebang), so `process.send` works and `shutdown_with_message` can
+    /// reach an app that only listens for `process.on('message')`. Other commands get none (a
+    /// Python or Go program has no use for the fd), nor does a stdio server (the channel would
+    /// reach mcpd's bridge, not the server).
+    pub fn ipc_channel(&self) -> bool {
+        self.stdio.is_none() && (self.ready == Ready::Ipc || is_node_command(&self.command))
+    }
+
     /// The config as clients are shown it (`describe`): every env value replaced by
     /// [`HIDDEN`], names kept. The daemon keeps the real values (it hands them to the app, and
     /// `mcpd save` stores them in `dump.json`, mode 0600).
     pub fn with_env_hidden(&self) -> AppConfig {
         let mut shown = self.clone();
-        for value in shown.env.values_mut() {
+        for value in shown.env.values_mut().chain(shown.env_sets.values_mut().flat_map(|set| set.values_mut())) {
             *value = HIDDEN.to_string();
         }
         shown
@@ -201,6 +269,8 @@ impl AppConfig {
             args,
             cwd,
             env: BTreeMap::new(),
+            env_sets: BTreeMap::new(),
+            env_selected: None,
             env_file: None,
             kill_signal: Signal::TERM,
             kill_timeout: DEFAULT_KILL_TIMEOUT,
@@ -212,6 +282,7 @@ impl AppConfig {
             front: None,
             stdio: None,
             instances: 1,
+            autostart: true,
             on_tools_change: OnToolsChange::Allow,
             user: None,
             group: None,
@@ -233,6 +304,11 @@ impl fmt::Debug for AppConfig {
             .field("args", &self.args)
             .field("cwd", &self.cwd)
             .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field(
+                "env_sets",
+                &self.env_sets.iter().map(|(n, s)| (n, s.keys().collect::<Vec<_>>())).collect::<Vec<_>>(),
+            )
+            .field("env_selected", &self.env_selected)
             .field("env_file", &self.env_file)
             .field("kill_signal", &self.kill_signal)
             .field("kill_timeout", &self.kill_timeout)
@@ -243,6 +319,7 @@ impl fmt::Debug for AppConfig {
             .field("shutdown_with_message", &self.shutdown_with_message)
             .field("front", &self.front)
             .field("stdio", &self.stdio)
+            .field("autostart", &self.autostart)
             .field("user", &self.user)
             .field("group", &self.group)
             .field("restarts", &self.restarts)

@@ -15,6 +15,7 @@ const APP_KEYS: &[&str] = &[
     "cwd",
     "env",
     "env_file",
+    "env_NAME",
     "kill_signal",
     "kill_timeout",
     "restart_delay",
@@ -50,6 +51,7 @@ const APP_KEYS: &[&str] = &[
     "stdio",
     "instances",
     "on_tools_change",
+    "autostart",
 ];
 
 /// The most processes one app may run side by side.
@@ -84,10 +86,20 @@ fn load_with(path: &Path, system: bool) -> Result<ConfigFile, ConfigErrors> {
             message: format!("cannot read the config file: {e}"),
         }])
     })?;
+    check_text(&text, path, system)
+}
+
+/// Like [`load_checked`], for config text made from `path` (a PM2 ecosystem file converted):
+/// relative paths are taken from its directory, messages name it.
+pub fn parse_checked(text: &str, path: &Path) -> Result<ConfigFile, ConfigErrors> {
+    check_text(text, path, true)
+}
+
+fn check_text(text: &str, path: &Path, system: bool) -> Result<ConfigFile, ConfigErrors> {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let base = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut walker = Walker { text: &text, file: path, errors: Vec::new() };
-    let mut warnings = Walker { text: &text, file: path, errors: Vec::new() };
+    let mut walker = Walker { text, file: path, errors: Vec::new() };
+    let mut warnings = Walker { text, file: path, errors: Vec::new() };
     let mut config = walk(&mut walker, &base, |walker, doc, apps| {
         // The apps that parsed are checked even when others did not: every error at once.
         for app in apps.iter().filter(|_| system) {
@@ -219,8 +231,8 @@ fn locate<S>(doc: &Document<S>, app: &str, field: &super::checks::Field) -> Rang
         Field::OutFile => value("out_file"),
         Field::ErrFile => value("err_file"),
         Field::Listen(i) => element("listen", *i),
-        Field::EnvName(name) => table.get("env").and_then(Item::as_table_like).and_then(|t| t.key(name)?.span()),
-        Field::EnvValue(name) => table.get("env").and_then(Item::as_table_like).and_then(|t| t.get(name)?.span()),
+        Field::EnvName(set, name) => table.get(set).and_then(Item::as_table_like).and_then(|t| t.key(name)?.span()),
+        Field::EnvValue(set, name) => table.get(set).and_then(Item::as_table_like).and_then(|t| t.get(name)?.span()),
         Field::FrontListen => table.get("front").and_then(Item::as_table_like).and_then(|t| t.get("listen")?.span()),
         Field::Rlimit(resource) => {
             table.get("rlimits").and_then(Item::as_table_like).and_then(|t| t.get(resource.name())?.span())
@@ -311,10 +323,23 @@ impl Walker<'_> {
                 },
                 "user" => cfg.user = self.string(value, &kpath, span).filter(|u| self.non_empty(u, &kpath, value)),
                 "group" => cfg.group = self.string(value, &kpath, span).filter(|g| self.non_empty(g, &kpath, value)),
+                "autostart" => match value.as_bool() {
+                    Some(b) => cfg.autostart = b,
+                    None => self.error(span, &kpath, format!("expected true or false, found {}", type_name(value))),
+                },
                 "shutdown_with_message" => match value.as_bool() {
                     Some(b) => cfg.shutdown_with_message = b,
                     None => self.error(span, &kpath, format!("expected true or false, found {}", type_name(value))),
                 },
+                _ if key.starts_with("env_") => {
+                    let set = &key["env_".len()..];
+                    if set.is_empty() || !set.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                        self.error(span, &kpath, "an env set is named env_NAME, NAME of letters, digits, `_` and `-` (selected with --env NAME)".into());
+                    } else {
+                        let vars = self.env(value, &kpath, span);
+                        cfg.env_sets.insert(set.to_string(), vars);
+                    }
+                }
                 _ if self.log_key(key, value, &kpath, span.clone(), base, &mut cfg) => {}
                 _ if self.limit_key(key, value, &kpath, span.clone(), &mut cfg) => {}
                 _ => {
@@ -323,12 +348,14 @@ impl Walker<'_> {
                 }
             }
         }
-        if cfg.shutdown_with_message && cfg.ready != Ready::Ipc {
+        // The checks below may look at the program (a Node one has an IPC channel).
+        cfg.command = command.clone().unwrap_or_default();
+        if cfg.shutdown_with_message && cfg.stdio.is_none() && !cfg.ipc_channel() {
             let span = table.key("shutdown_with_message").and_then(|k| k.span()).unwrap_or(name_span.clone());
             self.error(
                 span,
                 &format!("{path}.shutdown_with_message"),
-                "needs ready = \"ipc\" (the message goes over the IPC channel)".into(),
+                "the message goes over a Node IPC channel, which only a Node command (`node`, a `.js` script) gets by itself: run it with `command = \"node\"`, or set ready = \"ipc\" if this program reads NODE_CHANNEL_FD".into(),
             );
         }
         if cfg.limits.watchdog.is_some() && cfg.ready != Ready::Notify {

@@ -342,3 +342,34 @@ stdio = { sessions = "shared", warm = 0, max_sessions = 5 }
         assert_eq!(got, want, "{text}");
     }
 }
+
+#[test]
+fn a_node_command_has_an_ipc_channel_so_shutdown_with_message_needs_no_ready_ipc() {
+    for (command, node) in [
+        ("node", true),
+        ("/usr/local/bin/node", true),
+        ("nodejs", true),
+        ("node20", true),
+        ("node-22.1", true),
+        ("./server.js", true),
+        ("app.mjs", true),
+        ("index.cjs", true),
+        ("nodemon", false),
+        ("npm", false),
+        ("python3", false),
+        ("node.sh", false),
+        ("/opt/node/bin/deno", false),
+    ] {
+        assert_eq!(super::super::is_node_command(command), node, "{command}");
+    }
+    let text = "[apps.a]\ncommand = \"node\"\nargs = [\"app.js\"]\nshutdown_with_message = true\n";
+    let app = &parse(text, Path::new("t.toml"), Path::new("/")).expect("a Node app may ask for the message").apps[0];
+    assert!(app.ipc_channel() && app.ready == Ready::None, "{app:?}");
+    let python = "[apps.a]\ncommand = \"python3\"\n";
+    assert!(!parse(python, Path::new("t.toml"), Path::new("/")).unwrap().apps[0].ipc_channel());
+    let stdio = "[apps.a]\ncommand = \"node\"\nstdio = {}\nfront = { listen = \"127.0.0.1:1\" }\n";
+    assert!(
+        !parse(stdio, Path::new("t.toml"), Path::new("/")).unwrap().apps[0].ipc_channel(),
+        "the bridge is not Node"
+    );
+}

@@ -110,6 +110,32 @@ pub struct ReloadRequest {
     /// Behind a front: answer only once the old generation is gone (its sessions drained).
     #[serde(default)]
     pub wait_drain: bool,
+    /// `--env NAME`: the `env_<name>` set the new generations run with (without it, each app
+    /// keeps the set it had).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+}
+
+/// `signal`: a signal for apps' processes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalRequest {
+    /// The apps.
+    pub targets: Targets,
+    /// The signal.
+    pub signal: crate::signal::Signal,
+    /// Only each generation's leader (the process mcpd started), not its whole group.
+    #[serde(default)]
+    pub leader_only: bool,
+}
+
+/// `env`: the environment an app's running process was started with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvRequest {
+    /// The app.
+    pub name: AppName,
+    /// Send the values too (without it, only the names).
+    #[serde(default)]
+    pub values: bool,
 }
 
 /// `stop`, `restart`, `delete`: the apps to act on.
@@ -164,6 +190,10 @@ pub enum Request {
     Describe(DescribeRequest),
     /// Stop every app, then the daemon.
     Kill,
+    /// Send a signal to apps' processes (`mcpd signal`).
+    Signal(SignalRequest),
+    /// The environment of an app's running process (`mcpd env`).
+    Env(EnvRequest),
     /// Re-execute the daemon's binary in place (same pid), handing over every app, socket and
     /// session (`mcpd update`). Answered by the new daemon on the same connection; an error
     /// means the old daemon kept running.
@@ -250,5 +280,12 @@ pub enum Response {
     Message {
         /// For the user.
         text: String,
+    },
+    /// Answer to `env`.
+    Env {
+        /// The process whose environment this is.
+        pid: u32,
+        /// Its variables in the order it holds them: name, and the value if asked for.
+        vars: Vec<(String, Option<String>)>,
     },
 }

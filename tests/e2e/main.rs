@@ -21,6 +21,7 @@ mod logfaults;
 mod logs;
 mod mcp;
 mod monit;
+mod pm2;
 mod processes;
 mod readiness;
 mod recipes;

@@ -4,6 +4,7 @@ pub mod check;
 pub mod daemon;
 pub mod describe;
 pub mod events;
+pub mod import;
 pub mod list;
 pub mod logs;
 pub mod probe;
@@ -17,6 +18,46 @@ use mcpd_core::model::AppName;
 use mcpd_core::protocol::frame;
 use mcpd_core::protocol::{AppOutcome, Request, Targets};
 use std::process::ExitCode;
+
+/// Reads a config file for `start` and `reload --config`: an `mcpd.toml`, or a PM2 ecosystem
+/// file converted on the fly (its notes printed; its apps carry no `source`, as `reload`
+/// re-reads TOML files only: `reload --config FILE` re-reads an ecosystem file). `env` selects
+/// the apps' `env_NAME` sets. `what` ends the error message: "nothing was started".
+pub fn load_config(
+    path: &std::path::Path,
+    env: Option<&str>,
+    what: &str,
+) -> anyhow::Result<mcpd_core::config::ConfigFile> {
+    let mut config = if import::is_ecosystem(path) {
+        let converted = import::convert_file(path, None)?;
+        for note in &converted.notes {
+            eprintln!("note: {note}");
+        }
+        let mut config = mcpd_core::config::parse_checked(&converted.toml, path).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\n{} error(s) in {} (lines of its conversion, which `mcpd import {}` prints); {what}",
+                e.0.len(),
+                path.display(),
+                path.display()
+            )
+        })?;
+        for app in &mut config.apps {
+            app.source = None;
+        }
+        config
+    } else {
+        mcpd_core::config::load_checked(path)
+            .map_err(|e| anyhow::anyhow!("{e}\n{} error(s) in {}; {what}", e.0.len(), path.display()))?
+    };
+    for warning in &config.warnings {
+        eprintln!("{warning}");
+    }
+    if let Some(set) = env {
+        mcpd_core::config::AppConfig::select_env(&mut config.apps, set)
+            .map_err(|e| anyhow::anyhow!("{e} in {}; {what}", path.display()))?;
+    }
+    Ok(config)
+}
 
 /// Parses `NAME...` or `all`.
 pub fn targets(names: &[String]) -> anyhow::Result<Targets> {

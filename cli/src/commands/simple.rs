@@ -32,16 +32,16 @@ pub async fn act(act: Act, names: &[String]) -> anyhow::Result<ExitCode> {
 /// `reload`: new generations, ready before the old ones drain; `--config FILE` gives new
 /// configs, and must define every app named (with `all`, apps FILE does not define re-read
 /// their own file).
-pub async fn reload(names: &[String], config: Option<&std::path::Path>, wait_drain: bool) -> anyhow::Result<ExitCode> {
+pub async fn reload(
+    names: &[String],
+    config: Option<&std::path::Path>,
+    wait_drain: bool,
+    env: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let targets = super::targets(names)?;
     let apps = match config {
         Some(path) => {
-            let file = mcpd_core::config::load_checked(path).map_err(|e| {
-                anyhow::anyhow!("{e}\n{} error(s) in {}; nothing was reloaded", e.0.len(), path.display())
-            })?;
-            for warning in &file.warnings {
-                eprintln!("{warning}");
-            }
+            let file = super::load_config(path, env.as_deref(), "nothing was reloaded")?;
             if let mcpd_core::protocol::Targets::Names(names) = &targets {
                 if let Some(missing) = names.iter().find(|n| !file.apps.iter().any(|a| &a.name == *n)) {
                     let defined: Vec<&str> = file.apps.iter().map(|a| a.name.as_str()).collect();
@@ -58,13 +58,48 @@ pub async fn reload(names: &[String], config: Option<&std::path::Path>, wait_dra
         None => Vec::new(),
     };
     let config_file = config.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
-    let request = Request::Reload(mcpd_core::protocol::ReloadRequest { targets, apps, config_file, wait_drain });
+    let request = Request::Reload(mcpd_core::protocol::ReloadRequest { targets, apps, config_file, wait_drain, env });
     if let (Request::Reload(r), Some(path)) = (&request, config) {
         let what = format!("{}: its {} apps", path.display(), r.apps.len());
         super::fits(&request, &what, r.apps.len(), "reload from a smaller file")?;
     }
     match connect::call(request).await? {
         Response::Done { outcomes } => Ok(super::report(&outcomes)),
+        other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+/// `signal`: a signal for apps' processes.
+pub async fn signal(signal: &str, names: &[String], leader_only: bool) -> anyhow::Result<ExitCode> {
+    let Some(signal) = mcpd_core::signal::Signal::parse(signal) else {
+        anyhow::bail!("unknown signal {signal:?}; use one of {}", mcpd_core::signal::Signal::known_names());
+    };
+    let targets = super::targets(names)?;
+    let request = Request::Signal(mcpd_core::protocol::SignalRequest { targets, signal, leader_only });
+    match connect::call(request).await? {
+        Response::Done { outcomes } => Ok(super::report(&outcomes)),
+        other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+/// `env`: the environment of an app's running process, sorted by name.
+pub async fn env(name: &str, values: bool) -> anyhow::Result<ExitCode> {
+    let name = mcpd_core::model::AppName::new(name).map_err(anyhow::Error::msg)?;
+    match connect::call(Request::Env(mcpd_core::protocol::EnvRequest { name, values })).await? {
+        Response::Env { pid, mut vars } => {
+            vars.sort();
+            eprintln!("the environment pid {pid} was started with:");
+            for (name, value) in vars {
+                match value {
+                    Some(value) => println!("{name}={value}"),
+                    None => println!("{name}"),
+                }
+            }
+            if !values {
+                eprintln!("(names only: `--show` prints the values)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
     }
 }

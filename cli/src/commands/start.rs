@@ -23,6 +23,9 @@ pub struct StartArgs {
     /// Wait until each app is ready (the default), failing if it is not.
     #[arg(long)]
     wait: bool,
+    /// Run the file's apps with their `env_NAME` table laid over `env` (PM2's `--env`).
+    #[arg(long, value_name = "NAME")]
+    env: Option<String>,
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -74,6 +77,11 @@ fn request(args: StartArgs) -> anyhow::Result<(StartRequest, Option<mcpd_core::c
         if !args.targets.is_empty() {
             bail!("give either a config file or --name NAME -- CMD, not both");
         }
+        if args.env.is_some() {
+            bail!(
+                "--env selects a config file's env_NAME tables: start from a file, or set variables with `env` in one"
+            );
+        }
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         let app = AppConfig::new(name, program.clone(), rest.to_vec(), cwd);
         return Ok((StartRequest { apps: vec![app], names: Vec::new(), wait: true }, None));
@@ -86,11 +94,7 @@ fn request(args: StartArgs) -> anyhow::Result<(StartRequest, Option<mcpd_core::c
     };
     let path = Path::new(first);
     if path.is_file() || first.ends_with(".toml") {
-        let config = mcpd_core::config::load_checked(path)
-            .map_err(|e| anyhow::anyhow!("{e}\n{} error(s) in {}; nothing was started", e.0.len(), path.display()))?;
-        for warning in &config.warnings {
-            eprintln!("{warning}");
-        }
+        let config = super::load_config(path, args.env.as_deref(), "nothing was started")?;
         let wanted = &args.targets[1..];
         let mut apps = Vec::new();
         for name in wanted {
@@ -112,6 +116,9 @@ fn request(args: StartArgs) -> anyhow::Result<(StartRequest, Option<mcpd_core::c
             "split the file, or start its apps in parts with `mcpd start FILE NAME...`",
         )?;
         return Ok((request, config.daemon.http));
+    }
+    if let Some(set) = &args.env {
+        bail!("--env {set} applies to a config file's apps: `mcpd start FILE --env {set}`, or `mcpd reload NAME --env {set}` for a running app");
     }
     let names = args.targets.iter().map(|n| AppName::new(n).map_err(anyhow::Error::msg)).collect::<Result<_, _>>()?;
     Ok((StartRequest { apps: Vec::new(), names, wait: true }, None))

@@ -142,6 +142,7 @@ async fn act_on(paths: Paths, act: Act, app: AppName, tx: UnboundedSender<Incomi
             targets: targets.targets,
             apps: Vec::new(),
             wait_drain: false,
+            env: None,
         }),
         Act::Start => {
             Request::Start(mcpd_core::protocol::StartRequest { apps: Vec::new(), names: vec![app.clone()], wait: true })

@@ -272,17 +272,23 @@ fn kill_all(dir: &Path) {
     let mut stack = vec![dir.to_path_buf()];
     // Bounded by the depth and breadth of the tree (mcpd's is two levels).
     while let Some(d) = stack.pop() {
-        signal_pids(&d, Signal::KILL);
+        signal_pids(&d, Signal::KILL, None);
         if let Ok(entries) = std::fs::read_dir(&d) {
             stack.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
         }
     }
 }
 
-fn signal_pids(dir: &Path, signal: Signal) {
+/// Signals the processes of the cgroup at `dir`, but for those in process group `skip`
+/// (signalled as a group by the caller): those that left it with `setsid` get it once.
+fn signal_pids(dir: &Path, signal: Signal, skip: Option<u32>) {
     let sig = nix::sys::signal::Signal::try_from(signal.number()).expect("known signal");
     for pid in pids(dir) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        if skip.is_some_and(|pgid| nix::unistd::getpgid(Some(pid)).is_ok_and(|g| g.as_raw() as u32 == pgid)) {
+            continue;
+        }
+        let _ = nix::sys::signal::kill(pid, sig);
     }
 }
 
@@ -796,11 +802,14 @@ impl GenCgroup {
     }
 
     /// Sends `signal` to every process in it (SIGKILL through `cgroup.kill`).
-    pub fn signal(&self, signal: Signal) {
+    /// The processes of process group `pgid` are left out (but for SIGKILL): the caller
+    /// signals the group itself, and a second SIGINT or SIGTERM is, to many servers, an order
+    /// to give up draining and exit at once.
+    pub fn signal(&self, signal: Signal, pgid: u32) {
         if signal == Signal::KILL {
             kill_all(&self.dir);
         } else {
-            signal_pids(&self.dir, signal);
+            signal_pids(&self.dir, signal, Some(pgid));
         }
     }
 

@@ -28,6 +28,7 @@ use mcpd_core::paths::Paths;
 use mcpd_core::protocol::{
     AppOutcome, ErrorKind, LogsRequest, ProtoError, ReloadRequest, Response, StartRequest, Targets,
 };
+use mcpd_core::signal::Signal;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -124,6 +125,8 @@ pub enum Verb {
     Delete,
     /// Clear restart counters.
     Reset,
+    /// Send a signal to every generation's group (or leader only).
+    Signal { signal: Signal, leader_only: bool },
 }
 
 /// One app in the registry: a task per instance.
@@ -255,6 +258,22 @@ impl Supervisor {
             for config in request.apps {
                 let name = config.name.clone();
                 let wait = request.wait;
+                if !config.autostart {
+                    // Defined (if new) but not started: `mcpd start NAME` starts it.
+                    let message = match apps.contains_key(&name) {
+                        true => format!(
+                            "already defined; autostart = false, so left as it is (`mcpd start {name}` starts it)"
+                        ),
+                        false => format!("defined, not started (autostart = false): `mcpd start {name}` starts it"),
+                    };
+                    let entry = apps.entry(name.clone()).or_insert_with(|| self.spawn_app(config));
+                    let info = entry.first().snapshot().info(&self.ctx.samples.lock().expect("samples lock"));
+                    let (reply, rx) = oneshot::channel();
+                    let _ =
+                        reply.send(AppOutcome { name: name.clone(), ok: true, message, error: None, info: Some(info) });
+                    replies.push((name, rx));
+                    continue;
+                }
                 match apps.get(&name) {
                     Some(entry) => replies.extend(entry.send_all(&name, |reply| Command::Start {
                         config: Some(Box::new(config.clone())),
@@ -324,6 +343,7 @@ impl Supervisor {
                     Verb::Restart => Command::Restart { reply },
                     Verb::Delete => Command::Remove { reply },
                     Verb::Reset => Command::Reset { reply },
+                    Verb::Signal { signal, leader_only } => Command::Signal { signal, leader_only, reply },
                 }));
                 ids.push((name.clone(), entry.id));
             }
@@ -390,6 +410,7 @@ impl Supervisor {
             }
         }
         let mut plan = Vec::new();
+        let mut plan_has_env = false;
         {
             let apps = self.registry();
             let names = match resolve(&apps, &request.targets) {
@@ -416,12 +437,21 @@ impl Supervisor {
                     }
                     (None, None) => (*current).clone(),
                 };
+                let mut config = config;
+                config.env_selected = request.env.clone().or_else(|| current.env_selected.clone());
+                plan_has_env |= request.env.as_ref().is_some_and(|set| config.env_sets.contains_key(set));
                 if let Some(response) = instances_changed(&apps, &config, "reload") {
                     return response;
                 }
                 let id = apps[&name].id;
                 plan.push((name, id, config));
             }
+        }
+        if let Some(set) = request.env.as_ref().filter(|_| !plan_has_env) {
+            return Response::Error(ProtoError::new(
+                ErrorKind::InvalidRequest,
+                format!("--env {set}: none of these apps has an env_{set} table; nothing was reloaded"),
+            ));
         }
         // The instances of an app are replaced one at a time; a failed one stops the rest.
         let mut outcomes = Vec::new();
@@ -448,6 +478,35 @@ impl Supervisor {
             }
         }
         Response::Done { outcomes }
+    }
+
+    /// The environment the app's serving process (of its first instance) was started with,
+    /// read from `/proc` on a blocking thread; values only if `values`.
+    pub async fn env(&self, request: &mcpd_core::protocol::EnvRequest) -> Response {
+        let pid = {
+            let apps = self.registry();
+            let Some(entry) = apps.get(&request.name) else { return Response::Error(unknown_app_error(&request.name)) };
+            entry.first().snapshot().state.gen().map(|g| g.pid)
+        };
+        let Some(pid) = pid else {
+            return Response::Error(ProtoError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "{} is not running: `mcpd describe {}` shows the env names its config sets",
+                    request.name, request.name
+                ),
+            ));
+        };
+        let values = request.values;
+        let read = move || std::fs::read(format!("/proc/{pid}/environ"));
+        match blocking(read).await {
+            Some(Ok(environ)) => Response::Env { pid, vars: environ_vars(&environ, values) },
+            Some(Err(e)) => Response::Error(ProtoError::new(
+                ErrorKind::Internal,
+                format!("cannot read the environment of pid {pid}: {e}"),
+            )),
+            None => Response::Error(ProtoError::new(ErrorKind::Internal, "the reader thread failed")),
+        }
     }
 
     /// The last lines of the requested logs, read on a blocking thread.
@@ -855,4 +914,18 @@ fn shutting_down() -> Response {
         ErrorKind::ShuttingDown,
         "the daemon is shutting down; try again once it has restarted",
     ))
+}
+
+/// `NAME=VALUE\0...` as `/proc/PID/environ` holds it: the names, with the values if asked
+/// for; an entry without `=` is a name with an empty value.
+fn environ_vars(environ: &[u8], values: bool) -> Vec<(String, Option<String>)> {
+    environ
+        .split(|&b| b == 0)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let text = String::from_utf8_lossy(entry);
+            let (name, value) = text.split_once('=').unwrap_or((&text, ""));
+            (name.to_string(), values.then(|| value.to_string()))
+        })
+        .collect()
 }

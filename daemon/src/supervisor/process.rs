@@ -279,7 +279,7 @@ pub(crate) fn preflight(config: &AppConfig) -> Result<(), String> {
         Some(file) => read_env_file(file).map_err(|e| format!("env_file: {e}"))?,
         None => Default::default(),
     };
-    configured.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    configured.extend(config.configured_env().map(|(k, v)| (k.clone(), v.clone())));
     if !config.cwd.is_dir() {
         return Err(format!("cwd: {} is not a directory: create it or fix the path", config.cwd.display()));
     }
@@ -301,7 +301,7 @@ pub(crate) fn spawn(
         Some(file) => read_env_file(file)?,
         None => Default::default(),
     };
-    configured.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    configured.extend(config.configured_env().map(|(k, v)| (k.clone(), v.clone())));
     if !config.cwd.is_dir() {
         return Err(SpawnError::Cwd(config.cwd.clone()));
     }
@@ -309,9 +309,9 @@ pub(crate) fn spawn(
         Ready::Notify => Some(notify_socket(config, ctx)?),
         _ => None,
     };
-    let (ipc_ours, ipc_theirs) = match config.ready {
-        Ready::Ipc => ipc_pair().map(|(ours, theirs)| (Some(ours), Some(theirs)))?,
-        _ => (None, None),
+    let (ipc_ours, ipc_theirs) = match config.ipc_channel() {
+        true => ipc_pair().map(|(ours, theirs)| (Some(ours), Some(theirs)))?,
+        false => (None, None),
     };
     let handover = Handover {
         listen: listen.to_vec(),
@@ -572,7 +572,7 @@ impl Generation {
     pub fn signal(&self, signal: Signal) {
         signal_group(self.pid, signal);
         if let Some(cgroup) = &self.cgroup {
-            cgroup.signal(signal);
+            cgroup.signal(signal, self.pid);
         }
     }
 

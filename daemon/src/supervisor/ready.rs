@@ -6,7 +6,7 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader, Interest};
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc::Sender;
@@ -83,20 +83,67 @@ pub(crate) async fn watch(
         },
         async {
             if let Some(read) = ipc {
-                ipc_loop(pid, read, &tx).await;
+                ipc_loop(pid, read, ready == Ready::Ipc, &tx).await;
             }
         }
     );
 }
 
-/// Reads `NODE_CHANNEL_SERIALIZATION_MODE=json` messages: one JSON value per line.
-async fn ipc_loop(pid: u32, read: OwnedReadHalf, tx: &Sender<Report>) {
-    let mut lines = BufReader::new(read).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if let Ok(serde_json::Value::String(message)) = serde_json::from_str::<serde_json::Value>(&line) {
-            if message == "ready" {
+/// The longest IPC message kept whole: `"ready"` fits; a longer message cannot be it and is
+/// skipped to its end, so an app sending large messages (PM2 apps `process.send` freely)
+/// costs the daemon nothing.
+const IPC_KEPT: usize = 32;
+
+/// Reads `NODE_CHANNEL_SERIALIZATION_MODE=json` messages (one JSON value per line) for as long
+/// as the channel is open, so the app's `process.send` never blocks; with `report_ready`, the
+/// message `'ready'` makes the generation ready. Every other message is dropped.
+async fn ipc_loop(pid: u32, mut read: OwnedReadHalf, report_ready: bool, tx: &Sender<Report>) {
+    let mut chunk = vec![0u8; 4096];
+    let mut line = MessageStart::default();
+    loop {
+        let n = match read.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        for message in line.feed(&chunk[..n]) {
+            if report_ready && serde_json::from_slice::<serde_json::Value>(&message).ok() == Some("ready".into()) {
                 let _ = tx.send(Report::Ready { pid }).await;
             }
+        }
+    }
+}
+
+/// Splits a byte stream into lines, keeping only lines of at most [`IPC_KEPT`] bytes.
+#[derive(Default)]
+struct MessageStart {
+    kept: Vec<u8>,
+    too_long: bool,
+}
+
+impl MessageStart {
+    /// The short lines completed by `bytes`.
+    fn feed(&mut self, mut bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut done = Vec::new();
+        loop {
+            let (part, end) = match memchr::memchr(b'\n', bytes) {
+                Some(i) => (&bytes[..i], true),
+                None => (bytes, false),
+            };
+            if !self.too_long {
+                if self.kept.len() + part.len() > IPC_KEPT {
+                    self.kept.clear();
+                    self.too_long = true;
+                } else {
+                    self.kept.extend_from_slice(part);
+                }
+            }
+            if !end {
+                return done;
+            }
+            if !std::mem::take(&mut self.too_long) {
+                done.push(std::mem::take(&mut self.kept));
+            }
+            bytes = &bytes[part.len() + 1..];
         }
     }
 }
@@ -187,5 +234,30 @@ fn from_group(pid: i32, pgid: u32) -> bool {
     match nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))) {
         Ok(group) => group.as_raw() as u32 == pgid,
         Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MessageStart, IPC_KEPT};
+
+    #[test]
+    fn ipc_messages_are_split_at_newlines_and_long_ones_skipped_whole() {
+        let long = format!("{{\"data\":\"{}\"}}", "x".repeat(10 * IPC_KEPT));
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["\"ready\"\n"], &["\"ready\""]),
+            (&["\"rea", "dy\"\n\"x\"\n"], &["\"ready\"", "\"x\""]),
+            (&[&format!("{long}\n\"ready\"\n")], &["\"ready\""]),
+            (&[&long[..50], &long[50..], "\n", "\"ready\"", "\n"], &["\"ready\""]),
+            (&["\"ready\""], &[]),
+            (&["\n\n"], &["", ""]),
+        ];
+        for (chunks, want) in cases {
+            let mut start = MessageStart::default();
+            let got: Vec<String> =
+                chunks.iter().flat_map(|c| start.feed(c.as_bytes())).map(|m| String::from_utf8(m).unwrap()).collect();
+            assert_eq!(got, *want, "{chunks:?}");
+            assert!(start.kept.len() <= IPC_KEPT);
+        }
     }
 }

@@ -31,6 +31,28 @@ impl AppTask {
                 return drop(reply.send(self.outcome(true, "restart counters reset".into(), None)));
             }
             Command::Reload { config, wait_drain, reply } => return self.reload(config, wait_drain, reply),
+            Command::Signal { signal, leader_only, reply } => {
+                let mut pids = Vec::new();
+                for live in self.gens.values().filter(|l| !(leader_only && l.leader_gone)) {
+                    match leader_only {
+                        // The leader is not reaped before the task marks it gone: its pid is
+                        // still its own.
+                        true => super::super::group::signal_leader(live.generation.pid(), signal),
+                        false => live.generation.signal(signal),
+                    }
+                    pids.push(live.generation.pid().to_string());
+                }
+                let outcome = match (pids.is_empty(), leader_only) {
+                    (true, _) => self.outcome(false, "not running: no process to signal".into(), None),
+                    (false, true) => self.outcome(true, format!("{signal} sent to pid {}", pids.join(", ")), None),
+                    (false, false) => self.outcome(
+                        true,
+                        format!("{signal} sent to every process of pid {}'s group", pids.join(", ")),
+                        None,
+                    ),
+                };
+                return drop(reply.send(outcome));
+            }
             // Taken by the task's loop.
             Command::Handover { reply } => return drop(reply.send(Err("not frozen here".into()))),
         };

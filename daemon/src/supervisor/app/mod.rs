@@ -60,6 +60,12 @@ pub(crate) enum Command {
     Reset {
         reply: Reply,
     },
+    /// Send a signal to the live generations' groups (or leaders only).
+    Signal {
+        signal: Signal,
+        leader_only: bool,
+        reply: Reply,
+    },
     /// Freeze for an update in place and give back the app's state; the task ends.
     Handover {
         reply: oneshot::Sender<Result<crate::supervisor::AppState, String>>,
@@ -312,7 +318,8 @@ impl AppTask {
             | Command::Restart { reply }
             | Command::Reload { reply, .. }
             | Command::Remove { reply }
-            | Command::Reset { reply }) = command
+            | Command::Reset { reply }
+            | Command::Signal { reply, .. }) = command
             else {
                 continue;
             };

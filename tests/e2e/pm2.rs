@@ -1,0 +1,266 @@
+//! What PM2 users rely on: a Node app's IPC channel without `ready = "ipc"`, ...
+
+use crate::common::*;
+
+/// A PM2 app, unchanged: it calls `process.send` freely (small messages and a 1 MiB one) and
+/// drains on `process.on('message')` 'shutdown'; it never sends 'ready'.
+const PM2_APP: &str = r#"
+const fs = require('fs');
+let sent = 0;
+const done = () => { if (++sent === 51) fs.writeFileSync('sent.txt', String(process.pid)); };
+process.send({ type: 'process:msg', data: 'x'.repeat(1 << 20) }, done);
+let n = 0;
+const timer = setInterval(() => { if (n++ < 50) process.send({ type: 'process:msg', data: { n } }, done); }, 5);
+process.on('message', (m) => {
+  if (m !== 'shutdown') return;
+  clearInterval(timer);
+  setTimeout(() => { fs.writeFileSync('shutdown.txt', 'drained after ' + sent + ' messages'); process.exit(0); }, 100);
+});
+"#;
+
+#[test]
+fn an_unchanged_node_app_gets_an_ipc_channel_and_drains_on_the_shutdown_message() {
+    let home = Home::new();
+    home.write("app.js", PM2_APP);
+    let config = home.write(
+        "pm2.toml",
+        "[apps.node]\ncommand = \"node\"\nargs = [\"app.js\"]\nshutdown_with_message = true\nkill_timeout = \"10s\"\n",
+    );
+    let out = home.ok(&["start", config.to_str().unwrap()]);
+    assert!(out.contains("node: online"), "{out}");
+    let pid = home.read_pid_file("sent.txt");
+    assert_eq!(pid, home.pid("node"), "the app that sent 51 messages is the one running");
+    home.ok(&["stop", "node"]);
+    let said = std::fs::read_to_string(home.file("shutdown.txt")).unwrap_or_default();
+    assert_eq!(said, "drained after 51 messages", "the app drained on the message");
+    let exit = home.describe("node")["last_exits"][0].clone();
+    assert_eq!(exit["code"], 0, "it exited on the message, not a signal: {exit}");
+    assert!(!alive(pid));
+    // A non-Node program has no channel: asking for the message is refused, naming the key.
+    let python = home.write("py.toml", "[apps.py]\ncommand = \"python3\"\nshutdown_with_message = true\n");
+    let err = home.fails(&["start", python.to_str().unwrap()]);
+    assert!(err.contains("py.toml:3:1: apps.py.shutdown_with_message") && err.contains("Node"), "{err}");
+}
+
+/// Counts SIGUSR2 in `WHO.usr2`; the leader starts a child that does the same.
+const SIGNALLED: &str = r#"
+import os, signal, sys, time
+who = sys.argv[1] if len(sys.argv) > 1 else 'leader'
+def on(sig, frame):
+    with open(who + '.usr2', 'a') as f:
+        f.write('x')
+signal.signal(signal.SIGUSR2, on)
+if who == 'leader' and os.fork() == 0:
+    os.execvp(sys.executable, [sys.executable, sys.argv[0], 'child'])
+with open(who + '.pid', 'w') as f:
+    f.write(str(os.getpid()))
+while True:
+    time.sleep(1)
+"#;
+
+#[test]
+fn signal_reaches_the_whole_group_or_with_leader_the_leader_only() {
+    let home = Home::new();
+    let script = home.write("sig.py", SIGNALLED);
+    let config =
+        home.write("s.toml", &format!("[apps.sig]\ncommand = \"python3\"\nargs = [{:?}]\n", script.to_str().unwrap()));
+    home.ok(&["start", config.to_str().unwrap()]);
+    let (leader, child) = (home.read_pid_file("leader.pid"), home.read_pid_file("child.pid"));
+    assert_eq!(leader, home.pid("sig"));
+    let count = |who: &str| std::fs::read_to_string(home.file(&format!("{who}.usr2"))).unwrap_or_default().len();
+    let wait_counts = |want: (usize, usize)| {
+        wait_for(&format!("SIGUSR2 counts (leader, child) = {want:?}"), std::time::Duration::from_secs(10), || {
+            let seen = (count("leader"), count("child"));
+            if seen == want {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        })
+    };
+    let out = home.ok(&["signal", "SIGUSR2", "sig"]);
+    assert!(out.contains(&format!("SIGUSR2 sent to every process of pid {leader}'s group")), "{out}");
+    wait_counts((1, 1));
+    let out = home.ok(&["signal", "usr2", "sig", "--leader"]);
+    assert!(out.contains(&format!("SIGUSR2 sent to pid {leader}")), "{out}");
+    wait_counts((2, 1));
+    // PM2's spelling works too; the child got the group's signals only.
+    home.ok(&["sendSignal", "USR2", "all"]);
+    wait_counts((3, 2));
+    assert!(alive(child) && alive(leader));
+    let err = home.fails(&["signal", "SIGBOGUS", "sig"]);
+    assert!(err.contains("unknown signal \"SIGBOGUS\"") && err.contains("SIGUSR2"), "{err}");
+    let err = home.fails(&["signal", "USR2", "nosuch"]);
+    assert!(err.contains("nosuch"), "{err}");
+    home.ok(&["stop", "sig"]);
+    let err = home.fails(&["signal", "USR2", "sig"]);
+    assert!(err.contains("sig: not running: no process to signal"), "{err}");
+}
+
+#[test]
+fn env_sets_are_chosen_with_env_on_start_and_swapped_on_reload() {
+    let home = Home::new();
+    let config = home.write(
+        "e.toml",
+        "[apps.web]\ncommand = \"sleep\"\nargs = [\"1000\"]\nenv = { MODE = \"dev\", KEEP = \"yes\" }\n\
+         env_production = { MODE = \"prod\", TOKEN = \"s3cret\" }\n\
+         [apps.other]\ncommand = \"sleep\"\nargs = [\"1000\"]\nenv = { MODE = \"alone\" }\n",
+    );
+    let env_of = |name: &str| {
+        let out = home.ok(&["env", name, "--show"]);
+        out.lines()
+            .filter(|l| ["MODE=", "KEEP=", "TOKEN="].iter().any(|k| l.starts_with(k)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // A set no app has is refused, naming those there are, and nothing starts.
+    let err = home.fails(&["start", config.to_str().unwrap(), "--env", "staging"]);
+    assert!(err.contains("no app has an env_staging table; the sets there are: production"), "{err}");
+    assert!(home.list().is_empty(), "nothing was started");
+    home.ok(&["start", config.to_str().unwrap()]);
+    assert_eq!(env_of("web"), "KEEP=yes MODE=dev");
+    let names = home.ok(&["env", "web"]);
+    assert!(names.lines().any(|l| l == "MODE") && !names.contains("dev"), "names only without --show: {names}");
+    let before = home.pid("web");
+    home.ok(&["reload", "all", "--env", "production"]);
+    assert_ne!(home.pid("web"), before, "a new generation");
+    assert_eq!(env_of("web"), "KEEP=yes MODE=prod TOKEN=s3cret");
+    assert_eq!(env_of("other"), "MODE=alone", "an app without the set keeps its env");
+    // A later reload keeps the set; describe hides its values.
+    home.ok(&["reload", "web"]);
+    assert_eq!(env_of("web"), "KEEP=yes MODE=prod TOKEN=s3cret");
+    let shown = home.describe("web").to_string();
+    assert!(!shown.contains("s3cret") && shown.contains("production"), "{shown}");
+    let err = home.fails(&["reload", "web", "--env", "staging"]);
+    assert!(err.contains("env_staging") && err.contains("nothing was reloaded"), "{err}");
+    assert_eq!(env_of("web"), "KEEP=yes MODE=prod TOKEN=s3cret");
+}
+
+#[test]
+fn an_app_with_autostart_false_is_defined_by_start_file_and_started_by_name() {
+    let home = Home::new();
+    let config = home.write(
+        "a.toml",
+        "[apps.on]\ncommand = \"sleep\"\nargs = [\"1000\"]\n[apps.later]\ncommand = \"sleep\"\nargs = [\"1000\"]\nautostart = false\n",
+    );
+    let out = home.ok(&["start", config.to_str().unwrap()]);
+    assert!(out.contains("on: online") && out.contains("later: defined, not started (autostart = false)"), "{out}");
+    assert_eq!(home.app("later").expect("defined")["status"], "stopped");
+    let out = home.ok(&["start", config.to_str().unwrap()]);
+    assert!(out.contains("later: already defined; autostart = false"), "{out}");
+    assert_eq!(home.app("later").unwrap()["status"], "stopped");
+    let out = home.ok(&["start", "later"]);
+    assert!(out.contains("later: online"), "{out}");
+    assert!(alive(home.pid("later")));
+}
+
+/// A Node web server as PM2 users write them: `process.send('ready')` once listening, and a
+/// drain on SIGINT (PM2's stop signal).
+const WEB_JS: &str = r#"
+const server = require('http').createServer((req, res) => res.end(process.env.GREETING || 'none'));
+server.listen(Number(process.env.PORT), '127.0.0.1', () => process.send('ready'));
+process.on('SIGINT', () => server.close(() => process.exit(0)));
+"#;
+
+/// An ecosystem file as PM2 users write them: computed values, a function, `env_*` sets, a
+/// deploy section, a cluster-mode app.
+const ECOSYSTEM_JS: &str = r#"
+const base = 'hel';
+module.exports = {
+  apps: [
+    {
+      name: 'js-web',
+      script: 'web.js',
+      wait_ready: true,
+      listen_timeout: 5000,
+      kill_timeout: 3000,
+      env: { PORT: PORT_HERE, GREETING: base + 'lo' },
+      env_production: { GREETING: 'prod' },
+      filter_env: () => true,
+    },
+    { name: 'ticker', script: 'tick.js', exec_mode: 'cluster', instances: 2, env_production: { T: 'p' } },
+  ],
+  deploy: { production: { user: 'node', host: 'example.invalid' } },
+};
+"#;
+
+#[test]
+fn import_converts_javascript_json_and_yaml_and_start_runs_an_ecosystem_file_directly() {
+    let home = Home::new();
+    let port = free_port();
+    home.write("web.js", WEB_JS);
+    home.write("tick.js", "setInterval(() => {}, 1000);\n");
+    let eco = home.write("ecosystem.config.js", &ECOSYSTEM_JS.replace("PORT_HERE", &port.to_string()));
+    let toml = home.file("mcpd.toml");
+    let out = home.run(&["import", eco.to_str().unwrap(), "-o", toml.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for note in [
+        "ecosystem.config.js: `deploy` (deployment and other top-level settings) is not carried over",
+        "note: js-web: a function (() => true) cannot be carried into TOML",
+        "note: ticker: instances = 2 (cluster mode)",
+        "wrote",
+    ] {
+        assert!(stderr.contains(note), "missing {note:?} in:\n{stderr}");
+    }
+    let written = std::fs::read_to_string(&toml).unwrap();
+    for line in [
+        "[apps.js-web]",
+        "command = \"node\"",
+        "ready = \"ipc\"",
+        "kill_signal = \"SIGINT\"",
+        &format!("env = {{ GREETING = \"hello\", PORT = \"{port}\" }}"),
+        "env_production = { GREETING = \"prod\" }",
+        "instances = 2",
+    ] {
+        assert!(written.lines().any(|l| l == line), "missing {line:?} in:\n{written}");
+    }
+    // The file written is never replaced.
+    let err = home.fails(&["import", eco.to_str().unwrap(), "-o", toml.to_str().unwrap()]);
+    assert!(err.contains("an existing file is not replaced"), "{err}");
+    assert_eq!(std::fs::read_to_string(&toml).unwrap(), written);
+
+    // The converted file runs.
+    let out = home.ok(&["start", toml.to_str().unwrap()]);
+    assert!(out.contains("js-web: online") && out.contains("ticker: instance 1: online"), "{out}");
+    let body = |port| http(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").map(|(_, text)| text);
+    assert!(body(port).unwrap().ends_with("hello"), "{:?}", body(port));
+    home.ok(&["delete", "all"]);
+
+    // `start` takes the ecosystem file itself, with PM2's --env; `reload --config` re-reads it.
+    let out = home.ok(&["start", eco.to_str().unwrap(), "--env", "production"]);
+    assert!(out.contains("js-web: online"), "{out}");
+    assert!(body(port).unwrap().ends_with("prod"), "{:?}", body(port));
+    // (A plain Node server that binds its port itself cannot overlap with its next
+    // generation: the ticker is reloaded.)
+    let before = home.pid("ticker");
+    home.ok(&["reload", "ticker", "--config", eco.to_str().unwrap()]);
+    assert_ne!(home.pid("ticker"), before);
+    let env = home.ok(&["env", "ticker", "--show"]);
+    assert!(env.lines().any(|l| l == "T=p"), "the set is kept: {env}");
+    home.ok(&["stop", "js-web"]);
+    let exit = home.describe("js-web")["last_exits"][0].clone();
+    assert_eq!(exit["code"], 0, "SIGINT drained it, as under PM2: {exit}");
+    home.ok(&["delete", "all"]);
+
+    // JSON and YAML, with an unknown key and a Python app.
+    home.write("worker.py", "import time\nwhile True:\n    time.sleep(1)\n");
+    let json = home.write(
+        "eco.json",
+        r#"{"apps": [{"name": "py-json", "script": "worker.py", "colour": "blue", "max_memory_restart": "200M"}]}"#,
+    );
+    let yaml = home.write(
+        "eco.yaml",
+        "apps:\n  - name: py-yaml\n    script: worker.py\n    autorestart: false\n    env:\n      MODE: yaml\n",
+    );
+    let out = home.run(&["import", json.to_str().unwrap()]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("command = \"python3\"") && stdout.contains("max_memory_restart = \"200M\""), "{stdout}");
+    assert!(stderr.contains("py-json: colour: not a PM2 key mcpd knows; dropped"), "{stderr}");
+    let out = home.ok(&["start", json.to_str().unwrap()]);
+    assert!(out.contains("py-json: online"), "{out}");
+    let out = home.ok(&["start", yaml.to_str().unwrap()]);
+    assert!(out.contains("py-yaml: online"), "{out}");
+    assert_eq!(home.ok(&["env", "py-yaml", "--show"]).lines().find(|l| l.starts_with("MODE=")), Some("MODE=yaml"));
+    assert_eq!(home.describe("py-yaml")["config"]["restart"], "never", "{}", home.describe("py-yaml"));
+}
