@@ -330,6 +330,9 @@ pub struct AppDetail {
     /// `process group (why not cgroups)`.
     #[serde(default)]
     pub tracking: Option<String>,
+    /// When `cron_restart` next reloads the app (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_next_unix_ms: Option<u64>,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! error in a file is reported at once, each with its file, line, column and key.
 
 pub mod checks;
+mod cron;
 mod duration;
 mod envfile;
 mod error;
@@ -15,6 +16,7 @@ mod ready;
 mod rlimits;
 mod stdio;
 
+pub use cron::{check_cron, next_cron_time};
 pub use duration::{duration_ms, parse_duration, MAX_DURATION};
 pub use envfile::{parse_env_file, read_env_file};
 pub use error::{ConfigError, ConfigErrors};
@@ -108,6 +110,10 @@ pub struct AppConfig {
     /// child per session (or one shared); needs `front`.
     #[serde(default)]
     pub stdio: Option<StdioConfig>,
+    /// PM2's `cron_restart`: a cron pattern at which the running app is reloaded (with
+    /// readiness) or restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_restart: Option<String>,
     /// Whether `mcpd start FILE` (and `mcpd daemon --start FILE`) starts the app; with
     /// `false` it is only defined, and `mcpd start NAME` starts it (PM2's `autostart`).
     #[serde(default = "defaults::autostart", skip_serializing_if = "defaults::is_true")]
@@ -283,6 +289,7 @@ impl AppConfig {
             stdio: None,
             instances: 1,
             autostart: true,
+            cron_restart: None,
             on_tools_change: OnToolsChange::Allow,
             user: None,
             group: None,
@@ -320,6 +327,7 @@ impl fmt::Debug for AppConfig {
             .field("front", &self.front)
             .field("stdio", &self.stdio)
             .field("autostart", &self.autostart)
+            .field("cron_restart", &self.cron_restart)
             .field("user", &self.user)
             .field("group", &self.group)
             .field("restarts", &self.restarts)

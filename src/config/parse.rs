@@ -52,6 +52,7 @@ const APP_KEYS: &[&str] = &[
     "instances",
     "on_tools_change",
     "autostart",
+    "cron_restart",
 ];
 
 /// The most processes one app may run side by side.
@@ -323,6 +324,14 @@ impl Walker<'_> {
                 },
                 "user" => cfg.user = self.string(value, &kpath, span).filter(|u| self.non_empty(u, &kpath, value)),
                 "group" => cfg.group = self.string(value, &kpath, span).filter(|g| self.non_empty(g, &kpath, value)),
+                "cron_restart" => {
+                    if let Some(pattern) = self.string(value, &kpath, span.clone()) {
+                        match super::check_cron(&pattern) {
+                            Ok(()) => cfg.cron_restart = Some(pattern),
+                            Err(e) => self.error(span, &kpath, e),
+                        }
+                    }
+                }
                 "autostart" => match value.as_bool() {
                     Some(b) => cfg.autostart = b,
                     None => self.error(span, &kpath, format!("expected true or false, found {}", type_name(value))),

@@ -264,3 +264,51 @@ fn import_converts_javascript_json_and_yaml_and_start_runs_an_ecosystem_file_dir
     assert_eq!(home.ok(&["env", "py-yaml", "--show"]).lines().find(|l| l.starts_with("MODE=")), Some("MODE=yaml"));
     assert_eq!(home.describe("py-yaml")["config"]["restart"], "never", "{}", home.describe("py-yaml"));
 }
+
+#[test]
+fn cron_restart_reloads_a_ready_app_under_load_with_no_failed_request() {
+    use crate::load::{Load, Shape};
+    let home = Home::new();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let server = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/node/server.js");
+    // Every 2 s (croner's six fields, seconds first, as PM2 takes them); the sleeper has no
+    // readiness, so it is restarted instead.
+    let config = home.write(
+        "cron.toml",
+        &format!(
+            "[apps.web]\ncommand = \"node\"\nargs = [{:?}]\nlisten = [\"tcp://{addr}\"]\nready = \"ipc\"\n\
+             kill_signal = \"SIGINT\"\nkill_timeout = \"20s\"\ncron_restart = \"*/2 * * * * *\"\n\
+             [apps.sleeper]\ncommand = \"sleep\"\nargs = [\"1000\"]\ncron_restart = \"*/2 * * * * *\"\n",
+            server.display()
+        ),
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let load = Load::start(addr, Shape { rate: 100, request_threads: 2, streams: 4, events: 10, event_ms: 100 });
+    let detail = home.describe("web");
+    let next = detail["cron_next_unix_ms"].as_u64().unwrap_or_else(|| panic!("no next due time: {detail}"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    assert!(next > now.saturating_sub(1000) && next <= now + 2_500, "next due in 2 s at most: {next} vs {now}");
+    let text = home.ok(&["describe", "web"]);
+    assert!(text.contains("cron_restart   \"*/2 * * * * *\", next at"), "{text}");
+    let mut seen = vec![home.pid("web")];
+    let mut sleepers = vec![home.pid("sleeper")];
+    wait_for("three cron reloads of web and two restarts of sleeper", std::time::Duration::from_secs(40), || {
+        for (name, pids) in [("web", &mut seen), ("sleeper", &mut sleepers)] {
+            if let Some(pid) = home.app(name).and_then(|r| r["pid"].as_u64()).map(|p| p as u32) {
+                if !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            }
+        }
+        if seen.len() >= 4 && sleepers.len() >= 3 {
+            Ok(())
+        } else {
+            Err(format!("web pids {seen:?}, sleeper pids {sleepers:?}"))
+        }
+    });
+    let stats = load.stop();
+    assert_eq!((stats.failed, stats.streams_cut), (0, 0), "errors: {:?}", stats.errors);
+    assert!(stats.ok > 50, "too little traffic to mean anything: {stats:?}");
+    let events = home.describe("web")["info"]["restarts_by_reason"].clone();
+    assert!(events.to_string().contains("reload"), "the web app was reloaded, not restarted: {events}");
+}

@@ -56,7 +56,21 @@ fn text(d: &AppDetail) -> String {
     line("args", format!("{:?}", c.args));
     line("cwd", c.cwd.display().to_string());
     line("env", c.env.keys().cloned().collect::<Vec<_>>().join(", "));
+    if !c.env_sets.is_empty() {
+        let sets: Vec<String> = c
+            .env_sets
+            .keys()
+            .map(|s| if c.env_selected.as_ref() == Some(s) { format!("{s} (in use)") } else { s.clone() })
+            .collect();
+        line("env sets", sets.join(", "));
+    }
     line("env_file", opt(c.env_file.as_ref().map(|p| p.display().to_string())));
+    if let Some(pattern) = &c.cron_restart {
+        let next = d.cron_next_unix_ms.map(|ms| {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+        });
+        line("cron_restart", format!("{pattern:?}, next at {} (UTC)", opt(next)));
+    }
     line("kill_signal", c.kill_signal.to_string());
     line("kill_timeout", format::duration_ms(c.kill_timeout.as_millis() as u64));
     line("restart_delay", format::duration_ms(c.restart_delay.as_millis() as u64));

@@ -210,8 +210,6 @@ const IGNORED: &[(&str, &str)] = &[
 
 /// PM2 keys with no mcpd equivalent yet, with what to do instead.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("cron_restart", "run `mcpd reload NAME` from cron or a systemd timer"),
-    ("cron", "run `mcpd reload NAME` from cron or a systemd timer"),
     ("watch", "for development, run `watchexec -r -- mcpd restart NAME` (or nodemon) beside mcpd"),
     ("ignore_watch", "see `watch`"),
     ("watch_delay", "see `watch`"),
@@ -430,6 +428,12 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
         };
         lines.push(format!("stop_exit_codes = [{}]", codes.join(", ")));
     }
+    if let Some(pattern) = get(&["cron_restart", "cron"]).and_then(|(_, v)| scalar(v)) {
+        match mcpd_core::config::check_cron(&pattern) {
+            Ok(()) => lines.push(format!("cron_restart = {}", string(&pattern))),
+            Err(e) => notes.push(format!("cron_restart: {e}; dropped")),
+        }
+    }
     if app.get("autostart").and_then(Value::as_bool) == Some(false) {
         lines.push("autostart = false".into());
     }
@@ -442,6 +446,8 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
         "max_memory_restart",
         "stop_exit_codes",
         "autostart",
+        "cron_restart",
+        "cron",
     ]);
 
     // Instances: PM2's cluster mode shares one port between them through Node's cluster

@@ -87,6 +87,7 @@ fn pm2_keys_map_to_mcpd_keys_and_the_rest_is_listed() {
         "autostart = false",
         "env = { DEBUG = \"false\", N = \"1\", NODE_ENV = \"development\", PORT = \"3000\" }",
         "env_production = { NODE_ENV = \"production\" }",
+        "cron_restart = \"0 4 * * *\"",
     ] {
         assert!(out.toml.lines().any(|l| l == line), "missing {line:?} in:\n{}", out.toml);
     }
@@ -94,7 +95,6 @@ fn pm2_keys_map_to_mcpd_keys_and_the_rest_is_listed() {
     for note in [
         "`deploy` (deployment and other top-level settings) is not carried over",
         "api: out_file = \"/dev/null\": mcpd always keeps logs",
-        "api: cron_restart = \"0 4 * * *\": not supported by mcpd; instead, run `mcpd reload NAME` from cron",
         "api: watch = true: not supported by mcpd",
         "api: vizion: ignored (PM2's versioning metadata",
         "api: colour: not a PM2 key mcpd knows; dropped",

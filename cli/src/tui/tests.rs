@@ -87,6 +87,7 @@ fn detail() -> AppDetail {
         ],
         other_instances: Vec::new(),
         tracking: None,
+        cron_next_unix_ms: None,
     }
 }
 

@@ -4,6 +4,7 @@
 mod app;
 pub(crate) mod cgroup;
 mod child;
+pub(crate) mod cron;
 mod drain;
 mod exec;
 mod group;
@@ -172,6 +173,8 @@ pub struct Supervisor {
     /// Frozen for an update in place (between [`Supervisor::freeze`] and the exec, or
     /// [`Supervisor::adopt`] if it failed): no app may be added.
     frozen: std::sync::atomic::AtomicBool,
+    /// When each app with a `cron_restart` is next due (kept by [`cron::run`]).
+    cron: cron::Schedule,
 }
 
 impl Supervisor {
@@ -211,6 +214,7 @@ impl Supervisor {
             apps_token,
             next_id: AtomicU64::new(1),
             frozen: std::sync::atomic::AtomicBool::new(false),
+            cron: cron::Schedule::default(),
         })
     }
 
@@ -662,9 +666,27 @@ impl Supervisor {
         let entry = apps.get(name).ok_or_else(|| unknown_app_error(name))?;
         let samples = self.ctx.samples.lock().expect("samples lock");
         let mut detail = entry.first().snapshot().detail(&samples);
+        detail.cron_next_unix_ms = self.cron.next(name).and_then(|at| {
+            at.duration_since(std::time::UNIX_EPOCH).ok().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        });
         detail.tracking = Some(self.ctx.tracking.describe());
         detail.other_instances = entry.instances[1..].iter().map(|h| h.snapshot().info(&samples)).collect();
         Ok(detail)
+    }
+
+    /// The apps with a `cron_restart`: name, registry id, pattern.
+    fn cron_apps(&self) -> Vec<(AppName, u64, String)> {
+        let apps = self.registry();
+        apps.iter()
+            .filter_map(|(name, e)| Some((name.clone(), e.id, e.first().snapshot().config.cron_restart.clone()?)))
+            .collect()
+    }
+
+    /// The config of the app `name` if it is still the registry entry `id`, and whether it runs.
+    fn cron_target(&self, name: &AppName, id: u64) -> Option<(Arc<AppConfig>, bool)> {
+        let apps = self.registry();
+        let snapshot = apps.get(name).filter(|e| e.id == id)?.first().snapshot();
+        Some((snapshot.config.clone(), snapshot.state.gen().is_some()))
     }
 
     /// Stops every app (each with its own stop signal and drain time, all at once) and waits

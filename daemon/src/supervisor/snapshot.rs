@@ -110,6 +110,7 @@ impl Snapshot {
             last_exits: self.exits.iter().cloned().collect(),
             other_instances: Vec::new(),
             tracking: None,
+            cron_next_unix_ms: None,
         }
     }
 }
