@@ -110,6 +110,17 @@ pub struct AppConfig {
     /// child per session (or one shared); needs `front`.
     #[serde(default)]
     pub stdio: Option<StdioConfig>,
+    /// PM2's `namespace`: verbs given this name act on every app that has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// PM2's `instance_var`: a variable set to the instance's number (0, 1, ...), besides
+    /// `MCPD_INSTANCE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_var: Option<String>,
+    /// PM2's `increment_var`: a variable of `env` holding a number, which each instance gets
+    /// plus its number (`PORT = "3000"`: 3000, 3001, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub increment_var: Option<String>,
     /// PM2's `cron_restart`: a cron pattern at which the running app is reloaded (with
     /// readiness) or restarted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,6 +257,22 @@ impl AppConfig {
         }
     }
 
+    /// The variables instance `instance` gets on top of its config: `MCPD_INSTANCE`, the
+    /// `instance_var`, and the `increment_var` plus the instance's number.
+    pub fn instance_env(&self, instance: u32) -> Vec<(String, String)> {
+        let mut vars = vec![("MCPD_INSTANCE".to_string(), instance.to_string())];
+        if let Some(var) = &self.instance_var {
+            vars.push((var.clone(), instance.to_string()));
+        }
+        if let Some(var) = &self.increment_var {
+            let base = self.configured_env().filter(|(k, _)| *k == var).last().map(|(_, v)| v.trim().parse::<i64>());
+            if let Some(Ok(n)) = base {
+                vars.push((var.clone(), n.saturating_add(i64::from(instance)).to_string()));
+            }
+        }
+        vars
+    }
+
     /// Whether the app gets a Node IPC channel (`NODE_CHANNEL_FD`): with `ready = "ipc"`, and,
     /// as under PM2, whenever the command is Node itself (`node`, `nodejs`, `node20`, a `.js`
     /// script run by its shebang), so `process.send` works and `shutdown_with_message` can
@@ -290,6 +317,9 @@ impl AppConfig {
             instances: 1,
             autostart: true,
             cron_restart: None,
+            namespace: None,
+            instance_var: None,
+            increment_var: None,
             on_tools_change: OnToolsChange::Allow,
             user: None,
             group: None,
@@ -328,6 +358,9 @@ impl fmt::Debug for AppConfig {
             .field("stdio", &self.stdio)
             .field("autostart", &self.autostart)
             .field("cron_restart", &self.cron_restart)
+            .field("namespace", &self.namespace)
+            .field("instance_var", &self.instance_var)
+            .field("increment_var", &self.increment_var)
             .field("user", &self.user)
             .field("group", &self.group)
             .field("restarts", &self.restarts)

@@ -53,6 +53,9 @@ const APP_KEYS: &[&str] = &[
     "on_tools_change",
     "autostart",
     "cron_restart",
+    "namespace",
+    "instance_var",
+    "increment_var",
 ];
 
 /// The most processes one app may run side by side.
@@ -324,6 +327,23 @@ impl Walker<'_> {
                 },
                 "user" => cfg.user = self.string(value, &kpath, span).filter(|u| self.non_empty(u, &kpath, value)),
                 "group" => cfg.group = self.string(value, &kpath, span).filter(|g| self.non_empty(g, &kpath, value)),
+                "namespace" | "instance_var" | "increment_var" => {
+                    let text = self.string(value, &kpath, span.clone());
+                    let valid = |t: &String| match key {
+                        "namespace" => {
+                            AppName::new(t).map(drop).map_err(|e| format!("{e} (a namespace is named as an app is)"))
+                        }
+                        _ if !t.is_empty() && !t.contains('=') && !t.contains('\0') => Ok(()),
+                        _ => Err("expected the name of an environment variable".to_string()),
+                    };
+                    match text.map(|t| valid(&t).map(|()| t)) {
+                        Some(Ok(t)) if key == "namespace" => cfg.namespace = Some(t),
+                        Some(Ok(t)) if key == "instance_var" => cfg.instance_var = Some(t),
+                        Some(Ok(t)) => cfg.increment_var = Some(t),
+                        Some(Err(e)) => self.error(span, &kpath, e),
+                        None => {}
+                    }
+                }
                 "cron_restart" => {
                     if let Some(pattern) = self.string(value, &kpath, span.clone()) {
                         match super::check_cron(&pattern) {
@@ -366,6 +386,16 @@ impl Walker<'_> {
                 &format!("{path}.shutdown_with_message"),
                 "the message goes over a Node IPC channel, which only a Node command (`node`, a `.js` script) gets by itself: run it with `command = \"node\"`, or set ready = \"ipc\" if this program reads NODE_CHANNEL_FD".into(),
             );
+        }
+        if let Some(var) = &cfg.increment_var {
+            if cfg.env.get(var).is_none_or(|v| v.trim().parse::<i64>().is_err()) {
+                let span = table.key("increment_var").and_then(|k| k.span()).unwrap_or(name_span.clone());
+                self.error(
+                    span,
+                    &format!("{path}.increment_var"),
+                    format!("each instance gets {var} plus its number: set {var} to a number in `env`, e.g. env = {{ {var} = \"3000\" }}"),
+                );
+            }
         }
         if cfg.limits.watchdog.is_some() && cfg.ready != Ready::Notify {
             let span = table.key("watchdog").and_then(|k| k.span()).unwrap_or(name_span.clone());

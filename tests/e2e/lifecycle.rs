@@ -143,7 +143,7 @@ fn unknown_apps_fail_with_one_line_and_change_nothing() {
     home.ok(&["start", "--name", "real", "--", "sleep", "infinity"]);
     let pid = home.pid("real");
     let err = home.fails(&["stop", "real", "ghost"]);
-    assert!(err.contains("no app named \"ghost\""), "stderr: {err}");
+    assert!(err.contains("no app or namespace named \"ghost\""), "stderr: {err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert_eq!(home.app("real").unwrap()["status"], "online", "a failed request stops nothing");
     assert_eq!(home.pid("real"), pid);

@@ -312,3 +312,38 @@ fn cron_restart_reloads_a_ready_app_under_load_with_no_failed_request() {
     let events = home.describe("web")["info"]["restarts_by_reason"].clone();
     assert!(events.to_string().contains("reload"), "the web app was reloaded, not restarted: {events}");
 }
+
+#[test]
+fn namespaces_select_apps_and_instances_get_instance_var_and_increment_var() {
+    let home = Home::new();
+    let config = home.write(
+        "ns.toml",
+        "[apps.a1]\ncommand = \"sleep\"\nargs = [\"1000\"]\nnamespace = \"batch\"\n\
+         [apps.a2]\ncommand = \"sleep\"\nargs = [\"1000\"]\nnamespace = \"batch\"\n\
+         [apps.web]\ncommand = \"sh\"\nargs = [\"-c\", \"echo \\\"$PORT $NODE_APP_INSTANCE\\\" > inst.$MCPD_INSTANCE; exec sleep 1000\"]\n\
+         instances = 2\ninstance_var = \"NODE_APP_INSTANCE\"\nincrement_var = \"PORT\"\nenv = { PORT = \"3000\" }\n",
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    for (file, want) in [("inst.0", "3000 0"), ("inst.1", "3001 1")] {
+        let path = home.file(file);
+        let seen = wait_for(&format!("{file} written"), std::time::Duration::from_secs(10), || {
+            std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| match t.trim().is_empty() {
+                true => Err("empty".into()),
+                false => Ok(t),
+            })
+        });
+        assert_eq!(seen.trim(), want, "{file}");
+    }
+    // A namespace acts on its apps only; a name that is neither app nor namespace changes nothing.
+    let out = home.ok(&["stop", "batch"]);
+    assert!(out.contains("a1: stopped") && out.contains("a2: stopped") && !out.contains("web"), "{out}");
+    assert_eq!(home.app("web").unwrap()["status"], "online");
+    let err = home.fails(&["start", "batch", "nothing"]);
+    assert!(err.contains("no app or namespace named \"nothing\""), "{err}");
+    assert_eq!(home.app("a1").unwrap()["status"], "stopped", "a refused request starts nothing");
+    let out = home.ok(&["start", "batch"]);
+    assert!(out.contains("a1: online") && out.contains("a2: online"), "{out}");
+    let bad = home.write("bad.toml", "[apps.x]\ncommand = \"sleep\"\nincrement_var = \"PORT\"\n");
+    let err = home.fails(&["start", bad.to_str().unwrap()]);
+    assert!(err.contains("bad.toml:3:1: apps.x.increment_var: each instance gets PORT plus its number"), "{err}");
+}

@@ -214,9 +214,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("ignore_watch", "see `watch`"),
     ("watch_delay", "see `watch`"),
     ("watch_options", "see `watch`"),
-    ("namespace", "name apps with a common prefix and list them in the verbs, or keep one config file per namespace"),
-    ("increment_var", "set the variable per app in `env`"),
-    ("instance_var", "mcpd gives each instance its number in MCPD_INSTANCE"),
     ("pid_file", "`mcpd list --json` gives each app's pid"),
     ("pid", "`mcpd list --json` gives each app's pid"),
     ("log_file", "mcpd writes stdout and stderr to one file with merge_logs = true (and out_file)"),
@@ -428,6 +425,15 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
         };
         lines.push(format!("stop_exit_codes = [{}]", codes.join(", ")));
     }
+    for key in ["namespace", "instance_var", "increment_var"] {
+        let Some(text) = app.get(key).and_then(scalar) else { continue };
+        let base = app.get("env").and_then(|e| e.get(&text)).or_else(|| app.get("port").filter(|_| text == "PORT"));
+        if key == "increment_var" && !base.and_then(scalar).is_some_and(|v| v.trim().parse::<i64>().is_ok()) {
+            notes.push(format!("increment_var = {text:?}: mcpd increments a number set in `env`; set {text} there"));
+            continue;
+        }
+        lines.push(format!("{key} = {}", string(&text)));
+    }
     if let Some(pattern) = get(&["cron_restart", "cron"]).and_then(|(_, v)| scalar(v)) {
         match mcpd_core::config::check_cron(&pattern) {
             Ok(()) => lines.push(format!("cron_restart = {}", string(&pattern))),
@@ -448,6 +454,9 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
         "autostart",
         "cron_restart",
         "cron",
+        "namespace",
+        "instance_var",
+        "increment_var",
     ]);
 
     // Instances: PM2's cluster mode shares one port between them through Node's cluster

@@ -253,9 +253,10 @@ impl Supervisor {
             if self.frozen.load(Ordering::Relaxed) {
                 return updating();
             }
-            if let Some(name) = request.names.iter().find(|n| !apps.contains_key(*n)) {
-                return unknown_app(name);
-            }
+            let named = match expand(&apps, &request.names) {
+                Ok(named) => named,
+                Err(response) => return response,
+            };
             if let Some(response) = request.apps.iter().find_map(|c| instances_changed(&apps, c, "start")) {
                 return response;
             }
@@ -291,7 +292,7 @@ impl Supervisor {
                     }
                 }
             }
-            for name in request.names {
+            for name in named {
                 let wait = request.wait;
                 replies.extend(apps[&name].send_all(&name, |reply| Command::Start { config: None, wait, reply }));
             }
@@ -886,11 +887,36 @@ fn instances_changed(apps: &BTreeMap<AppName, Entry>, config: &AppConfig, verb: 
 fn resolve(apps: &BTreeMap<AppName, Entry>, targets: &Targets) -> Result<Vec<AppName>, Response> {
     match targets {
         Targets::All => Ok(apps.keys().cloned().collect()),
-        Targets::Names(names) => match names.iter().find(|n| !apps.contains_key(*n)) {
-            Some(name) => Err(unknown_app(name)),
-            None => Ok(names.clone()),
-        },
+        Targets::Names(names) => expand(apps, names),
     }
+}
+
+/// App names as given, each a name of an app or, failing that, of a namespace (PM2's): all the
+/// apps that have it, by name. Each app once, in the order first named.
+fn expand(apps: &BTreeMap<AppName, Entry>, names: &[AppName]) -> Result<Vec<AppName>, Response> {
+    let mut out: Vec<AppName> = Vec::new();
+    for name in names {
+        let found: Vec<AppName> = match apps.contains_key(name) {
+            true => vec![name.clone()],
+            false => apps
+                .iter()
+                .filter(|(_, e)| e.first().snapshot().config.namespace.as_deref() == Some(name.as_str()))
+                .map(|(n, _)| n.clone())
+                .collect(),
+        };
+        if found.is_empty() {
+            return Err(Response::Error(ProtoError::new(
+                ErrorKind::UnknownApp,
+                format!("no app or namespace named \"{name}\": see `mcpd list`, or start it from a config file"),
+            )));
+        }
+        for app in found {
+            if !out.contains(&app) {
+                out.push(app);
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn collect(replies: Vec<Pending>) -> Response {
@@ -917,10 +943,6 @@ fn unknown_app_error(name: &AppName) -> ProtoError {
         ErrorKind::UnknownApp,
         format!("no app named \"{name}\": see `mcpd list`, or start it from a config file"),
     )
-}
-
-fn unknown_app(name: &AppName) -> Response {
-    Response::Error(unknown_app_error(name))
 }
 
 /// The answer to a request that would add an app while the daemon is frozen for an update.

@@ -472,7 +472,15 @@ impl AppTask {
             self.snap.logs = self.shared.logs(&config, &self.ctx);
         }
         let mut config = config;
-        Arc::make_mut(&mut config).env.insert("MCPD_INSTANCE".into(), self.instance.to_string());
+        let vars = config.instance_env(self.instance);
+        let owned = Arc::make_mut(&mut config);
+        for (name, value) in vars {
+            // Over `env` and the selected set alike: neither may undo them.
+            if let Some(set) = owned.env_selected.as_ref().and_then(|s| owned.env_sets.get_mut(s)) {
+                set.remove(&name);
+            }
+            owned.env.insert(name, value);
+        }
         let via = handed.upstream.as_ref().map(|(path, _)| path.clone());
         let args = SpawnArgs {
             config: &config,
