@@ -428,7 +428,7 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
     for key in ["namespace", "instance_var", "increment_var"] {
         let Some(text) = app.get(key).and_then(scalar) else { continue };
         let base = app.get("env").and_then(|e| e.get(&text)).or_else(|| app.get("port").filter(|_| text == "PORT"));
-        if key == "increment_var" && !base.and_then(scalar).is_some_and(|v| v.trim().parse::<i64>().is_ok()) {
+        if key == "increment_var" && base.and_then(scalar).is_none_or(|v| v.trim().parse::<i64>().is_err()) {
             notes.push(format!("increment_var = {text:?}: mcpd increments a number set in `env`; set {text} there"));
             continue;
         }
