@@ -48,6 +48,8 @@ pub const HIDDEN: &str = "(hidden)";
 pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default pause before a crashed app is started again.
 pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_millis(100);
+/// Default pause of `watch` between the last change and the restart.
+pub const DEFAULT_WATCH_DELAY: Duration = Duration::from_secs(1);
 /// Default time a new generation has to become ready.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -121,6 +123,18 @@ pub struct AppConfig {
     /// plus its number (`PORT = "3000"`: 3000, 3001, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub increment_var: Option<String>,
+    /// PM2's `watch`: directories and files (relative to `cwd`) whose changes restart the
+    /// app (reload it, with readiness); empty: no watching. For development.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<PathBuf>,
+    /// What `watch` ignores: glob patterns matched against each part of a changed path's
+    /// name under the watched directory (`node_modules`, `*.log`), or against the whole of it
+    /// when they hold a `/` (`data/*.db`).
+    #[serde(default = "defaults::ignore_watch")]
+    pub ignore_watch: Vec<String>,
+    /// How long changes must pause before the app is restarted.
+    #[serde(with = "duration_ms", default = "defaults::watch_delay")]
+    pub watch_delay: Duration,
     /// PM2's `cron_restart`: a cron pattern at which the running app is reloaded (with
     /// readiness) or restarted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,6 +196,11 @@ fn app_from_value(value: serde_json::Value) -> Result<AppConfig, serde_json::Err
     AppConfig::deserialize(value)
 }
 
+/// PM2 users write `\\.git` (a regular expression's escaped dot) where a glob means `.git`.
+fn unescape_pm2(pattern: &str) -> String {
+    pattern.replace("\\.", ".")
+}
+
 /// Whether `command` runs Node directly: its file name is `node` or `nodejs` (with a version
 /// after it or not: `node20`, `node-22`), or names a JavaScript file (run by its shebang).
 pub fn is_node_command(command: &str) -> bool {
@@ -215,6 +234,12 @@ mod defaults {
     }
     pub fn is_true(value: &bool) -> bool {
         *value
+    }
+    pub fn ignore_watch() -> Vec<String> {
+        vec!["node_modules".into(), ".git".into()]
+    }
+    pub fn watch_delay() -> Duration {
+        super::DEFAULT_WATCH_DELAY
     }
 }
 
@@ -273,6 +298,18 @@ impl AppConfig {
         vars
     }
 
+    /// Whether `watch` ignores `path`, a changed path under the watched `root`.
+    pub fn watch_ignores(&self, root: &std::path::Path, path: &std::path::Path) -> bool {
+        let relative = path.strip_prefix(root).unwrap_or(path);
+        let options = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
+        self.ignore_watch.iter().filter_map(|p| glob::Pattern::new(&unescape_pm2(p)).ok().map(|g| (p, g))).any(
+            |(p, glob)| match p.contains('/') {
+                true => glob.matches_path_with(relative, options),
+                false => relative.components().any(|c| glob.matches(&c.as_os_str().to_string_lossy())),
+            },
+        )
+    }
+
     /// Whether the app gets a Node IPC channel (`NODE_CHANNEL_FD`): with `ready = "ipc"`, and,
     /// as under PM2, whenever the command is Node itself (`node`, `nodejs`, `node20`, a `.js`
     /// script run by its shebang), so `process.send` works and `shutdown_with_message` can
@@ -317,6 +354,9 @@ impl AppConfig {
             instances: 1,
             autostart: true,
             cron_restart: None,
+            watch: Vec::new(),
+            ignore_watch: defaults::ignore_watch(),
+            watch_delay: DEFAULT_WATCH_DELAY,
             namespace: None,
             instance_var: None,
             increment_var: None,
@@ -358,6 +398,9 @@ impl fmt::Debug for AppConfig {
             .field("stdio", &self.stdio)
             .field("autostart", &self.autostart)
             .field("cron_restart", &self.cron_restart)
+            .field("watch", &self.watch)
+            .field("ignore_watch", &self.ignore_watch)
+            .field("watch_delay", &self.watch_delay)
             .field("namespace", &self.namespace)
             .field("instance_var", &self.instance_var)
             .field("increment_var", &self.increment_var)

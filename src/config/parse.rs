@@ -53,6 +53,9 @@ const APP_KEYS: &[&str] = &[
     "on_tools_change",
     "autostart",
     "cron_restart",
+    "watch",
+    "ignore_watch",
+    "watch_delay",
     "namespace",
     "instance_var",
     "increment_var",
@@ -344,6 +347,54 @@ impl Walker<'_> {
                         None => {}
                     }
                 }
+                "watch" => match (value.as_bool(), value.as_array()) {
+                    (Some(true), _) => cfg.watch = vec![PathBuf::from(".")],
+                    (Some(false), _) => cfg.watch.clear(),
+                    (_, Some(paths)) => {
+                        cfg.watch.clear();
+                        for (i, path) in paths.iter().enumerate() {
+                            match path.as_str().filter(|p| !p.is_empty() && !p.contains('\0')) {
+                                Some(p) => cfg.watch.push(PathBuf::from(p)),
+                                None => self.error(
+                                    span.clone(),
+                                    &format!("{kpath}[{i}]"),
+                                    "expected a path (relative to cwd)".into(),
+                                ),
+                            }
+                        }
+                    }
+                    _ => self.error(
+                        span,
+                        &kpath,
+                        "expected true (the app's cwd) or a list of paths relative to cwd".into(),
+                    ),
+                },
+                "ignore_watch" => match value.as_array() {
+                    Some(patterns) => {
+                        cfg.ignore_watch.clear();
+                        for (i, pattern) in patterns.iter().enumerate() {
+                            match pattern.as_str().map(|p| (p, glob::Pattern::new(&p.replace("\\.", ".")))) {
+                                Some((p, Ok(_))) => cfg.ignore_watch.push(p.to_string()),
+                                Some((_, Err(e))) => self.error(
+                                    span.clone(),
+                                    &format!("{kpath}[{i}]"),
+                                    format!("not a glob pattern: {e}"),
+                                ),
+                                None => self.error(
+                                    span.clone(),
+                                    &format!("{kpath}[{i}]"),
+                                    "expected a glob pattern like \"*.log\"".into(),
+                                ),
+                            }
+                        }
+                    }
+                    None => self.error(
+                        span,
+                        &kpath,
+                        "expected a list of glob patterns: [\"node_modules\", \"*.log\"]".into(),
+                    ),
+                },
+                "watch_delay" => cfg.watch_delay = self.duration(value, &kpath, span).unwrap_or(cfg.watch_delay),
                 "cron_restart" => {
                     if let Some(pattern) = self.string(value, &kpath, span.clone()) {
                         match super::check_cron(&pattern) {

@@ -347,3 +347,51 @@ fn namespaces_select_apps_and_instances_get_instance_var_and_increment_var() {
     let err = home.fails(&["start", bad.to_str().unwrap()]);
     assert!(err.contains("bad.toml:3:1: apps.x.increment_var: each instance gets PORT plus its number"), "{err}");
 }
+
+#[test]
+fn watch_restarts_on_a_touched_file_and_ignores_ignore_watch() {
+    let home = Home::new();
+    std::fs::create_dir_all(home.file("src/deep")).unwrap();
+    std::fs::create_dir_all(home.file("ignored")).unwrap();
+    home.write("src/deep/app.txt", "v1");
+    // The app's cwd is the scratch directory, which also holds the daemon's home (its logs):
+    // those must never count as changes.
+    let config = home.write(
+        "w.toml",
+        "[apps.dev]\ncommand = \"sleep\"\nargs = [\"1000\"]\nwatch = true\nignore_watch = [\"ignored\", \"*.tmp\"]\nwatch_delay = \"300ms\"\n",
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let first = home.pid("dev");
+    // A change, then ignored ones within the delay: the restart names the change.
+    std::fs::write(home.file("src/deep/app.txt"), "v2").unwrap();
+    std::fs::write(home.file("ignored/x"), "x").unwrap();
+    std::fs::write(home.file("scratch.tmp"), "x").unwrap();
+    let second = wait_for("a restart after the change", std::time::Duration::from_secs(10), || {
+        match home.app("dev").and_then(|r| r["pid"].as_u64()).map(|p| p as u32) {
+            Some(pid) if pid != first => Ok(pid),
+            other => Err(format!("pid {other:?}")),
+        }
+    });
+    let log = home.ok(&["logs", "--daemon", "--lines", "200"]);
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("watch: a file changed")).collect();
+    assert_eq!(lines.len(), 1, "one restart for one burst of changes: {lines:?}");
+    assert!(lines[0].contains("src/deep/app.txt"), "the ignored files were not the change: {lines:?}");
+    // A directory made after the start is watched too.
+    std::fs::create_dir_all(home.file("src/new")).unwrap();
+    wait_for("the new directory's restart", std::time::Duration::from_secs(10), || {
+        match home.app("dev").and_then(|r| r["pid"].as_u64()).map(|p| p as u32) {
+            Some(pid) if pid != second && pid != first => Ok(()),
+            other => Err(format!("pid {other:?}")),
+        }
+    });
+    let third = home.pid("dev");
+    std::fs::write(home.file("src/new/later.js"), "x").unwrap();
+    wait_for("a restart for a file in the new directory", std::time::Duration::from_secs(10), || {
+        match home.app("dev").and_then(|r| r["pid"].as_u64()).map(|p| p as u32) {
+            Some(pid) if pid != third => Ok(()),
+            other => Err(format!("pid {other:?}")),
+        }
+    });
+    let restarts = home.app("dev").unwrap()["restarts"].as_u64().unwrap();
+    assert_eq!(restarts, 3, "no restart from the daemon's own log lines");
+}

@@ -210,10 +210,6 @@ const IGNORED: &[(&str, &str)] = &[
 
 /// PM2 keys with no mcpd equivalent yet, with what to do instead.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("watch", "for development, run `watchexec -r -- mcpd restart NAME` (or nodemon) beside mcpd"),
-    ("ignore_watch", "see `watch`"),
-    ("watch_delay", "see `watch`"),
-    ("watch_options", "see `watch`"),
     ("pid_file", "`mcpd list --json` gives each app's pid"),
     ("pid", "`mcpd list --json` gives each app's pid"),
     ("log_file", "mcpd writes stdout and stderr to one file with merge_logs = true (and out_file)"),
@@ -425,6 +421,35 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
         };
         lines.push(format!("stop_exit_codes = [{}]", codes.join(", ")));
     }
+    match app.get("watch") {
+        Some(Value::Bool(true)) => lines.push("watch = true".into()),
+        Some(Value::String(path)) => lines.push(format!("watch = [{}]", string(path))),
+        Some(Value::Array(paths)) => {
+            let paths: Vec<String> = paths.iter().filter_map(scalar).map(|p| string(&p)).collect();
+            lines.push(format!("watch = [{}]", paths.join(", ")));
+        }
+        _ => {}
+    }
+    if let Some(ignore) = app.get("ignore_watch") {
+        let patterns: Vec<String> = match ignore {
+            Value::Array(items) => items.iter().filter_map(scalar).collect(),
+            other => scalar(other).into_iter().collect(),
+        };
+        let (globs, regexes): (Vec<String>, Vec<String>) =
+            patterns.into_iter().partition(|p| glob::Pattern::new(&p.replace("\\.", ".")).is_ok());
+        if !regexes.is_empty() {
+            notes.push(format!(
+                "ignore_watch {regexes:?}: mcpd takes glob patterns (\"*.log\", \"data/*\"), not regular expressions"
+            ));
+        }
+        lines.push(format!("ignore_watch = [{}]", globs.iter().map(|g| string(g)).collect::<Vec<_>>().join(", ")));
+    }
+    if let Some(ms) = app.get("watch_delay").and_then(Value::as_u64) {
+        lines.push(format!("watch_delay = \"{ms}ms\""));
+    }
+    if app.contains_key("watch_options") {
+        notes.push("watch_options: chokidar's options have no mcpd equivalent (mcpd uses inotify); dropped".into());
+    }
     for key in ["namespace", "instance_var", "increment_var"] {
         let Some(text) = app.get(key).and_then(scalar) else { continue };
         let base = app.get("env").and_then(|e| e.get(&text)).or_else(|| app.get("port").filter(|_| text == "PORT"));
@@ -457,6 +482,10 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
         "namespace",
         "instance_var",
         "increment_var",
+        "watch",
+        "ignore_watch",
+        "watch_delay",
+        "watch_options",
     ]);
 
     // Instances: PM2's cluster mode shares one port between them through Node's cluster

@@ -88,6 +88,7 @@ fn pm2_keys_map_to_mcpd_keys_and_the_rest_is_listed() {
         "env = { DEBUG = \"false\", N = \"1\", NODE_ENV = \"development\", PORT = \"3000\" }",
         "env_production = { NODE_ENV = \"production\" }",
         "cron_restart = \"0 4 * * *\"",
+        "watch = true",
     ] {
         assert!(out.toml.lines().any(|l| l == line), "missing {line:?} in:\n{}", out.toml);
     }
@@ -95,7 +96,6 @@ fn pm2_keys_map_to_mcpd_keys_and_the_rest_is_listed() {
     for note in [
         "`deploy` (deployment and other top-level settings) is not carried over",
         "api: out_file = \"/dev/null\": mcpd always keeps logs",
-        "api: watch = true: not supported by mcpd",
         "api: vizion: ignored (PM2's versioning metadata",
         "api: colour: not a PM2 key mcpd knows; dropped",
         "api: log_file = \"combined.log\": not supported by mcpd; instead, mcpd writes stdout and stderr to one file",

@@ -114,6 +114,7 @@ pub(crate) async fn serve(
     }
     tokio::spawn(crate::boxed(crate::systemd::watchdog(shutdown.clone())));
     tokio::spawn(crate::boxed(crate::supervisor::cron::run(daemon.supervisor.clone(), shutdown.clone())));
+    tokio::spawn(crate::boxed(crate::supervisor::watch::run(daemon.supervisor.clone(), shutdown.clone())));
     let mut gate = crate::accept::Gate::new("control socket", MAX_CONNECTIONS);
     loop {
         // While the daemon is being updated in place, clients wait in the backlog for the

@@ -76,7 +76,7 @@ pub(crate) async fn run(sup: Arc<Supervisor>, shutdown: CancellationToken) {
             }
             let (sup, firing) = (sup.clone(), firing.clone());
             tokio::spawn(crate::boxed(async move {
-                fire(&sup, &name, id).await;
+                fire(&sup, &name, id, "cron_restart").await;
                 firing.lock().expect("firing lock").remove(&name);
             }));
         }
@@ -91,11 +91,12 @@ pub(crate) async fn run(sup: Arc<Supervisor>, shutdown: CancellationToken) {
 }
 
 /// Reloads the app if it has readiness (its new generation must be ready before the old one
-/// drains), else restarts it; only a running app, and only the entry the time was computed for.
-async fn fire(sup: &Supervisor, name: &AppName, id: u64) {
+/// drains), else restarts it; only a running app, and only the registry entry `id`. `why`
+/// (`cron_restart`, `watch`) is logged.
+pub(crate) async fn fire(sup: &Supervisor, name: &AppName, id: u64, why: &'static str) {
     let Some((config, online)) = sup.cron_target(name, id) else { return };
     if !online {
-        tracing::info!(app = %name, "cron_restart is due, but the app is not running: skipped");
+        tracing::info!(app = %name, why, "a restart is due, but the app is not running: skipped");
         return;
     }
     let (how, response) = if config.ready != Ready::None {
@@ -111,9 +112,7 @@ async fn fire(sup: &Supervisor, name: &AppName, id: u64) {
         ("restart", sup.act(&Targets::Names(vec![name.clone()]), Verb::Restart).await)
     };
     match response {
-        Response::Done { outcomes } if outcomes.iter().all(|o| o.ok) => {
-            tracing::info!(app = %name, how, "cron_restart done")
-        }
-        other => tracing::warn!(app = %name, how, answer = ?other, "cron_restart failed"),
+        Response::Done { outcomes } if outcomes.iter().all(|o| o.ok) => tracing::info!(app = %name, how, why, "done"),
+        other => tracing::warn!(app = %name, how, why, answer = ?other, "failed"),
     }
 }

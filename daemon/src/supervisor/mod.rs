@@ -16,6 +16,7 @@ pub mod restart;
 mod sampler;
 mod snapshot;
 pub mod state;
+pub(crate) mod watch;
 
 pub(crate) use app::{AppState, GenState};
 pub(crate) use ready::{notices, Notice};
@@ -680,6 +681,15 @@ impl Supervisor {
         let apps = self.registry();
         apps.iter()
             .filter_map(|(name, e)| Some((name.clone(), e.id, e.first().snapshot().config.cron_restart.clone()?)))
+            .collect()
+    }
+
+    /// The apps with `watch`: name, registry id, config.
+    fn watched_apps(&self) -> Vec<(AppName, u64, Arc<AppConfig>)> {
+        let apps = self.registry();
+        apps.iter()
+            .map(|(name, e)| (name.clone(), e.id, e.first().snapshot().config))
+            .filter(|(_, _, c)| !c.watch.is_empty())
             .collect()
     }
 
