@@ -112,6 +112,10 @@ pub struct AppConfig {
     /// child per session (or one shared); needs `front`.
     #[serde(default)]
     pub stdio: Option<StdioConfig>,
+    /// PM2's `pid_file`: a file holding the pid of the serving generation (removed while
+    /// none serves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_file: Option<PathBuf>,
     /// PM2's `namespace`: verbs given this name act on every app that has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -357,6 +361,7 @@ impl AppConfig {
             watch: Vec::new(),
             ignore_watch: defaults::ignore_watch(),
             watch_delay: DEFAULT_WATCH_DELAY,
+            pid_file: None,
             namespace: None,
             instance_var: None,
             increment_var: None,
@@ -401,6 +406,7 @@ impl fmt::Debug for AppConfig {
             .field("watch", &self.watch)
             .field("ignore_watch", &self.ignore_watch)
             .field("watch_delay", &self.watch_delay)
+            .field("pid_file", &self.pid_file)
             .field("namespace", &self.namespace)
             .field("instance_var", &self.instance_var)
             .field("increment_var", &self.increment_var)

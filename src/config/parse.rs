@@ -53,6 +53,7 @@ const APP_KEYS: &[&str] = &[
     "on_tools_change",
     "autostart",
     "cron_restart",
+    "pid_file",
     "watch",
     "ignore_watch",
     "watch_delay",
@@ -347,6 +348,7 @@ impl Walker<'_> {
                         None => {}
                     }
                 }
+                "pid_file" => cfg.pid_file = self.path(value, &kpath, span, base),
                 "watch" => match (value.as_bool(), value.as_array()) {
                     (Some(true), _) => cfg.watch = vec![PathBuf::from(".")],
                     (Some(false), _) => cfg.watch.clear(),
@@ -497,6 +499,14 @@ impl Walker<'_> {
             }
             // mcpd's bridge says READY=1 on the notify socket.
             cfg.ready = Ready::Notify;
+        }
+        if cfg.instances > 1 && cfg.pid_file.is_some() {
+            let span = table.key("pid_file").and_then(|k| k.span()).unwrap_or(name_span.clone());
+            self.error(
+                span,
+                &format!("{path}.pid_file"),
+                "one pid file cannot hold several instances' pids: remove it (`mcpd list --json` gives each instance's pid)".into(),
+            );
         }
         if cfg.instances > 1 && !cfg.listen.is_empty() {
             let span = table.key("instances").and_then(|k| k.span()).unwrap_or(name_span.clone());

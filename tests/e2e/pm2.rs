@@ -395,3 +395,36 @@ fn watch_restarts_on_a_touched_file_and_ignores_ignore_watch() {
     let restarts = home.app("dev").unwrap()["restarts"].as_u64().unwrap();
     assert_eq!(restarts, 3, "no restart from the daemon's own log lines");
 }
+
+#[test]
+fn pid_file_holds_the_serving_pid_replaces_a_planted_symlink_and_goes_with_the_app() {
+    let home = Home::new();
+    let target = home.write("precious", "do not touch\n");
+    let pid_file = home.file("app.pid");
+    std::os::unix::fs::symlink(&target, &pid_file).unwrap();
+    let config = home.write("p.toml", "[apps.p]\ncommand = \"sleep\"\nargs = [\"1000\"]\npid_file = \"app.pid\"\n");
+    home.ok(&["start", config.to_str().unwrap()]);
+    let read = |want: Option<u32>| {
+        wait_for(&format!("the pid file to hold {want:?}"), std::time::Duration::from_secs(10), || {
+            let seen = std::fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse::<u32>().ok());
+            if seen == want {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        })
+    };
+    read(Some(home.pid("p")));
+    assert!(!std::fs::symlink_metadata(&pid_file).unwrap().file_type().is_symlink(), "the symlink was replaced");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "do not touch\n", "not followed");
+    home.ok(&["restart", "p"]);
+    read(Some(home.pid("p")));
+    home.ok(&["stop", "p"]);
+    wait_for("the pid file to go", std::time::Duration::from_secs(10), || match pid_file.exists() {
+        false => Ok(()),
+        true => Err(std::fs::read_to_string(&pid_file).unwrap_or_default()),
+    });
+    let many = home.write("m.toml", "[apps.m]\ncommand = \"sleep\"\ninstances = 2\npid_file = \"m.pid\"\n");
+    let err = home.fails(&["start", many.to_str().unwrap()]);
+    assert!(err.contains("apps.m.pid_file: one pid file cannot hold several instances' pids"), "{err}");
+}

@@ -210,8 +210,6 @@ const IGNORED: &[(&str, &str)] = &[
 
 /// PM2 keys with no mcpd equivalent yet, with what to do instead.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("pid_file", "`mcpd list --json` gives each app's pid"),
-    ("pid", "`mcpd list --json` gives each app's pid"),
     ("log_file", "mcpd writes stdout and stderr to one file with merge_logs = true (and out_file)"),
     ("log", "mcpd writes stdout and stderr to one file with merge_logs = true (and out_file)"),
     ("disable_logs", "mcpd always keeps logs, rotated (log_max_size, log_retain)"),
@@ -486,6 +484,8 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
         "ignore_watch",
         "watch_delay",
         "watch_options",
+        "pid_file",
+        "pid",
     ]);
 
     // Instances: PM2's cluster mode shares one port between them through Node's cluster
@@ -513,6 +513,13 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
         notes.push("exec_mode cluster with one instance: runs as one process under mcpd".into());
     }
     mark(&["exec_mode", "instances"]);
+    if let Some(pid_file) = get(&["pid_file", "pid"]).and_then(|(_, v)| scalar(v)) {
+        match instances.is_some_and(|n| n > 1) {
+            true => notes
+                .push("pid_file: one file cannot hold several instances' pids; `mcpd list --json` gives each".into()),
+            false => lines.push(format!("pid_file = {}", string(&absolute(base, &pid_file)))),
+        }
+    }
 
     if let Some(user) = get(&["uid", "user"]).and_then(|(_, v)| scalar(v)) {
         lines.push(format!("user = {}", string(&user)));

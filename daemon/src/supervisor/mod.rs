@@ -9,6 +9,7 @@ mod drain;
 mod exec;
 mod group;
 pub(crate) mod launcher;
+mod pidfile;
 mod process;
 mod ready;
 pub mod reaper;

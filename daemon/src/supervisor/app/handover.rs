@@ -168,6 +168,7 @@ pub(crate) fn spawn_adopted(
         replies: HashMap::new(),
         next_waiter: 1,
         queued_events: Vec::new(),
+        pid_file: Default::default(),
     };
     let mut machine = state.machine;
     let mut gone = Vec::new();

@@ -182,6 +182,7 @@ pub(crate) fn spawn(
         replies: HashMap::new(),
         next_waiter: 1,
         queued_events: Vec::new(),
+        pid_file: Default::default(),
     };
     tracker.spawn(crate::boxed(task.run(rx, reports, exits, samples, shutdown, false)));
     AppHandle { tx, snapshot }
@@ -250,6 +251,8 @@ struct AppTask {
     next_waiter: WaiterId,
     /// Events of this step (spawns, exits), published with the status the step ends in.
     queued_events: Vec<EventKind>,
+    /// `pid_file`: the serving generation's pid.
+    pid_file: super::pidfile::PidFile,
 }
 
 async fn until(deadline: Option<Instant>) {
@@ -333,6 +336,8 @@ impl AppTask {
         self.snap.state = self.machine.state.clone();
         self.snap.reload = self.machine.reload_phase().map(|(phase, old, new)| (phase, old.pid, new.pid));
         self.snap.draining = self.machine.ending.iter().map(|e| e.gen.pid).collect();
+        let serving = self.machine.state.gen().map(|g| g.pid);
+        self.pid_file.update(self.snap.config.pid_file.as_deref(), serving);
         let _ = self.publish.send_replace(self.snap.clone());
         self.ctx.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
