@@ -49,6 +49,22 @@ impl Signal {
         SIGNALS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
     }
 
+    /// Whether it asks a program to end (a `kill_signal` may be only such a one): not
+    /// SIGSTOP, SIGCONT and the terminal stops, which would freeze a drain until SIGKILL.
+    pub fn asks_to_stop(&self) -> bool {
+        ![libc::SIGSTOP, libc::SIGCONT, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&self.number)
+    }
+
+    /// The names a `kill_signal` may take, for error messages.
+    pub fn stop_names() -> String {
+        SIGNALS
+            .iter()
+            .filter(|(_, n)| Signal { name: "", number: *n }.asks_to_stop())
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The canonical name.
     pub fn name(&self) -> &'static str {
         self.name

@@ -281,6 +281,9 @@ fn claims(app: &AppConfig) -> Vec<(Field, Claim)> {
     if let Some(file) = app.logs.err_file.as_ref().filter(|_| !app.logs.merge_logs) {
         out.push((Field::ErrFile, Claim::File(file.clone())));
     }
+    if let Some(file) = &app.pid_file {
+        out.push((Field::Key("pid_file"), Claim::File(file.clone())));
+    }
     out.extend(app.listen.iter().enumerate().map(|(i, a)| (Field::Listen(i), Claim::Addr(a.clone()))));
     if let Some(front) = &app.front {
         out.push((Field::FrontListen, Claim::Addr(front.listen.clone())));
@@ -327,6 +330,10 @@ impl Conflict {
     /// What is wrong and what to do, naming the other app's setting as `other`.
     pub fn message(&self, other: &str) -> String {
         match self.field {
+            Field::Key("pid_file") => format!(
+                "{} is also {other}: two apps cannot share a pid file (each would overwrite the other's pid); give each its own",
+                self.what
+            ),
             Field::OutFile | Field::ErrFile => format!(
                 "{} is also {other}: two apps cannot share a log file (their rotations would fight); give each its own",
                 self.what

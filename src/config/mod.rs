@@ -263,16 +263,18 @@ impl AppConfig {
         self.env.iter().chain(set.into_iter().flatten())
     }
 
-    /// Selects the `env_<name>` set for the apps of a file (`--env NAME`); an app without that
-    /// set keeps running on `env` alone, as under PM2. Fails, naming the sets there are, when
-    /// no app has it (a typo would otherwise pass unseen).
+    /// Selects the `env_<name>` set for the apps of a file that have it (`--env NAME`); the
+    /// others keep the set they had (none: `env` alone), as under PM2. Fails, naming the sets
+    /// there are, when no app has it (a typo would otherwise pass unseen).
     pub fn select_env<'a>(apps: impl IntoIterator<Item = &'a mut AppConfig>, name: &str) -> Result<(), String> {
         let mut found = false;
         let mut known = std::collections::BTreeSet::new();
         for app in apps {
             known.extend(app.env_sets.keys().cloned());
-            found |= app.env_sets.contains_key(name);
-            app.env_selected = Some(name.to_string());
+            if app.env_sets.contains_key(name) {
+                found = true;
+                app.env_selected = Some(name.to_string());
+            }
         }
         match found {
             true => Ok(()),

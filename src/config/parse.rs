@@ -293,11 +293,14 @@ impl Walker<'_> {
                 "kill_signal" => {
                     if let Some(s) = self.string(value, &kpath, span.clone()) {
                         match Signal::parse(&s) {
-                            Some(sig) => cfg.kill_signal = sig,
-                            None => self.error(
+                            Some(sig) if sig.asks_to_stop() => cfg.kill_signal = sig,
+                            _ => self.error(
                                 span,
                                 &kpath,
-                                format!("unknown signal {s:?}; use one of {}", Signal::known_names()),
+                                format!(
+                                    "{s:?} is not a signal that asks a program to stop; use one of {}",
+                                    Signal::stop_names()
+                                ),
                             ),
                         }
                     }

@@ -58,6 +58,7 @@ fn every_error_is_reported_with_line_and_key() {
         ("[apps.a]\ncommand = \"\"\n", &[(2, "apps.a.command")]),
         ("[apps.a]\ncommand = \"x\"\nargs = [\"ok\", 2]\n", &[(3, "apps.a.args[1]")]),
         ("[apps.a]\ncommand = \"x\"\nkill_signal = \"SIGNOPE\"\n", &[(3, "apps.a.kill_signal")]),
+        ("[apps.a]\ncommand = \"x\"\nkill_signal = \"SIGSTOP\"\n", &[(3, "apps.a.kill_signal")]),
         ("[apps.a]\ncommand = \"x\"\nkill_timeout = -5\n", &[(3, "apps.a.kill_timeout")]),
         ("[apps.a]\ncommand = \"x\"\nenv = { A = [1] }\n", &[(3, "apps.a.env.A")]),
         ("[apps.\"bad name\"]\ncommand = \"x\"\n", &[(1, "apps.bad name")]),

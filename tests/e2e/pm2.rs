@@ -104,7 +104,7 @@ fn env_sets_are_chosen_with_env_on_start_and_swapped_on_reload() {
         "e.toml",
         "[apps.web]\ncommand = \"sleep\"\nargs = [\"1000\"]\nenv = { MODE = \"dev\", KEEP = \"yes\" }\n\
          env_production = { MODE = \"prod\", TOKEN = \"s3cret\" }\n\
-         [apps.other]\ncommand = \"sleep\"\nargs = [\"1000\"]\nenv = { MODE = \"alone\" }\n",
+         [apps.other]\ncommand = \"sleep\"\nargs = [\"1000\"]\nenv = { MODE = \"alone\" }\nenv_alt = { MODE = \"alt\" }\n",
     );
     let env_of = |name: &str| {
         let out = home.ok(&["env", name, "--show"]);
@@ -115,9 +115,9 @@ fn env_sets_are_chosen_with_env_on_start_and_swapped_on_reload() {
     };
     // A set no app has is refused, naming those there are, and nothing starts.
     let err = home.fails(&["start", config.to_str().unwrap(), "--env", "staging"]);
-    assert!(err.contains("no app has an env_staging table; the sets there are: production"), "{err}");
+    assert!(err.contains("no app has an env_staging table; the sets there are: alt, production"), "{err}");
     assert!(home.list().is_empty(), "nothing was started");
-    home.ok(&["start", config.to_str().unwrap()]);
+    home.ok(&["start", config.to_str().unwrap(), "--env", "alt"]);
     assert_eq!(env_of("web"), "KEEP=yes MODE=dev");
     let names = home.ok(&["env", "web"]);
     assert!(names.lines().any(|l| l == "MODE") && !names.contains("dev"), "names only without --show: {names}");
@@ -125,7 +125,7 @@ fn env_sets_are_chosen_with_env_on_start_and_swapped_on_reload() {
     home.ok(&["reload", "all", "--env", "production"]);
     assert_ne!(home.pid("web"), before, "a new generation");
     assert_eq!(env_of("web"), "KEEP=yes MODE=prod TOKEN=s3cret");
-    assert_eq!(env_of("other"), "MODE=alone", "an app without the set keeps its env");
+    assert_eq!(env_of("other"), "MODE=alt", "an app without the set keeps the set it runs with");
     // A later reload keeps the set; describe hides its values.
     home.ok(&["reload", "web"]);
     assert_eq!(env_of("web"), "KEEP=yes MODE=prod TOKEN=s3cret");
@@ -152,6 +152,11 @@ fn an_app_with_autostart_false_is_defined_by_start_file_and_started_by_name() {
     let out = home.ok(&["start", "later"]);
     assert!(out.contains("later: online"), "{out}");
     assert!(alive(home.pid("later")));
+    // Saved while running, it comes back running after the daemon's restart.
+    home.ok(&["save"]);
+    home.ok(&["kill"]);
+    home.ok(&["resurrect"]);
+    home.wait_app("later", "online again after resurrect", |r| r["status"] == "online");
 }
 
 /// A Node web server as PM2 users write them: `process.send('ready')` once listening, and a
@@ -220,6 +225,9 @@ fn import_converts_javascript_json_and_yaml_and_start_runs_an_ecosystem_file_dir
     assert!(err.contains("an existing file is not replaced"), "{err}");
     assert_eq!(std::fs::read_to_string(&toml).unwrap(), written);
 
+    // A script is not taken for an ecosystem file: `start` does not run it to read it.
+    let err = home.fails(&["start", home.file("web.js").to_str().unwrap()]);
+    assert!(err.contains("web.js is a program, not a config file: `mcpd start --name web -- node"), "{err}");
     // The converted file runs.
     let out = home.ok(&["start", toml.to_str().unwrap()]);
     assert!(out.contains("js-web: online") && out.contains("ticker: instance 1: online"), "{out}");
@@ -343,6 +351,8 @@ fn namespaces_select_apps_and_instances_get_instance_var_and_increment_var() {
     assert_eq!(home.app("a1").unwrap()["status"], "stopped", "a refused request starts nothing");
     let out = home.ok(&["start", "batch"]);
     assert!(out.contains("a1: online") && out.contains("a2: online"), "{out}");
+    let out = home.ok(&["reload", "batch", "--config", config.to_str().unwrap()]);
+    assert!(out.contains("a1: reloaded") && out.contains("a2: reloaded") && !out.contains("web"), "{out}");
     let bad = home.write("bad.toml", "[apps.x]\ncommand = \"sleep\"\nincrement_var = \"PORT\"\n");
     let err = home.fails(&["start", bad.to_str().unwrap()]);
     assert!(err.contains("bad.toml:3:1: apps.x.increment_var: each instance gets PORT plus its number"), "{err}");
@@ -358,7 +368,7 @@ fn watch_restarts_on_a_touched_file_and_ignores_ignore_watch() {
     // those must never count as changes.
     let config = home.write(
         "w.toml",
-        "[apps.dev]\ncommand = \"sleep\"\nargs = [\"1000\"]\nwatch = true\nignore_watch = [\"ignored\", \"*.tmp\"]\nwatch_delay = \"300ms\"\n",
+        "[apps.dev]\ncommand = \"sleep\"\nargs = [\"1000\"]\nwatch = true\nignore_watch = [\"ignored\", \"*.tmp\"]\nwatch_delay = \"300ms\"\npid_file = \"dev.pid\"\n",
     );
     home.ok(&["start", config.to_str().unwrap()]);
     let first = home.pid("dev");
@@ -393,7 +403,7 @@ fn watch_restarts_on_a_touched_file_and_ignores_ignore_watch() {
         }
     });
     let restarts = home.app("dev").unwrap()["restarts"].as_u64().unwrap();
-    assert_eq!(restarts, 3, "no restart from the daemon's own log lines");
+    assert_eq!(restarts, 3, "no restart from the daemon's own log lines, nor from the app's pid file");
 }
 
 #[test]

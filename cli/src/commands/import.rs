@@ -59,10 +59,20 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `path` names a PM2 ecosystem file rather than an `mcpd.toml`.
+/// Whether `path` names a PM2 ecosystem file rather than an `mcpd.toml`, as PM2 tells them
+/// from scripts: `.json`, `.yaml`, `.yml`, and JavaScript named `*.config.js` (`.cjs`, `.mjs`)
+/// or `ecosystem*.js`. `app.js` is a script: `mcpd start` must not run it to read it.
 pub fn is_ecosystem(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    [".js", ".cjs", ".mjs", ".json", ".yaml", ".yml"].iter().any(|ext| name.ends_with(ext))
+    let js = [".js", ".cjs", ".mjs"].iter().find(|ext| name.ends_with(**ext));
+    [".json", ".yaml", ".yml"].iter().any(|ext| name.ends_with(ext))
+        || js.is_some_and(|ext| name.ends_with(&format!(".config{ext}")) || name.starts_with("ecosystem"))
+}
+
+/// Whether `path` looks like a program rather than a config file (`mcpd start app.js`).
+pub fn is_script(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    !is_ecosystem(path) && [".js", ".cjs", ".mjs", ".ts", ".py", ".sh", ".rb", ".php"].iter().any(|e| name.ends_with(e))
 }
 
 /// An ecosystem file converted.
@@ -120,37 +130,62 @@ import(pathToFileURL(process.argv[1]).href).then((m) => {
   process.stdout.write(text === undefined ? 'null' : text);
 }).catch((e) => { process.stderr.write(String((e && e.stack) || e)); process.exit(1); });
 "#;
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let child = std::process::Command::new("node")
+    // In a process group of its own: whatever the file starts is ended with it.
+    let mut child = std::process::Command::new("node")
         .arg("-e")
         .arg(READ)
         .arg(path)
         .current_dir(dir)
+        .process_group(0)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run `node` to read {} (is Node installed and in PATH?)", path.display()))?;
-    let pid = child.id();
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    // Read at most what is kept (and one byte more, to tell it was too much).
+    let reader = |pipe: Option<std::process::ChildStdout>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(p) = pipe {
+                let _ = p.take(MAX_EVALUATED as u64 + 1).read_to_end(&mut out);
+            }
+            out
+        })
+    };
+    let out_thread = reader(stdout);
+    let err_thread = std::thread::spawn(move || {
+        let mut err = Vec::new();
+        if let Some(p) = stderr {
+            let _ = p.take(64 << 10).read_to_end(&mut err);
+        }
+        err
+    });
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
+        let _ = tx.send(child.wait());
     });
-    let output = match rx.recv_timeout(EVAL_TIMEOUT) {
-        Ok(output) => output.context("cannot wait for node")?,
-        Err(_) => {
-            // Our own child, not yet waited for: the pid is still its own.
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-            bail!("node did not finish evaluating {} within {EVAL_TIMEOUT:?}", path.display());
-        }
+    let status = rx.recv_timeout(EVAL_TIMEOUT);
+    // Done or not, nothing it started outlives it (a pipe held open would also keep the
+    // readers waiting).
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let status = match status {
+        Ok(status) => status.context("cannot wait for node")?,
+        Err(_) => bail!("node did not finish evaluating {} within {EVAL_TIMEOUT:?}", path.display()),
     };
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        bail!("node could not evaluate {} ({}):\n{}", path.display(), output.status, stderr.trim_end());
+    let (stdout, stderr) = (out_thread.join().unwrap_or_default(), err_thread.join().unwrap_or_default());
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&stderr);
+        bail!("node could not evaluate {} ({status}):\n{}", path.display(), stderr.trim_end());
     }
-    if output.stdout.len() > MAX_EVALUATED {
+    if stdout.len() > MAX_EVALUATED {
         bail!("{} evaluates to more than {} MiB of JSON", path.display(), MAX_EVALUATED >> 20);
     }
+    let output = std::process::Output { status, stdout, stderr: Vec::new() };
     serde_json::from_slice(&output.stdout).with_context(|| format!("{} did not evaluate to JSON", path.display()))
 }
 
@@ -293,8 +328,13 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
     let toml_name = match valid {
         true => name.clone(),
         false => {
-            let fixed: String =
+            let mapped: String =
                 name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+            let trimmed = mapped.trim_start_matches(['-', '_']).chars().take(60).collect::<String>();
+            let fixed = match mcpd_core::model::AppName::new(&trimmed) {
+                Ok(_) => trimmed,
+                Err(_) => format!("app-{trimmed}").chars().take(64).collect(),
+            };
             notes.push(format!("renamed from {name:?}: mcpd names are letters, digits, `-` and `_`"));
             fixed
         }
@@ -322,7 +362,18 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
     let program = match interpreter.as_deref() {
         Some("none") => None,
         Some(i) => Some(i.to_string()),
-        None => by_extension.iter().find(|(ext, _)| script.ends_with(ext)).map(|(_, p)| p.to_string()),
+        None => match by_extension.iter().find(|(ext, _)| script.ends_with(ext)) {
+            Some((_, program)) => Some(program.to_string()),
+            // PM2 runs a file with no known extension (`bin/www`) with node; a name it does
+            // not find as a file (`npm`) is a program from PATH.
+            None => {
+                let cwd = app
+                    .get("cwd")
+                    .and_then(scalar)
+                    .map_or_else(|| base.to_path_buf(), |c| PathBuf::from(absolute(base, &c)));
+                cwd.join(&script).is_file().then(|| "node".to_string())
+            }
+        },
     };
     if script.ends_with(".ts") && interpreter.is_none() {
         notes.push("a TypeScript script: it runs with `node` (22.6+ strips types); set `command` to tsx or bun if it needs them".into());
@@ -440,7 +491,10 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
                 "ignore_watch {regexes:?}: mcpd takes glob patterns (\"*.log\", \"data/*\"), not regular expressions"
             ));
         }
-        lines.push(format!("ignore_watch = [{}]", globs.iter().map(|g| string(g)).collect::<Vec<_>>().join(", ")));
+        // None left: mcpd's default (node_modules, .git) stays.
+        if !globs.is_empty() {
+            lines.push(format!("ignore_watch = [{}]", globs.iter().map(|g| string(g)).collect::<Vec<_>>().join(", ")));
+        }
     }
     if let Some(ms) = app.get("watch_delay").and_then(Value::as_u64) {
         lines.push(format!("watch_delay = \"{ms}ms\""));
@@ -455,7 +509,18 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
             notes.push(format!("increment_var = {text:?}: mcpd increments a number set in `env`; set {text} there"));
             continue;
         }
+        if key == "namespace" && mcpd_core::model::AppName::new(&text).is_err() {
+            notes.push(format!(
+                "namespace = {text:?}: a namespace is named as an app is (letters, digits, `-`, `_`); dropped"
+            ));
+            continue;
+        }
         lines.push(format!("{key} = {}", string(&text)));
+    }
+    // PM2 gives every Node process its instance number in NODE_APP_INSTANCE (the `config`
+    // package reads it).
+    if !app.contains_key("instance_var") && mcpd_core::config::is_node_command(&command) {
+        lines.push("instance_var = \"NODE_APP_INSTANCE\"".into());
     }
     if let Some(pattern) = get(&["cron_restart", "cron"]).and_then(|(_, v)| scalar(v)) {
         match mcpd_core::config::check_cron(&pattern) {

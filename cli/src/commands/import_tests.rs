@@ -129,10 +129,19 @@ fn env_merges_a_set_and_cluster_mode_becomes_instances_with_a_note() {
 #[test]
 fn names_are_made_valid_and_bad_files_are_refused_with_a_reason() {
     let out = converted(
-        json!({ "apps": [{ "script": "/srv/queue-worker.js" }, { "name": "my app", "script": "a.js" }] }),
+        json!({ "apps": [
+            { "script": "/srv/queue-worker.js" },
+            { "name": "my app", "script": "a.js" },
+            { "name": "@scope/app", "script": "b.js" },
+            { "name": "all", "script": "c.js", "namespace": "not valid" },
+        ] }),
         None,
     );
-    assert!(out.toml.contains("[apps.queue-worker]") && out.toml.contains("[apps.my-app]"), "{}", out.toml);
+    for name in ["[apps.queue-worker]", "[apps.my-app]", "[apps.scope-app]", "[apps.app-all]"] {
+        assert!(out.toml.contains(name), "{name} in:\n{}", out.toml);
+    }
+    assert!(out.notes.iter().any(|n| n.contains("namespace = \"not valid\"")), "{:?}", out.notes);
+    assert!(out.toml.contains("instance_var = \"NODE_APP_INSTANCE\""), "as PM2 sets it: {}", out.toml);
     assert!(out.notes.iter().any(|n| n.contains("renamed from \"my app\"")), "{:?}", out.notes);
     let cases: &[(Value, &str)] = &[
         (json!({ "apps": [] }), "`apps` is empty"),

@@ -28,6 +28,23 @@ pub fn load_config(
     env: Option<&str>,
     what: &str,
 ) -> anyhow::Result<mcpd_core::config::ConfigFile> {
+    if import::is_script(path) {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let program = match ext {
+            "py" => "python3",
+            "sh" => "bash",
+            "rb" => "ruby",
+            "php" => "php",
+            _ => "node",
+        };
+        anyhow::bail!(
+            "{} is a program, not a config file: `mcpd start --name {stem} -- {program} {}` runs it (or write an \
+             mcpd.toml; `mcpd import` converts a PM2 ecosystem file); {what}",
+            path.display(),
+            path.display()
+        );
+    }
     let mut config = if import::is_ecosystem(path) {
         let converted = import::convert_file(path, None)?;
         for note in &converted.notes {

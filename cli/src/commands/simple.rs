@@ -43,7 +43,10 @@ pub async fn reload(
         Some(path) => {
             let file = super::load_config(path, env.as_deref(), "nothing was reloaded")?;
             if let mcpd_core::protocol::Targets::Names(names) = &targets {
-                if let Some(missing) = names.iter().find(|n| !file.apps.iter().any(|a| &a.name == *n)) {
+                let defined = |n: &&mcpd_core::model::AppName| {
+                    file.apps.iter().any(|a| &a.name == *n || a.namespace.as_deref() == Some(n.as_str()))
+                };
+                if let Some(missing) = names.iter().find(|n| !defined(n)) {
                     let defined: Vec<&str> = file.apps.iter().map(|a| a.name.as_str()).collect();
                     anyhow::bail!(
                         "{} does not define app \"{missing}\" (it defines {}); nothing was reloaded: \

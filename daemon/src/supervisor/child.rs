@@ -45,6 +45,13 @@ pub(crate) struct Child {
     pidfd: OwnedFd,
 }
 
+impl Child {
+    /// A copy of its pidfd (close-on-exec), to signal it while another task waits for it.
+    pub fn pidfd_copy(&self) -> io::Result<OwnedFd> {
+        self.pidfd.try_clone()
+    }
+}
+
 /// A new child's standard streams: stdin `/dev/null`, stdout and stderr pipes whose read
 /// ends are registered with the runtime (made on it, before the child exists, so nothing can
 /// fail after it runs).

@@ -25,16 +25,6 @@ pub(crate) fn signal_group(pgid: u32, signal: Signal) {
     }
 }
 
-/// Sends `signal` to one process: a generation's leader (`mcpd signal --leader`).
-pub(crate) fn signal_leader(pid: u32, signal: Signal) {
-    let sig = nix::sys::signal::Signal::try_from(signal.number()).expect("known signal");
-    if let Err(e) = nix::sys::signal::kill(Pid::from_raw(pid as i32), sig) {
-        if e != Errno::ESRCH {
-            tracing::warn!(pid, %signal, error = %e, "cannot signal the leader");
-        }
-    }
-}
-
 /// Whether any process (a zombie included) is left in the group.
 pub(crate) fn group_alive(pgid: u32) -> bool {
     killpg(Pid::from_raw(pgid as i32), None) != Err(Errno::ESRCH)

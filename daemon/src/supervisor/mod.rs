@@ -379,8 +379,9 @@ impl Supervisor {
                 Err(response) => return response,
             };
             // `--config FILE`: each app named must be in FILE (never reloaded from elsewhere).
-            if let (Some(file), Targets::Names(named)) = (&request.config_file, &request.targets) {
-                if let Some(missing) = named.iter().find(|n| !request.apps.iter().any(|a| &a.name == *n)) {
+            // (A namespace named stands for its apps: each of them.)
+            if let (Some(file), Targets::Names(_)) = (&request.config_file, &request.targets) {
+                if let Some(missing) = names.iter().find(|n| !request.apps.iter().any(|a| &a.name == *n)) {
                     return Response::Error(ProtoError::new(
                         ErrorKind::InvalidRequest,
                         format!(
@@ -445,7 +446,11 @@ impl Supervisor {
                     (None, None) => (*current).clone(),
                 };
                 let mut config = config;
-                config.env_selected = request.env.clone().or_else(|| current.env_selected.clone());
+                // `--env NAME` applies to the apps that have the set; the others keep theirs.
+                config.env_selected = match &request.env {
+                    Some(set) if config.env_sets.contains_key(set) => Some(set.clone()),
+                    _ => current.env_selected.clone(),
+                };
                 plan_has_env |= request.env.as_ref().is_some_and(|set| config.env_sets.contains_key(set));
                 if let Some(response) = instances_changed(&apps, &config, "reload") {
                     return response;
@@ -634,15 +639,24 @@ impl Supervisor {
         let paths = self.ctx.paths.clone();
         let loaded = blocking(move || mcpd_core::persist::load(&paths)).await;
         let Some(saved) = loaded.unwrap_or(Ok(None))? else { return Ok(None) };
-        let mut running = Vec::new();
+        let (mut running, mut by_name) = (Vec::new(), Vec::new());
         {
             let mut apps = self.registry();
             if self.frozen.load(Ordering::Relaxed) {
                 return Ok(None);
             }
             for app in saved.apps {
-                if app.running {
+                if app.running && app.config.autostart {
                     running.push(app.config);
+                } else if app.running {
+                    // `autostart = false` keeps `start FILE` from starting it; one that was
+                    // running comes back running, as under PM2.
+                    by_name.push(app.config.name.clone());
+                    if !apps.contains_key(&app.config.name) {
+                        let name = app.config.name.clone();
+                        let handle = self.spawn_app(app.config);
+                        apps.insert(name, handle);
+                    }
                 } else if !apps.contains_key(&app.config.name) {
                     let name = app.config.name.clone();
                     let handle = self.spawn_app(app.config);
@@ -650,7 +664,7 @@ impl Supervisor {
                 }
             }
         }
-        match self.start(StartRequest { apps: running, names: Vec::new(), wait: true }).await {
+        match self.start(StartRequest { apps: running, names: by_name, wait: true }).await {
             Response::Done { outcomes } => Ok(Some(outcomes)),
             _ => Ok(Some(Vec::new())),
         }

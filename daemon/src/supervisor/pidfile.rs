@@ -12,9 +12,13 @@ pub(crate) struct PidFile {
     /// The file and pid last asked for.
     last: Option<(PathBuf, Option<u32>)>,
     /// The number of the last update asked for, and (shared with the writers) of the last one
-    /// written: a writer that finds a later one done does nothing.
+    /// written, with the files the app no longer names (removed by whichever writer runs
+    /// next): a writer that finds a later one done does nothing else.
     asked: u64,
-    written: Arc<Mutex<u64>>,
+    written: Arc<Mutex<(u64, Vec<PathBuf>)>>,
+    /// The last writer, awaited before the app task ends (a removal must not be lost when
+    /// the daemon exits right after).
+    writer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl PidFile {
@@ -33,15 +37,17 @@ impl PidFile {
         self.last = wanted.clone();
         self.asked += 1;
         let (n, written) = (self.asked, self.written.clone());
-        tokio::task::spawn_blocking(move || {
+        // Bounded: a file is added only when the app's pid_file changes to another.
+        written.lock().expect("pid file lock").1.extend(old);
+        self.writer = Some(tokio::task::spawn_blocking(move || {
             let mut done = written.lock().expect("pid file lock");
-            if *done > n {
+            for stale in std::mem::take(&mut done.1) {
+                let _ = std::fs::remove_file(stale);
+            }
+            if done.0 > n {
                 return;
             }
-            *done = n;
-            if let Some(old) = old {
-                let _ = std::fs::remove_file(old);
-            }
+            done.0 = n;
             match wanted {
                 Some((path, Some(pid))) => {
                     if let Err(e) = write(&path, pid) {
@@ -51,7 +57,31 @@ impl PidFile {
                 Some((path, None)) => drop(std::fs::remove_file(path)),
                 None => {}
             }
-        });
+        }));
+    }
+
+    /// Waits for the last write (or removal) asked for.
+    pub async fn flush(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.await;
+        }
+    }
+}
+
+/// Refuses a directory another user could change under the daemon (which may be root): one
+/// that is a symlink, is owned by another user, or that group or others may write to without
+/// the sticky bit (`/tmp`'s bit keeps them from renaming or removing the daemon's files).
+fn safe_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir)?;
+    let ours = meta.uid() == nix::unistd::geteuid().as_raw() || meta.uid() == 0;
+    let open = meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0;
+    match meta.is_dir() && ours && !open {
+        true => Ok(()),
+        false => Err(std::io::Error::other(format!(
+            "{} is a symlink, another user's, or writable by others: put the pid file in a directory only the daemon's user (or root) may change",
+            dir.display()
+        ))),
     }
 }
 
@@ -59,6 +89,7 @@ impl PidFile {
 /// half a pid, and a symlink planted at `path` is replaced, not followed.
 fn write(path: &Path, pid: u32) -> std::io::Result<()> {
     let name = path.file_name().ok_or_else(|| std::io::Error::other("not a file name"))?;
+    safe_dir(path.parent().unwrap_or(Path::new("/")))?;
     let tmp = path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()

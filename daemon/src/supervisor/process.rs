@@ -25,6 +25,9 @@ use tokio_util::task::TaskTracker;
 pub(crate) struct Generation {
     /// Until the task's waiter takes it.
     child: Option<super::child::Child>,
+    /// A copy of the leader's pidfd, to signal it alone (none for a leader adopted after it
+    /// exited).
+    leader_pidfd: Option<std::os::fd::OwnedFd>,
     /// The leader's pid and the group's id.
     pub pid: u32,
     ipc: Option<OwnedWriteHalf>,
@@ -77,6 +80,9 @@ pub(crate) trait GenControl: Send + Sync + std::fmt::Debug {
     fn pid(&self) -> u32;
     /// Sends `signal` to every process of the group.
     fn signal(&self, signal: Signal);
+    /// Sends `signal` to the leader only (`mcpd signal --leader`), through its pidfd: never
+    /// to another process that got its pid after it was reaped.
+    fn signal_leader(&self, signal: Signal);
     /// Asks the generation to stop (its shutdown message or its kill signal).
     fn request_stop(&self, config: &AppConfig);
     /// Resolves when the leader exits (taken once).
@@ -151,6 +157,20 @@ impl GenControl for Generation {
 
     fn request_stop(&self, config: &AppConfig) {
         Generation::request_stop(self, config);
+    }
+
+    fn signal_leader(&self, signal: Signal) {
+        let Some(pidfd) = &self.leader_pidfd else { return };
+        // SAFETY: pidfd_send_signal(2) with a pidfd this generation owns and no siginfo.
+        let sent = unsafe {
+            libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal.number(), std::ptr::null::<()>(), 0)
+        };
+        if sent != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                tracing::warn!(pid = self.pid, %signal, error = %e, "cannot signal the leader");
+            }
+        }
     }
 
     fn leader_exit(&mut self) -> Boxed<std::io::Result<ExitStatus>> {
@@ -413,8 +433,10 @@ pub(crate) fn spawn(
     let watcher =
         tokio::spawn(crate::boxed(ready::watch(pid, config.ready.clone(), via, notify_socket, ipc_read, reports)))
             .abort_handle();
+    let leader_pidfd = started.pidfd_copy().ok();
     Ok(Generation {
         child: Some(started),
+        leader_pidfd,
         pid,
         ipc: ipc_write,
         watcher,
@@ -529,8 +551,10 @@ pub(crate) fn adopt(
     let via = state.upstream.clone();
     let watcher =
         tokio::spawn(crate::boxed(ready::watch(pid, ready, via, notify_socket, ipc_read, reports))).abort_handle();
+    let leader_pidfd = child.as_ref().and_then(|c| c.pidfd_copy().ok());
     Ok(Generation {
         child,
+        leader_pidfd,
         pid,
         ipc: ipc_write,
         watcher,

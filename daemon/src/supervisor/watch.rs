@@ -40,6 +40,10 @@ pub(crate) async fn run(sup: Arc<Supervisor>, shutdown: CancellationToken) {
     let (tx, mut rx) = mpsc::channel::<(AppName, u64, PathBuf)>(64);
     let mut running: BTreeMap<AppName, Running> = BTreeMap::new();
     let mut firing: HashMap<AppName, tokio::task::JoinHandle<()>> = HashMap::new();
+    // Changes seen while the app's restart ran (one entry per watched app at most).
+    let mut dirty: HashMap<AppName, (u64, PathBuf)> = HashMap::new();
+    // Each firing says when it is done (at most one firing per app: bounded by the apps).
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<AppName>();
     loop {
         let wanted = sup.watched_apps();
         running.retain(|name, r| {
@@ -66,19 +70,29 @@ pub(crate) async fn run(sup: Arc<Supervisor>, shutdown: CancellationToken) {
             }
         }
         firing.retain(|_, task| !task.is_finished());
+        let again: Vec<AppName> = dirty.keys().filter(|n| !firing.contains_key(*n)).cloned().collect();
+        for name in again {
+            if let Some((id, path)) = dirty.remove(&name) {
+                // The restart finished before this pass: the task sees it on the next one.
+                let _ = tx.try_send((name, id, path));
+            }
+        }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { break },
             Some((name, id, path)) = rx.recv() => {
                 if firing.contains_key(&name) {
+                    // Changed during its restart: once more when that is done.
+                    dirty.insert(name, (id, path));
                     continue;
                 }
                 tracing::info!(app = %name, path = %path.display(), "watch: a file changed; restarting");
-                let sup = sup.clone();
-                let app = name.clone();
+                let (sup, app, done) = (sup.clone(), name.clone(), done_tx.clone());
                 firing.insert(name, tokio::spawn(crate::boxed(async move {
                     super::cron::fire(&sup, &app, id, "watch").await;
+                    let _ = done.send(app);
                 })));
             }
+            Some(name) = done_rx.recv() => drop(firing.remove(&name)),
             _ = shutdown.cancelled() => break,
         }
     }
@@ -114,7 +128,21 @@ fn watch_thread(
         let root = config.cwd.join(path);
         add_tree(&inotify, &root, &root, config, home, &mut dirs, &mut full, &name);
     }
+    // The app's own files: its logs (and their rotated copies), its pid file (and the
+    // temporary file renamed over it).
     let logs: Vec<PathBuf> = [&config.logs.out_file, &config.logs.err_file].into_iter().flatten().cloned().collect();
+    let pid_file = config.pid_file.clone();
+    let own_pid_file = |path: &Path| {
+        pid_file.as_ref().is_some_and(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            path == p
+                || (path.parent() == p.parent()
+                    && path.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&format!(".{name}."))))
+        })
+    };
+    // Watched paths whose watch the kernel dropped (deleted, or replaced by a rename, as
+    // editors save): watched again once they are back.
+    let mut lost: Vec<PathBuf> = Vec::new();
     let mut pending: Option<(Instant, PathBuf)> = None;
     while !stop.load(Ordering::Relaxed) {
         let mut pfd = libc::pollfd { fd: inotify.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
@@ -126,11 +154,20 @@ fn watch_thread(
             }
             for event in events {
                 let Some((root, dir)) = dirs.get(&event.wd).cloned() else { continue };
+                if event.mask.contains(AddWatchFlags::IN_IGNORED) {
+                    dirs.remove(&event.wd);
+                    if root == dir {
+                        lost.push(root);
+                    }
+                    continue;
+                }
                 let path = match &event.name {
                     Some(n) => dir.join(n),
                     None => dir.clone(),
                 };
-                let own = path.starts_with(home) || logs.iter().any(|l| path.starts_with(l) || is_rotated(&path, l));
+                let own = path.starts_with(home)
+                    || own_pid_file(&path)
+                    || logs.iter().any(|l| path.starts_with(l) || is_rotated(&path, l));
                 if own || config.watch_ignores(&root, &path) {
                     continue;
                 }
@@ -139,13 +176,17 @@ fn watch_thread(
                 {
                     add_tree(&inotify, &root, &path, config, home, &mut dirs, &mut full, &name);
                 }
-                if event.mask.contains(AddWatchFlags::IN_IGNORED) {
-                    dirs.remove(&event.wd);
-                    continue;
-                }
                 pending = Some((Instant::now(), path));
             }
         }
+        lost.retain(|root| match root.exists() {
+            true => {
+                add_tree(&inotify, root, root, config, home, &mut dirs, &mut full, &name);
+                pending = Some((Instant::now(), root.clone()));
+                false
+            }
+            false => true,
+        });
         if let Some((at, path)) = pending.take() {
             if at.elapsed() < config.watch_delay {
                 pending = Some((at, path));

@@ -35,9 +35,7 @@ impl AppTask {
                 let mut pids = Vec::new();
                 for live in self.gens.values().filter(|l| !(leader_only && l.leader_gone)) {
                     match leader_only {
-                        // The leader is not reaped before the task marks it gone: its pid is
-                        // still its own.
-                        true => super::super::group::signal_leader(live.generation.pid(), signal),
+                        true => live.generation.signal_leader(signal),
                         false => live.generation.signal(signal),
                     }
                     pids.push(live.generation.pid().to_string());

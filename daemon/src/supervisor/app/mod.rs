@@ -314,6 +314,8 @@ impl AppTask {
             self.arm_checks();
         }
         debug_assert!(self.gens.is_empty(), "removed with live generations: {:?}", self.gens.keys());
+        self.pid_file.update(self.snap.config.pid_file.as_deref(), None);
+        self.pid_file.flush().await;
         rx.close();
         while let Ok(command) = rx.try_recv() {
             let (Command::Start { reply, .. }

@@ -94,6 +94,12 @@ impl GenControl for DoubleGen {
         }
     }
 
+    fn signal_leader(&self, signal: Signal) {
+        if let Some(c) = self.double.state().children.get_mut(&self.pid) {
+            c.signals.push(signal);
+        }
+    }
+
     fn request_stop(&self, _config: &AppConfig) {
         let stubborn = {
             let mut state = self.double.state();
