@@ -75,6 +75,14 @@ enum Verb {
         #[arg(long)]
         leader: bool,
     },
+    /// Change how many instances an app runs: new ones take sessions once ready; removed ones
+    /// (the last) take no new session and stop once theirs have ended.
+    Scale {
+        /// The app.
+        name: String,
+        /// The number of instances (1 to 64).
+        instances: u32,
+    },
     /// Print the environment of an app's running process: names, and values with --show.
     Env {
         /// The app.
@@ -216,6 +224,7 @@ async fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::List { json } => commands::list::run(json).await,
         Verb::Signal { signal, names, leader } => simple::signal(&signal, &names, leader).await,
         Verb::Env { name, show } => simple::env(&name, show).await,
+        Verb::Scale { name, instances } => simple::scale(&name, instances).await,
         Verb::Describe { name, json } => commands::describe::run(&name, json).await,
         Verb::Ping => simple::ping().await,
         Verb::Wait(args) => commands::wait::run(args).await,

@@ -128,6 +128,15 @@ pub struct SignalRequest {
     pub leader_only: bool,
 }
 
+/// `scale`: how many instances an app runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    /// The app.
+    pub name: AppName,
+    /// The number of instances it runs from now on.
+    pub instances: u32,
+}
+
 /// `env`: the environment an app's running process was started with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvRequest {
@@ -194,6 +203,8 @@ pub enum Request {
     Signal(SignalRequest),
     /// The environment of an app's running process (`mcpd env`).
     Env(EnvRequest),
+    /// Change how many instances an app runs (`mcpd scale`).
+    Scale(ScaleRequest),
     /// Re-execute the daemon's binary in place (same pid), handing over every app, socket and
     /// session (`mcpd update`). Answered by the new daemon on the same connection; an error
     /// means the old daemon kept running.

@@ -18,7 +18,7 @@ pub(crate) struct Load {
 
 impl Load {
     /// Starts `node load.js URL 20` in `dir` and waits until every client is connected.
-    fn start(dir: &std::path::Path, port: u16) -> Load {
+    pub(crate) fn start(dir: &std::path::Path, port: u16) -> Load {
         Load::start_with(dir, port, &[])
     }
 
@@ -75,12 +75,12 @@ impl Load {
 }
 
 /// The pids of an app's instances (instance 0 first).
-fn instance_pids(home: &Home, name: &str) -> Vec<u32> {
+pub(crate) fn instance_pids(home: &Home, name: &str) -> Vec<u32> {
     home.list().iter().filter(|r| r["name"] == name).map(|r| r["pid"].as_u64().unwrap_or(0) as u32).collect()
 }
 
 /// Sessions held per generation, as `list --json` shows them.
-fn sessions_held(home: &Home, name: &str) -> Vec<(u32, u64)> {
+pub(crate) fn sessions_held(home: &Home, name: &str) -> Vec<(u32, u64)> {
     home.app(name).unwrap()["sessions"]
         .as_array()
         .unwrap()

@@ -438,3 +438,68 @@ fn pid_file_holds_the_serving_pid_replaces_a_planted_symlink_and_goes_with_the_a
     let err = home.fails(&["start", many.to_str().unwrap()]);
     assert!(err.contains("apps.m.pid_file: one pid file cannot hold several instances' pids"), "{err}");
 }
+
+#[test]
+fn scale_one_three_one_under_a_front_with_live_sdk_sessions_loses_none() {
+    use crate::front::{instance_pids, mcp_node, sessions_held, Load};
+    if !crate::mcp::node_ready() {
+        return;
+    }
+    let home = Home::new();
+    let port = free_port();
+    let config = home.write(
+        "scale.toml",
+        &format!(
+            "[apps.mcp]\ncommand = \"node\"\nargs = [\"server.js\"]\ncwd = {:?}\n\
+             front = {{ listen = \"127.0.0.1:{port}\", session_idle_timeout = \"2s\", drain_deadline = \"2m\" }}\n\
+             ready = {{ mcp = \"http://127.0.0.1:{port}/mcp\" }}\nkill_timeout = \"10s\"\n",
+            mcp_node()
+        ),
+    );
+    home.ok(&["start", config.to_str().unwrap()]);
+    let first = instance_pids(&home, "mcp");
+    let mut early = Load::start(&mcp_node(), port);
+    let mut early_calls = early.calls_past(0, 50);
+    let out = home.ok(&["scale", "mcp", "3"]);
+    assert_eq!(out.matches("online").count(), 2, "two new instances, ready when scale returns: {out}");
+    let three = instance_pids(&home, "mcp");
+    assert_eq!(three.len(), 3, "{three:?}");
+    assert_eq!(three[0], first[0], "instance 0 was not touched");
+    // New sessions go to the instances with the fewest: the new ones.
+    let mut late = Load::start(&mcp_node(), port);
+    let mut late_calls = late.calls_past(0, 50);
+    let held = sessions_held(&home, "mcp");
+    let on_new: u64 = held.iter().filter(|(pid, _)| three[1..].contains(pid)).map(|(_, n)| n).sum();
+    assert_eq!(on_new, 20, "the 20 later sessions went to the two new instances: {held:?}");
+    // Scaled back to one: the two new instances take no new session but keep their 20 until
+    // the clients end them.
+    let out = home.ok(&["scale", "mcp", "1"]);
+    assert_eq!(out.matches("stops once its 10 session(s) end").count(), 2, "{out}");
+    assert_eq!(instance_pids(&home, "mcp"), vec![first[0]], "one instance left in the list");
+    late_calls = late.calls_past(late_calls, 100);
+    early_calls = early.calls_past(early_calls, 100);
+    // New sessions go to instance 0 only; the retired ones keep exactly their 20.
+    let extra = Load::start(&mcp_node(), port);
+    let held = sessions_held(&home, "mcp");
+    let on = |pids: &[u32]| held.iter().filter(|(pid, _)| pids.contains(pid)).map(|(_, n)| *n).sum::<u64>();
+    assert_eq!((on(&first), on(&three[1..])), (40, 20), "{held:?}");
+    let stats = extra.finish();
+    assert_eq!((stats["failed"].as_u64(), stats["lost"].as_u64()), (Some(0), Some(0)), "{stats}");
+    let err = home.fails(&["scale", "mcp", "2"]);
+    assert!(err.contains("still draining their sessions"), "{err}");
+    let stats = late.finish();
+    assert_eq!((stats["failed"].as_u64(), stats["lost"].as_u64()), (Some(0), Some(0)), "{stats} after {late_calls}");
+    // Their sessions ended: the two retired instances stop.
+    for pid in &three[1..] {
+        let pid = *pid;
+        wait_for(&format!("retired pid {pid} to exit"), std::time::Duration::from_secs(20), || match alive(pid) {
+            false => Ok(()),
+            true => Err("alive".into()),
+        });
+    }
+    early.calls_past(early_calls, 50);
+    let stats = early.finish();
+    assert_eq!((stats["failed"].as_u64(), stats["lost"].as_u64()), (Some(0), Some(0)), "{stats}");
+    let out = home.ok(&["scale", "mcp", "2"]);
+    assert!(out.contains("instance 1: online"), "scaling up again once they are gone: {out}");
+}

@@ -85,6 +85,19 @@ pub async fn signal(signal: &str, names: &[String], leader_only: bool) -> anyhow
     }
 }
 
+/// `scale`: how many instances an app runs.
+pub async fn scale(name: &str, instances: u32) -> anyhow::Result<ExitCode> {
+    let name = mcpd_core::model::AppName::new(name).map_err(anyhow::Error::msg)?;
+    match connect::call(Request::Scale(mcpd_core::protocol::ScaleRequest { name, instances })).await? {
+        Response::Done { outcomes } => Ok(super::report(&outcomes)),
+        Response::Message { text } => {
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
 /// `env`: the environment of an app's running process, sorted by name.
 pub async fn env(name: &str, values: bool) -> anyhow::Result<ExitCode> {
     let name = mcpd_core::model::AppName::new(name).map_err(anyhow::Error::msg)?;

@@ -25,6 +25,7 @@ pub(crate) async fn handle(request: Request, daemon: &Daemon) -> Response {
         Request::Reset(r) => sup.act(&r.targets, Verb::Reset).await,
         Request::Signal(r) => sup.act(&r.targets, Verb::Signal { signal: r.signal, leader_only: r.leader_only }).await,
         Request::Env(r) => sup.env(&r).await,
+        Request::Scale(r) => sup.scale(&r.name, r.instances).await,
         Request::Logs(r) => match sup.log_tail(&r).await {
             Ok(lines) => Response::Logs { lines, skipped: 0 },
             Err(e) => Response::Error(e),

@@ -37,6 +37,12 @@ pub(crate) async fn update(framed: &Framed<UnixStream, LengthDelimitedCodec>, da
             "the daemon is still starting its saved and boot apps; run `mcpd update` again once they are up".into(),
         );
     }
+    if daemon.supervisor.retiring() {
+        return refused(
+            ErrorKind::Busy,
+            "an instance scaled down is still draining its sessions; run `mcpd update` again once it is gone (`mcpd list`)".into(),
+        );
+    }
     let stuck = daemon.supervisor.stuck_logs(STUCK_LOGS);
     if !stuck.is_empty() {
         return refused(

@@ -139,6 +139,9 @@ struct Entry {
     id: u64,
     /// Instance 0 first.
     instances: Vec<AppHandle>,
+    /// Instances scaled down, draining their sessions before they end (bounded by the
+    /// instances an app may have: pruned at each scale).
+    retiring: Vec<AppHandle>,
     /// What its instances share (its front, its log files).
     shared: Arc<app::Shared>,
 }
@@ -345,6 +348,13 @@ impl Supervisor {
             };
             for name in names {
                 let entry = &apps[&name];
+                if verb == Verb::Delete {
+                    // Instances scaled down and draining: they end now too (their replies are
+                    // not awaited: they are not the app's instances any more).
+                    for handle in &entry.retiring {
+                        handle.send(Command::Remove { reply: oneshot::channel().0 });
+                    }
+                }
                 replies.extend(entry.send_all(&name, |reply| match verb {
                     Verb::Stop => Command::Stop { reply },
                     Verb::Restart => Command::Restart { reply },
@@ -691,6 +701,95 @@ impl Supervisor {
         Ok(detail)
     }
 
+    /// Whether an instance scaled down is still draining its sessions.
+    pub fn retiring(&self) -> bool {
+        self.registry().values().any(|e| e.retiring.iter().any(|h| !h.is_finished()))
+    }
+
+    /// `scale`: runs `n` instances of the app. New ones start with the app's config and take
+    /// sessions once ready (answered then); removed ones (the last) take no new session and
+    /// stop once theirs have ended (answered at once).
+    pub async fn scale(&self, name: &AppName, n: u32) -> Response {
+        let invalid = |message: String| Response::Error(ProtoError::new(ErrorKind::InvalidRequest, message));
+        if !(1..=64).contains(&n) {
+            return invalid(format!("expected a number of instances from 1 to 64, found {n}"));
+        }
+        let mut waiting = Vec::new();
+        let mut outcomes = Vec::new();
+        {
+            let mut apps = self.registry();
+            if self.frozen.load(Ordering::Relaxed) {
+                return updating();
+            }
+            let Some(entry) = apps.get_mut(name) else { return Response::Error(unknown_app_error(name)) };
+            let config = entry.first().snapshot().config;
+            if n > 1 && !config.listen.is_empty() {
+                return invalid(format!("\"{name}\" has `listen` sockets, which several instances cannot share: give it `front = {{ listen = ... }}` instead (each instance gets a private socket behind it)"));
+            }
+            if n > 1 && config.pid_file.is_some() {
+                return invalid(format!(
+                    "\"{name}\" has a pid_file, which cannot hold several instances' pids: remove it first"
+                ));
+            }
+            entry.retiring.retain(|h| !h.is_finished());
+            let current = entry.instances.len() as u32;
+            if n > current && !entry.retiring.is_empty() {
+                return Response::Error(ProtoError::new(
+                    ErrorKind::Busy,
+                    format!("instances of \"{name}\" scaled down are still draining their sessions; scale up once they are gone (`mcpd list`)"),
+                ));
+            }
+            if n == current {
+                return Response::Message { text: format!("{name}: already {n} instance(s), unchanged") };
+            }
+            let mut scaled = (*config).clone();
+            scaled.instances = n;
+            for handle in &entry.instances {
+                handle.send(Command::Scaled { instances: n });
+            }
+            if n > current {
+                for i in current..n {
+                    let handle = app::spawn(
+                        i,
+                        entry.shared.clone(),
+                        scaled.clone(),
+                        self.ctx.clone(),
+                        &self.tracker,
+                        self.apps_token.clone(),
+                    );
+                    let (reply, rx) = oneshot::channel();
+                    handle.send(Command::Start { config: None, wait: true, reply });
+                    waiting.push((name.clone(), rx));
+                    entry.instances.push(handle);
+                }
+            } else {
+                let samples = self.ctx.samples.lock().expect("samples lock");
+                for _ in n..current {
+                    let Some(handle) = entry.instances.pop() else { break };
+                    let info = handle.snapshot().info(&samples);
+                    // Behind a shared front, the row lists every generation's sessions.
+                    let held: usize =
+                        info.sessions.iter().filter(|g| Some(g.pid) == info.pid).map(|g| g.sessions).sum();
+                    let (reply, _answered_when_gone) = oneshot::channel();
+                    handle.send(Command::Retire { reply });
+                    let message = match held {
+                        0 => "scaled down: stopping".to_string(),
+                        n => format!("scaled down: takes no new session, stops once its {n} session(s) end"),
+                    };
+                    outcomes.push(AppOutcome { name: name.clone(), ok: true, message, error: None, info: Some(info) });
+                    entry.retiring.push(handle);
+                }
+            }
+        }
+        match collect(waiting).await {
+            Response::Done { outcomes: mut started } => {
+                outcomes.append(&mut started);
+                Response::Done { outcomes }
+            }
+            other => other,
+        }
+    }
+
     /// The apps with a `cron_restart`: name, registry id, pattern.
     fn cron_apps(&self) -> Vec<(AppName, u64, String)> {
         let apps = self.registry();
@@ -738,7 +837,7 @@ impl Supervisor {
                 app::spawn(i, shared.clone(), config.clone(), ctx, &self.tracker, token)
             })
             .collect();
-        Entry { id, instances, shared }
+        Entry { id, instances, retiring: Vec::new(), shared }
     }
 
     /// Freezes every app for an update in place (see `handover.rs`): each front stops
@@ -746,11 +845,20 @@ impl Supervisor {
     /// answers its waiting requests, stops watching its generations and returns its state.
     /// The processes run on untouched. The registry is empty afterwards.
     pub(crate) async fn freeze(&self) -> (Vec<crate::supervisor::AppState>, Vec<crate::handover::FrontState>) {
-        let entries: Vec<(AppName, Vec<AppHandle>, Arc<Shared>)> = {
+        type Entries = Vec<(AppName, Vec<AppHandle>, Arc<Shared>)>;
+        let (entries, retiring): (Entries, Vec<AppHandle>) = {
             let apps = self.registry();
             self.frozen.store(true, Ordering::Relaxed);
-            apps.iter().map(|(n, e)| (n.clone(), e.instances.clone(), e.shared.clone())).collect()
+            let retiring = apps.values().flat_map(|e| &e.retiring).filter(|h| !h.is_finished()).cloned().collect();
+            (apps.iter().map(|(n, e)| (n.clone(), e.instances.clone(), e.shared.clone())).collect(), retiring)
         };
+        // An instance scaled down after the update's check: it ends now (its sessions with
+        // it) rather than be left behind by the exec.
+        for handle in retiring {
+            let (reply, rx) = oneshot::channel();
+            handle.send(Command::Remove { reply });
+            let _ = rx.await;
+        }
         // The fronts are held, so that an app task ending does not close one; they keep
         // serving (and routing to the generations, which run on) while the tasks freeze.
         let held: Vec<(AppName, Arc<app::FrontRuntime>)> =
@@ -826,7 +934,7 @@ impl Supervisor {
             if let Some(front) = front {
                 front.serve();
             }
-            apps.insert(name, Entry { id, instances: handles, shared });
+            apps.insert(name, Entry { id, instances: handles, retiring: Vec::new(), shared });
         }
         self.frozen.store(false, Ordering::Relaxed);
         drop(apps);

@@ -256,6 +256,9 @@ pub enum Verb {
     },
     /// Delete.
     Remove,
+    /// Delete once its sessions have ended (an instance scaled down): behind a front, the
+    /// serving generation takes no new session and drains as a reload's old one does.
+    Retire,
 }
 
 /// Which generation a spawn is for.

@@ -135,6 +135,11 @@ impl Step<'_> {
     }
 
     fn user(&mut self, verb: Verb, waiter: WaiterId) {
+        if self.m.removing && verb == Verb::Stop {
+            // Scaled down and draining its sessions: a stop cuts the drain short.
+            self.hurry_ending();
+            return self.busy(waiter, "it is being deleted");
+        }
         if self.m.removing && verb != Verb::Remove {
             return self.busy(waiter, "it is being deleted");
         }
@@ -144,6 +149,25 @@ impl Step<'_> {
             Verb::Restart => self.restart(waiter),
             Verb::Reload { wait_drain } => self.reload(wait_drain, waiter),
             Verb::Remove => self.remove(Some(waiter)),
+            Verb::Retire => self.retire(waiter),
+        }
+    }
+
+    fn retire(&mut self, waiter: WaiterId) {
+        match (self.m.state.clone(), self.policy.front_drain) {
+            (Online { gen, .. }, Some(d)) if self.m.reload.is_none() => {
+                self.m.removing = true;
+                self.m.ending.push(Ending {
+                    gen,
+                    stage: EndStage::Sessions { until: later(self.now, d) },
+                    why: "scaled down".into(),
+                    kind: EndKind::Replaced,
+                    signalled_at: None,
+                });
+                self.m.state = Stopped;
+                self.wait(waiter, Goal::Removed);
+            }
+            _ => self.remove(Some(waiter)),
         }
     }
 

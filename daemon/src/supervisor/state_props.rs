@@ -49,6 +49,7 @@ fn verb() -> impl Strategy<Value = Verb> {
         Just(Verb::Restart),
         any::<bool>().prop_map(|wait_drain| Verb::Reload { wait_drain }),
         Just(Verb::Remove),
+        Just(Verb::Retire),
     ]
 }
 

@@ -24,6 +24,11 @@ impl AppTask {
             Command::Stop { reply } => (Verb::Stop, reply),
             Command::Restart { reply } => (Verb::Restart, reply),
             Command::Remove { reply } => (Verb::Remove, reply),
+            Command::Retire { reply } => (Verb::Retire, reply),
+            Command::Scaled { instances } => {
+                Arc::make_mut(&mut self.snap.config).instances = instances;
+                return self.publish_snapshot();
+            }
             Command::Reset { reply } => {
                 self.machine.counters = Default::default();
                 self.snap.restarts = 0;

@@ -60,6 +60,14 @@ pub(crate) enum Command {
     Reset {
         reply: Reply,
     },
+    /// Delete once the serving generation's sessions have ended (scaled down).
+    Retire {
+        reply: Reply,
+    },
+    /// The app now runs this many instances (shown in outcomes and rows).
+    Scaled {
+        instances: u32,
+    },
     /// Send a signal to the live generations' groups (or leaders only).
     Signal {
         signal: Signal,
@@ -324,6 +332,7 @@ impl AppTask {
             | Command::Reload { reply, .. }
             | Command::Remove { reply }
             | Command::Reset { reply }
+            | Command::Retire { reply }
             | Command::Signal { reply, .. }) = command
             else {
                 continue;
