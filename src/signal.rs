@@ -23,6 +23,9 @@ const SIGNALS: &[(&str, i32)] = &[
     ("SIGPWR", libc::SIGPWR),
 ];
 
+/// Signals that freeze or resume a process rather than ask it to end.
+const NOT_STOPPING: &[i32] = &[libc::SIGSTOP, libc::SIGCONT, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+
 /// A validated signal; serialized by its canonical name (`"SIGTERM"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(into = "String")]
@@ -52,17 +55,12 @@ impl Signal {
     /// Whether it asks a program to end (a `kill_signal` may be only such a one): not
     /// SIGSTOP, SIGCONT and the terminal stops, which would freeze a drain until SIGKILL.
     pub fn asks_to_stop(&self) -> bool {
-        ![libc::SIGSTOP, libc::SIGCONT, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&self.number)
+        !NOT_STOPPING.contains(&self.number)
     }
 
     /// The names a `kill_signal` may take, for error messages.
     pub fn stop_names() -> String {
-        SIGNALS
-            .iter()
-            .filter(|(_, n)| Signal { name: "", number: *n }.asks_to_stop())
-            .map(|(n, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", ")
+        SIGNALS.iter().filter(|(_, n)| !NOT_STOPPING.contains(n)).map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
     }
 
     /// The canonical name.

@@ -72,7 +72,26 @@ pub fn is_ecosystem(path: &Path) -> bool {
 /// Whether `path` looks like a program rather than a config file (`mcpd start app.js`).
 pub fn is_script(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    !is_ecosystem(path) && [".js", ".cjs", ".mjs", ".ts", ".py", ".sh", ".rb", ".php"].iter().any(|e| name.ends_with(e))
+    !is_ecosystem(path) && interpreter_for(name).is_some()
+}
+
+/// The interpreter PM2 runs a script with, by its extension.
+const INTERPRETERS: &[(&str, &str)] = &[
+    (".js", "node"),
+    (".cjs", "node"),
+    (".mjs", "node"),
+    (".ts", "node"),
+    (".py", "python3"),
+    (".sh", "bash"),
+    (".rb", "ruby"),
+    (".php", "php"),
+    (".pl", "perl"),
+    (".coffee", "coffee"),
+];
+
+/// The interpreter for a script named `name`, by its extension.
+pub fn interpreter_for(name: &str) -> Option<&'static str> {
+    INTERPRETERS.iter().find(|(ext, _)| name.ends_with(ext)).map(|(_, program)| *program)
 }
 
 /// An ecosystem file converted.
@@ -347,23 +366,11 @@ fn convert_app(app: &Map<String, Value>, base: &Path, env: Option<&str>) -> Resu
     let interpreter = get(&["interpreter", "exec_interpreter"]).and_then(|(_, v)| scalar(v));
     let interpreter_args = get(&["node_args", "interpreter_args", "interpreterArgs"]).map(|(_, v)| words(v));
     let script_args = app.get("args").map(words).unwrap_or_default();
-    let by_extension = [
-        (".js", "node"),
-        (".cjs", "node"),
-        (".mjs", "node"),
-        (".ts", "node"),
-        (".py", "python3"),
-        (".sh", "bash"),
-        (".rb", "ruby"),
-        (".php", "php"),
-        (".pl", "perl"),
-        (".coffee", "coffee"),
-    ];
     let program = match interpreter.as_deref() {
         Some("none") => None,
         Some(i) => Some(i.to_string()),
-        None => match by_extension.iter().find(|(ext, _)| script.ends_with(ext)) {
-            Some((_, program)) => Some(program.to_string()),
+        None => match interpreter_for(&script) {
+            Some(program) => Some(program.to_string()),
             // PM2 runs a file with no known extension (`bin/www`) with node; a name it does
             // not find as a file (`npm`) is a program from PATH.
             None => {

@@ -30,14 +30,7 @@ pub fn load_config(
 ) -> anyhow::Result<mcpd_core::config::ConfigFile> {
     if import::is_script(path) {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let program = match ext {
-            "py" => "python3",
-            "sh" => "bash",
-            "rb" => "ruby",
-            "php" => "php",
-            _ => "node",
-        };
+        let program = import::interpreter_for(&path.to_string_lossy()).unwrap_or("node");
         anyhow::bail!(
             "{} is a program, not a config file: `mcpd start --name {stem} -- {program} {}` runs it (or write an \
              mcpd.toml; `mcpd import` converts a PM2 ecosystem file); {what}",

@@ -94,7 +94,7 @@ pub(crate) async fn run(sup: Arc<Supervisor>, shutdown: CancellationToken) {
 /// drains), else restarts it; only a running app, and only the registry entry `id`. `why`
 /// (`cron_restart`, `watch`) is logged.
 pub(crate) async fn fire(sup: &Supervisor, name: &AppName, id: u64, why: &'static str) {
-    let Some((config, online)) = sup.cron_target(name, id) else { return };
+    let Some((config, online)) = sup.restart_target(name, id) else { return };
     if !online {
         tracing::info!(app = %name, why, "a restart is due, but the app is not running: skipped");
         return;

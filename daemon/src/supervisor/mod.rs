@@ -317,7 +317,7 @@ impl Supervisor {
             let apps = self.registry();
             apps.iter()
                 .filter(|(name, _)| !request.apps.iter().any(|a| &a.name == *name))
-                .map(|(_, e)| e.first().snapshot().config)
+                .map(|(_, e)| e.first().config())
                 .collect()
         };
         let (configs, logs_dir) = (request.apps.clone(), self.ctx.paths.logs_dir());
@@ -405,7 +405,7 @@ impl Supervisor {
             let mut sources: Vec<_> = names
                 .iter()
                 .filter(|n| !request.apps.iter().any(|a| &a.name == *n))
-                .filter_map(|n| apps[n].first().snapshot().config.source.clone())
+                .filter_map(|n| apps[n].first().config().source.clone())
                 .collect();
             sources.sort();
             sources.dedup();
@@ -436,7 +436,7 @@ impl Supervisor {
                 Err(response) => return response,
             };
             for name in names {
-                let current = apps[&name].first().snapshot().config;
+                let current = apps[&name].first().config();
                 let config = match (request.apps.iter().find(|a| a.name == name), &current.source) {
                     (Some(given), _) => given.clone(),
                     (None, Some(file)) => {
@@ -639,7 +639,7 @@ impl Supervisor {
                     .instances
                     .iter()
                     .any(|h| !matches!(h.snapshot().state, state::State::Stopped | state::State::Errored { .. }));
-                mcpd_core::persist::SavedApp { config: (*e.first().snapshot().config).clone(), running }
+                mcpd_core::persist::SavedApp { config: (*e.first().config()).clone(), running }
             })
             .collect()
     }
@@ -722,7 +722,7 @@ impl Supervisor {
                 return updating();
             }
             let Some(entry) = apps.get_mut(name) else { return Response::Error(unknown_app_error(name)) };
-            let config = entry.first().snapshot().config;
+            let config = entry.first().config();
             if n > 1 && !config.listen.is_empty() {
                 return invalid(format!("\"{name}\" has `listen` sockets, which several instances cannot share: give it `front = {{ listen = ... }}` instead (each instance gets a private socket behind it)"));
             }
@@ -794,7 +794,7 @@ impl Supervisor {
     fn cron_apps(&self) -> Vec<(AppName, u64, String)> {
         let apps = self.registry();
         apps.iter()
-            .filter_map(|(name, e)| Some((name.clone(), e.id, e.first().snapshot().config.cron_restart.clone()?)))
+            .filter_map(|(name, e)| Some((name.clone(), e.id, e.first().config().cron_restart.clone()?)))
             .collect()
     }
 
@@ -802,13 +802,13 @@ impl Supervisor {
     fn watched_apps(&self) -> Vec<(AppName, u64, Arc<AppConfig>)> {
         let apps = self.registry();
         apps.iter()
-            .map(|(name, e)| (name.clone(), e.id, e.first().snapshot().config))
+            .map(|(name, e)| (name.clone(), e.id, e.first().config()))
             .filter(|(_, _, c)| !c.watch.is_empty())
             .collect()
     }
 
     /// The config of the app `name` if it is still the registry entry `id`, and whether it runs.
-    fn cron_target(&self, name: &AppName, id: u64) -> Option<(Arc<AppConfig>, bool)> {
+    fn restart_target(&self, name: &AppName, id: u64) -> Option<(Arc<AppConfig>, bool)> {
         let apps = self.registry();
         let snapshot = apps.get(name).filter(|e| e.id == id)?.first().snapshot();
         Some((snapshot.config.clone(), snapshot.state.gen().is_some()))
@@ -1033,7 +1033,7 @@ fn expand(apps: &BTreeMap<AppName, Entry>, names: &[AppName]) -> Result<Vec<AppN
             true => vec![name.clone()],
             false => apps
                 .iter()
-                .filter(|(_, e)| e.first().snapshot().config.namespace.as_deref() == Some(name.as_str()))
+                .filter(|(_, e)| e.first().config().namespace.as_deref() == Some(name.as_str()))
                 .map(|(n, _)| n.clone())
                 .collect(),
         };

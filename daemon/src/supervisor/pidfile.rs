@@ -6,6 +6,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// How long an app task's end waits for its pid file's last write.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One app task's pid file.
 #[derive(Debug, Default)]
 pub(crate) struct PidFile {
@@ -25,10 +28,12 @@ impl PidFile {
     /// Makes `path` (if any) hold `pid`, or removes it when `pid` is none; a file the app no
     /// longer names is removed.
     pub fn update(&mut self, path: Option<&Path>, pid: Option<u32>) {
-        let wanted = path.map(|p| (p.to_path_buf(), pid));
-        if wanted == self.last {
+        // Called at each snapshot the app publishes: nothing to do, nothing allocated, unless
+        // the file or the pid changed.
+        if self.last.as_ref().map(|(p, pid)| (p.as_path(), *pid)) == path.map(|p| (p, pid)) {
             return;
         }
+        let wanted = path.map(|p| (p.to_path_buf(), pid));
         let old = match (&self.last, &wanted) {
             (Some((old, _)), Some((new, _))) if old == new => None,
             (Some((old, _)), _) => Some(old.clone()),
@@ -60,10 +65,13 @@ impl PidFile {
         }));
     }
 
-    /// Waits for the last write (or removal) asked for.
+    /// Waits for the last write (or removal) asked for, a second at most: a file system that
+    /// does not answer must not hold up the app's removal (the write still runs, on its thread).
     pub async fn flush(&mut self) {
         if let Some(writer) = self.writer.take() {
-            let _ = writer.await;
+            if tokio::time::timeout(FLUSH_WAIT, writer).await.is_err() {
+                tracing::warn!("the pid file's last write has not finished after {FLUSH_WAIT:?}");
+            }
         }
     }
 }

@@ -98,6 +98,11 @@ impl AppHandle {
         self.snapshot.borrow().clone()
     }
 
+    /// The config of the latest snapshot (without copying the rest of it).
+    pub fn config(&self) -> Arc<AppConfig> {
+        self.snapshot.borrow().config.clone()
+    }
+
     /// Whether the task has ended (the app was removed).
     pub fn is_finished(&self) -> bool {
         self.tx.is_closed()
